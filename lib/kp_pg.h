@@ -1,0 +1,69 @@
+/*
+ * kp_pg: the libpq wrapper, the only module that calls PQ* (STYLE.md "Ownership": parameters
+ * or COPY, never SQL built from strings; every PGresult cleared on every path here). Used by
+ * the scorer, the sql adapter source, kpctl and the migrations. Blocking: call from a thread
+ * that may block (the scorer's loop thread processes one batch at a time by design).
+ */
+#ifndef KP_PG_H
+#define KP_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct kp_pg;
+struct kp_pg_res;
+struct kp_buf;
+
+/* Connects. Caller owns *out (close with kp_pg_close) even on failure, so that
+ * kp_pg_errmsg() can say why; *out is NULL only on OOM. Returns 0 or KP_EDB. */
+int kp_pg_open(const char *dsn, struct kp_pg **out);
+void kp_pg_close(struct kp_pg **pg);
+/* True when the connection is usable. */
+bool kp_pg_ok(struct kp_pg *pg);
+/* Reconnects (PQreset). Returns 0 or KP_EDB. */
+int kp_pg_reset(struct kp_pg *pg);
+
+/* Runs one parameterised statement (text parameters, NULL = SQL NULL). On success returns 0
+ * and, when res != NULL, *res (caller owns; free with kp_pg_res_free). On failure returns
+ * KP_EDB; kp_pg_sqlstate()/kp_pg_errmsg() describe the last error. */
+int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
+               struct kp_pg_res **res);
+/* Runs a script of several statements without parameters (migrations). */
+int kp_pg_exec_script(struct kp_pg *pg, const char *sql);
+
+/* SQLSTATE ("40001") of the last error, "" when none; message of the last error. Valid until
+ * the next call on pg. */
+const char *kp_pg_sqlstate(struct kp_pg *pg);
+const char *kp_pg_errmsg(struct kp_pg *pg);
+/* True when the last error is a lost connection (reconnect and retry). */
+bool kp_pg_conn_lost(struct kp_pg *pg);
+
+int kp_pg_res_ntuples(const struct kp_pg_res *r);
+int kp_pg_res_nfields(const struct kp_pg_res *r);
+/* Column index by name, -1 when absent. */
+int kp_pg_res_fnumber(const struct kp_pg_res *r, const char *name);
+/* Text value ("" for NULL; never NULL). Valid until kp_pg_res_free. */
+const char *kp_pg_res_value(const struct kp_pg_res *r, int row, int col);
+bool kp_pg_res_isnull(const struct kp_pg_res *r, int row, int col);
+/* Number of rows affected (INSERT/UPDATE/DELETE). */
+long long kp_pg_res_affected(const struct kp_pg_res *r);
+void kp_pg_res_free(struct kp_pg_res **r);
+
+/* Builders of PostgreSQL array literals for unnest()-based bulk statements (one round trip
+ * per batch, ARCHITECTURE.md / issue 2 "never a round trip per row"). Start with
+ * kp_pg_array_begin, add elements, finish with kp_pg_array_end; the result is a
+ * NUL-terminated text parameter. Elements are quoted and escaped; NULL adds SQL NULL. */
+void kp_pg_array_begin(struct kp_buf *b);
+void kp_pg_array_add(struct kp_buf *b, const char *elem);
+void kp_pg_array_add_double(struct kp_buf *b, double v); /* round-trip exact (%.17g) */
+void kp_pg_array_add_i64(struct kp_buf *b, long long v);
+void kp_pg_array_add_u64(struct kp_buf *b, unsigned long long v);
+void kp_pg_array_end(struct kp_buf *b);
+
+/* Applies the SQL migrations in dir (files NNN_name.sql, in numeric order) that are not yet
+ * recorded in kp_schema_version, each in its own transaction, serialised by a transaction
+ * advisory lock so concurrent callers are safe and a second run changes nothing. Returns 0,
+ * KP_EIO (dir unreadable) or KP_EDB (err says which file and why). */
+int kp_pg_migrate(struct kp_pg *pg, const char *dir, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * kp_zsock: ZeroMQ sockets driven by a libuv loop, the only module that calls zmq_* (STYLE.md
+ * "Functional core, imperative shell"). ZMQ_FD is edge-triggered: after every receive burst
+ * and after every send the module re-reads ZMQ_EVENTS and, while ZMQ_POLLIN is set, keeps
+ * draining on the next loop turn (uv_idle), so a burst arriving after one edge is never
+ * stranded. Receiving is bounded per loop turn for fairness. ROUTER sockets are opened with
+ * ZMQ_ROUTER_MANDATORY and every send's result is returned. ZMQ_MAXMSGSIZE is set on every
+ * socket from kp_zsock_opts.max_msg_bytes.
+ *
+ * All functions must be called on the loop's thread. None blocks.
+ */
+#ifndef KP_ZSOCK_H
+#define KP_ZSOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* One frame of a multipart message. For received frames the data stays valid only during
+ * the receive callback. */
+struct kp_frame {
+    const void *data;
+    size_t len;
+};
+
+#define KP_ZSOCK_MAX_FRAMES 16 /* multipart messages with more frames are dropped and counted */
+
+enum kp_zsock_type { KP_ZSOCK_ROUTER, KP_ZSOCK_DEALER, KP_ZSOCK_PUB, KP_ZSOCK_SUB };
+
+struct kp_zsock_opts {
+    int64_t max_msg_bytes; /* ZMQ_MAXMSGSIZE; 0 = KP_DEFAULT_MAX_BYTES + 64k envelope */
+    int sndhwm;            /* 0 = zmq default (1000) */
+    int rcvhwm;
+    const char *identity;  /* ZMQ_ROUTING_ID for DEALER, or NULL */
+    int linger_ms;         /* ZMQ_LINGER; default 0 */
+    /* CURVE (a later issue): z85 keys, NULL = plain TCP. */
+    const char *curve_server_secret; /* server side */
+    const char *curve_public, *curve_secret, *curve_serverkey; /* client side */
+    const char *zap_domain;
+};
+
+struct kp_zsock;
+
+/* Called with all frames of one multipart message. */
+typedef void (*kp_zsock_recv_cb)(struct kp_zsock *s, const struct kp_frame *frames, size_t n,
+                                 void *arg);
+typedef void (*kp_zsock_close_cb)(void *arg);
+
+/* The process-wide ZeroMQ context (created on first use, destroyed by kp_zctx_term()). */
+void *kp_zctx(void);
+void kp_zctx_term(void);
+
+/* Creates a socket on `loop`. Caller owns *out; close with kp_zsock_close(). opts may be
+ * NULL. Returns 0, KP_EZMQ. */
+int kp_zsock_open(uv_loop_t *loop, enum kp_zsock_type type, const struct kp_zsock_opts *opts,
+                  struct kp_zsock **out);
+int kp_zsock_bind(struct kp_zsock *s, const char *endpoint);
+int kp_zsock_connect(struct kp_zsock *s, const char *endpoint);
+/* The endpoint actually bound (resolves tcp://127.0.0.1:* to its port). */
+int kp_zsock_last_endpoint(struct kp_zsock *s, char *buf, size_t len);
+int kp_zsock_subscribe(struct kp_zsock *s, const void *prefix, size_t len);
+
+/* Starts delivering received messages to cb. If this returns an error, cb is never called. */
+int kp_zsock_start(struct kp_zsock *s, kp_zsock_recv_cb cb, void *arg);
+/* Stops/resumes reading (backpressure: unread messages stay in ZeroMQ's queues, whose HWM
+ * then blocks the sender). */
+void kp_zsock_pause(struct kp_zsock *s);
+void kp_zsock_resume(struct kp_zsock *s);
+
+/* Sends one multipart message without blocking. Returns 0; KP_EAGAIN when the peer's queue
+ * is full (HWM); KP_EHOSTUNREACH when a ROUTER's destination identity is not connected;
+ * KP_EZMQ otherwise. On error nothing was sent. */
+int kp_zsock_send(struct kp_zsock *s, const struct kp_frame *frames, size_t n);
+
+/* Counters of this socket (messages received, dropped for too many frames). */
+uint64_t kp_zsock_received(const struct kp_zsock *s);
+
+/* Closes the socket; close_cb(arg) runs once the uv handles are closed and the struct is
+ * freed. Sets *s to NULL. Accepts NULL. */
+void kp_zsock_close(struct kp_zsock **s, kp_zsock_close_cb close_cb, void *arg);
+
+#endif

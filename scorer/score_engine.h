@@ -1,0 +1,122 @@
+/*
+ * score_engine: the scoring engine, pure C with no I/O (no libpq, ZeroMQ, libuv or file
+ * access except the scheme loader's read of its YAML file). It holds, for one scheme, the
+ * latest revision of every observation that reached it, and keeps indicator scores, unit
+ * totals, coverage, ranks and grades current incrementally. The scorer feeds it the
+ * observations of a batch between score_engine_begin() and score_engine_commit() /
+ * score_engine_rollback(), writes the changed cells it reports into PostgreSQL in the same
+ * transaction, and rolls the engine back when that transaction fails, so the engine and the
+ * database never disagree (ARCHITECTURE.md guarantees 2 and 3: scores are a function of the
+ * set of latest revisions, whatever the order of arrival).
+ *
+ * Not thread-safe; one engine per scheme, used from one thread.
+ */
+#ifndef SCORE_ENGINE_H
+#define SCORE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kp_reason.h"
+
+struct score_scheme;
+struct score_engine;
+
+/* ---- schemes (loaded from schemas/schemes/*.yaml, see schemas/SCHEMES.md) --------------- */
+
+/* Loads and validates a scheme file. On failure returns KP_ESCHEME and err holds
+ * "file:line: reason". Caller owns *out; destroy with score_scheme_destroy(). */
+int score_scheme_load(const char *path, struct score_scheme **out, char *err, size_t errlen);
+void score_scheme_destroy(struct score_scheme **s);
+
+const char *score_scheme_id(const struct score_scheme *s);
+const char *score_scheme_name(const struct score_scheme *s);
+
+size_t score_scheme_n_groups(const struct score_scheme *s);
+const char *score_scheme_group_code(const struct score_scheme *s, size_t g);
+const char *score_scheme_group_name(const struct score_scheme *s, size_t g);
+
+size_t score_scheme_n_units(const struct score_scheme *s);
+const char *score_scheme_unit_code(const struct score_scheme *s, size_t u);
+const char *score_scheme_unit_name(const struct score_scheme *s, size_t u);
+size_t score_scheme_unit_group(const struct score_scheme *s, size_t u);
+/* Index of a unit code, or -1. */
+long score_scheme_unit_find(const struct score_scheme *s, const char *code);
+
+/* Indicator tree: node 0 is the root (the total). */
+size_t score_scheme_n_nodes(const struct score_scheme *s);
+const char *score_scheme_node_code(const struct score_scheme *s, size_t n);
+const char *score_scheme_node_name(const struct score_scheme *s, size_t n);
+bool score_scheme_node_is_leaf(const struct score_scheme *s, size_t n);
+/* Index of an indicator code (any node), or -1. */
+long score_scheme_node_find(const struct score_scheme *s, const char *code);
+/* A human description of a leaf's method and parameters, e.g.
+ * "efficacy good=12 bad=6 base=60 span=40 clamp=none", for kpctl explain. */
+const char *score_scheme_node_method(const struct score_scheme *s, size_t n);
+
+/* ---- engine ------------------------------------------------------------------------- */
+
+/* One observation as the engine sees it (codes already copied out of the wire). */
+struct score_obs {
+    const char *src;
+    const char *ref;
+    uint64_t rev;
+    const char *unit;
+    const char *indicator;
+    const char *period; /* PROTOCOL.md grammar, already validated */
+    double value;
+    double w;
+    int64_t at; /* ms since epoch */
+};
+
+/* Caller owns *out; destroy with score_engine_destroy(). The scheme is borrowed and must
+ * outlive the engine. Returns 0 or KP_ENOMEM. */
+int score_engine_new(const struct score_scheme *s, struct score_engine **out);
+void score_engine_destroy(struct score_engine **e);
+
+/* Checks an observation against the scheme without applying it: KP_R_OK, unknown_unit,
+ * unknown_indicator (not a leaf of the scheme), bad_period (a period kind the indicator does
+ * not take), out_of_range (outside the leaf's declared bounds). msg gets a human reason. */
+enum kp_reason score_engine_check(const struct score_engine *e, const struct score_obs *o,
+                                  char *msg, size_t msg_len);
+
+/* Starts a unit of work. Every apply until commit/rollback is undone by rollback. */
+void score_engine_begin(struct score_engine *e);
+/* Applies one observation (must have passed score_engine_check). A revision lower than or
+ * equal to the one held for (src, ref) changes nothing. Returns KP_R_OK or the check's
+ * reason. */
+enum kp_reason score_engine_apply(struct score_engine *e, const struct score_obs *o);
+void score_engine_commit(struct score_engine *e);
+void score_engine_rollback(struct score_engine *e);
+
+/* A changed indicator cell (any node of the tree, including inner nodes; not the root). */
+struct score_cell_change {
+    size_t unit;
+    size_t node;
+    const char *period;
+    double value; /* the leaf's input value (for inner nodes: NAN) */
+    double score; /* 0-100 */
+    uint32_t n_obs; /* observations (latest revisions) behind it */
+};
+
+/* A changed unit total. */
+struct score_total_change {
+    size_t unit;
+    const char *period;
+    double total;
+    double coverage; /* share of the weight present, 0-1 */
+    uint32_t rank;   /* within the unit's group, standard competition ranking (1,2,2,4) */
+    const char *grade; /* "" when the scheme has no grades */
+    bool vetoed;
+};
+
+/* Reports every cell and total changed since score_engine_begin(): calls cell_fn and
+ * total_fn (either may be NULL) once per changed item. Pointers are valid during the call
+ * only. Call before commit. */
+void score_engine_changes(struct score_engine *e,
+                          void (*cell_fn)(const struct score_cell_change *c, void *arg),
+                          void (*total_fn)(const struct score_total_change *t, void *arg),
+                          void *arg);
+
+#endif
