@@ -148,7 +148,7 @@ enum kp_reason kp_msg_peek(const void *frame, size_t len, size_t max_bytes,
 
 /* Decodes and validates a batch. On success returns KP_R_OK and *out (caller owns; destroy
  * with kp_batch_destroy). On a batch-level refusal returns the reason, writes a human message
- * to msg (msg_len bytes), sets *seq_out/*has_seq when a valid integer seq could be read (for
+ * to msg (msg_len bytes), sets *seq_out and *has_seq when a valid integer seq could be read (for
  * the nack), and *out stays NULL. Observation-level defects are reported per observation.
  * `x` pointers of the observations point into `frame`, which must outlive the batch's use. */
 enum kp_reason kp_batch_decode(const void *frame, size_t len, const struct kp_msg_limits *lim,
@@ -174,6 +174,10 @@ bool kp_code_valid(const char *s, size_t len);
 bool kp_period_valid(const char *s, size_t len, enum kp_period_kind *kind);
 /* Well-formed UTF-8 without NUL bytes. */
 bool kp_utf8_valid(const char *s, size_t len);
+/* An observation's x as the decoder accepts it: one msgpack map of at most KP_X_MAX bytes,
+ * nesting <= KP_DEPTH_MAX, string keys, no binary or ext, strings UTF-8 without NUL (so that
+ * kp_msgpack_to_json() succeeds on it). */
+bool kp_x_valid(const uint8_t *x, size_t len);
 
 /* ---- encoding: each appends one complete frame to an empty or reset buffer ----------- */
 /* Return 0 or KP_EINVAL (an invalid code, period or non-finite value in the input). */
