@@ -1,0 +1,355 @@
+/*
+ * brk: the broker (see brk.h). A small table maps each scheme to the scorer serving it and
+ * when it was last heard from; routing is a lookup in that table. Sends to a scorer use
+ * ZMQ_ROUTER_MANDATORY, so a scorer that has gone away is noticed on the first send and the
+ * batch is nacked for retry instead of vanishing (ARCHITECTURE.md guarantee 1).
+ */
+#include "brk.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kp_admin.h"
+#include "kp_buf.h"
+#include "kp_daemon.h"
+#include "kp_err.h"
+#include "kp_log.h"
+#include "kp_metrics.h"
+#include "kp_msg.h"
+#include "kp_time.h"
+#include "kp_zsock.h"
+
+#define CFG(field) offsetof(struct brk_config, field)
+const struct kp_cfg_entry brk_config_table[] = {
+    {"instance", KP_CFG_STR, "broker", 0, 0, CFG(instance), false, false,
+     "instance name on every log line"},
+    {"log_level", KP_CFG_STR, "info", 0, 0, CFG(log_level), false, true,
+     "debug, info, warn or error"},
+    {"frontend", KP_CFG_STR, "tcp://*:7451", 0, 0, CFG(frontend), false, false,
+     "ZeroMQ endpoint collectors connect to"},
+    {"backend", KP_CFG_STR, "tcp://*:7452", 0, 0, CFG(backend), false, false,
+     "ZeroMQ endpoint scorers connect to"},
+    {"admin", KP_CFG_STR, "127.0.0.1:9402", 0, 0, CFG(admin), false, false,
+     "host:port of the admin HTTP endpoint (/metrics, /healthz, /readyz)"},
+    {"hb_ms", KP_CFG_MS, "1000", 100, 600000, CFG(hb_ms), false, false,
+     "scorer heartbeat interval; a scorer silent for 3 intervals is dead"},
+    {"max_bytes", KP_CFG_BYTES, "4M", 1024, 64.0 * 1024 * 1024, CFG(max_bytes), false, false,
+     "largest batch frame (the envelope adds 64 KiB)"},
+    KP_CFG_END,
+};
+
+#define BRK_MAX_ROUTES 256
+
+struct brk_route {
+    char scheme[KP_CODE_MAX + 1];
+    char sid[KP_CODE_MAX + 1];
+    int64_t last_seen_ms;
+    int64_t registered_ms;
+    struct kp_gauge *live;
+};
+
+struct brk {
+    uv_loop_t *loop;
+    const struct brk_config *cfg;
+    struct kp_zsock *front, *back;
+    struct kp_admin *admin;
+    struct kp_metrics *metrics;
+    struct kp_buf out;
+    uv_timer_t timer;
+    char front_ep[256], back_ep[256];
+    struct brk_route routes[BRK_MAX_ROUTES];
+    size_t n_routes;
+    int closing;
+    struct kp_counter *routed, *replies, *unavailable, *overloaded, *bad_frames;
+};
+
+static struct brk_route *route_find(struct brk *b, const char *scheme, size_t len)
+{
+    for (size_t i = 0; i < b->n_routes; i++)
+        if (strlen(b->routes[i].scheme) == len && memcmp(b->routes[i].scheme, scheme, len) == 0)
+            return &b->routes[i];
+    return NULL;
+}
+
+static bool route_live(const struct brk *b, const struct brk_route *r, int64_t now)
+{
+    return r->sid[0] && now - r->last_seen_ms <= 3 * b->cfg->hb_ms;
+}
+
+static void on_register(struct brk *b, const struct kp_frame *sid_frame, const struct kp_frame *p)
+{
+    bool is_hb;
+    struct kp_reg reg;
+    if (kp_reg_decode(p->data, p->len, &is_hb, &reg) != KP_R_OK ||
+        sid_frame->len != strlen(reg.sid) || memcmp(sid_frame->data, reg.sid, sid_frame->len)) {
+        kp_counter_inc(b->bad_frames);
+        KP_WARN("bad_registration", "frames_sid_len=%zu", sid_frame->len);
+        return;
+    }
+    int64_t now = kp_now_ms();
+    if (is_hb) {
+        for (size_t i = 0; i < b->n_routes; i++)
+            if (strcmp(b->routes[i].sid, reg.sid) == 0)
+                b->routes[i].last_seen_ms = now;
+        return;
+    }
+    for (size_t k = 0; k < reg.n_schemes; k++) {
+        struct brk_route *r = route_find(b, reg.schemes[k], strlen(reg.schemes[k]));
+        if (!r) {
+            if (b->n_routes == BRK_MAX_ROUTES) {
+                KP_ERROR("too_many_schemes", "scheme=%s", reg.schemes[k]);
+                continue;
+            }
+            r = &b->routes[b->n_routes++];
+            snprintf(r->scheme, sizeof r->scheme, "%s", reg.schemes[k]);
+            char labels[128];
+            snprintf(labels, sizeof labels, "scheme=\"%s\"", r->scheme);
+            r->live = kp_metrics_gauge(b->metrics, "kaoping_broker_scorer_live",
+                                       "1 when a live scorer serves the scheme", labels);
+        }
+        if (strcmp(r->sid, reg.sid) != 0) {
+            KP_INFO("scorer_registered", "scheme=%s scorer=%s previous=%s", r->scheme, reg.sid,
+                    r->sid[0] ? r->sid : "none");
+            snprintf(r->sid, sizeof r->sid, "%s", reg.sid);
+            r->registered_ms = now;
+        }
+        r->last_seen_ms = now;
+        kp_gauge_set(r->live, 1);
+    }
+}
+
+static void reply_nack(struct brk *b, const struct kp_frame *cid, const struct kp_frame *rid,
+                       const struct kp_frame *seq, enum kp_reason code, const char *msg)
+{
+    struct kp_nack n = {.code = code, .retry = kp_reason_retry(code)};
+    char buf[24];
+    if (seq->len > 0 && seq->len < sizeof buf) {
+        memcpy(buf, seq->data, seq->len);
+        buf[seq->len] = 0;
+        char *end;
+        n.seq = strtoull(buf, &end, 10);
+        n.has_seq = *end == 0;
+    }
+    snprintf(n.msg, sizeof n.msg, "%s", msg);
+    kp_buf_reset(&b->out);
+    if (kp_nack_encode(&b->out, &n) != 0)
+        return;
+    struct kp_frame f[4] = {*cid, {"rep", 3}, *rid, {b->out.data, b->out.len}};
+    int rc = kp_zsock_send(b->front, f, 4);
+    if (rc != 0)
+        KP_INFO("collector_gone", "err=%s", kp_err_name(rc));
+}
+
+/* Frontend: [cid, "bat", rid, scheme, aid, seq, payload]. */
+static void on_front(struct kp_zsock *s, const struct kp_frame *fr, size_t n, void *arg)
+{
+    (void)s;
+    struct brk *b = arg;
+    if (n != 7 || fr[1].len != 3 || memcmp(fr[1].data, "bat", 3) != 0) {
+        kp_counter_inc(b->bad_frames);
+        KP_WARN("bad_collector_frame", "frames=%zu", n);
+        return;
+    }
+    const struct kp_frame *cid = &fr[0], *rid = &fr[2], *scheme = &fr[3], *aid = &fr[4],
+                          *seq = &fr[5], *payload = &fr[6];
+    int64_t now = kp_now_ms();
+    struct brk_route *r = route_find(b, scheme->data, scheme->len);
+    if (!r || !route_live(b, r, now)) {
+        kp_counter_inc(b->unavailable);
+        KP_DEBUG("no_scorer", "scheme=%.*s adapter=%.*s seq=%.*s", (int)scheme->len,
+                 (const char *)scheme->data, (int)aid->len, (const char *)aid->data,
+                 (int)seq->len, (const char *)seq->data);
+        reply_nack(b, cid, rid, seq, KP_R_scorer_unavailable, "no live scorer serves the scheme");
+        return;
+    }
+    struct kp_frame f[7] = {{r->sid, strlen(r->sid)}, {"bat", 3}, *cid, *rid, *aid, *seq,
+                            *payload};
+    int rc = kp_zsock_send(b->back, f, 7);
+    if (rc == 0) {
+        kp_counter_inc(b->routed);
+        return;
+    }
+    if (rc == KP_EHOSTUNREACH) {
+        KP_WARN("scorer_gone", "scheme=%s scorer=%s", r->scheme, r->sid);
+        r->sid[0] = 0;
+        kp_gauge_set(r->live, 0);
+        kp_counter_inc(b->unavailable);
+        reply_nack(b, cid, rid, seq, KP_R_scorer_unavailable, "the scorer disconnected");
+    } else {
+        kp_counter_inc(b->overloaded);
+        reply_nack(b, cid, rid, seq, KP_R_overloaded, "the scorer's queue is full");
+    }
+}
+
+/* Backend: [sid, "reg"|"hb", payload] or [sid, "rep", cid, rid, payload]. */
+static void on_back(struct kp_zsock *s, const struct kp_frame *fr, size_t n, void *arg)
+{
+    (void)s;
+    struct brk *b = arg;
+    if (n == 3 && ((fr[1].len == 3 && memcmp(fr[1].data, "reg", 3) == 0) ||
+                   (fr[1].len == 2 && memcmp(fr[1].data, "hb", 2) == 0))) {
+        on_register(b, &fr[0], &fr[2]);
+        return;
+    }
+    if (n == 5 && fr[1].len == 3 && memcmp(fr[1].data, "rep", 3) == 0) {
+        struct kp_frame f[4] = {fr[2], {"rep", 3}, fr[3], fr[4]};
+        int rc = kp_zsock_send(b->front, f, 4);
+        if (rc == 0)
+            kp_counter_inc(b->replies);
+        else
+            KP_INFO("collector_gone", "err=%s", kp_err_name(rc));
+        return;
+    }
+    kp_counter_inc(b->bad_frames);
+    KP_WARN("bad_scorer_frame", "frames=%zu", n);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct brk *b = t->data;
+    int64_t now = kp_now_ms();
+    for (size_t i = 0; i < b->n_routes; i++) {
+        struct brk_route *r = &b->routes[i];
+        if (r->sid[0] && !route_live(b, r, now)) {
+            KP_WARN("scorer_silent", "scheme=%s scorer=%s silent_ms=%" PRId64, r->scheme, r->sid,
+                    now - r->last_seen_ms);
+            r->sid[0] = 0;
+            kp_gauge_set(r->live, 0);
+        }
+    }
+}
+
+static bool ready(void *arg, char *why, size_t len)
+{
+    (void)arg;
+    (void)why;
+    (void)len;
+    return true;
+}
+
+int brk_start(uv_loop_t *loop, const struct brk_config *cfg, struct brk **out)
+{
+    struct brk *b = kp_xcalloc(1, sizeof *b);
+    b->loop = loop;
+    b->cfg = cfg;
+    b->metrics = kp_metrics_new();
+    b->routed = kp_metrics_counter(b->metrics, "kaoping_broker_batches_routed_total",
+                                   "Batches routed to a scorer", NULL);
+    b->replies = kp_metrics_counter(b->metrics, "kaoping_broker_replies_total",
+                                    "Acks and nacks relayed from scorers to collectors", NULL);
+    b->unavailable =
+        kp_metrics_counter(b->metrics, "kaoping_broker_nacks_total",
+                           "Batches nacked by the broker, by reason code",
+                           "code=\"scorer_unavailable\"");
+    b->overloaded = kp_metrics_counter(b->metrics, "kaoping_broker_nacks_total",
+                                       "Batches nacked by the broker, by reason code",
+                                       "code=\"overloaded\"");
+    b->bad_frames = kp_metrics_counter(b->metrics, "kaoping_broker_bad_frames_total",
+                                       "Internal frames that did not match INTERNAL.md", NULL);
+    struct kp_zsock_opts o = {.max_msg_bytes = cfg->max_bytes + 65536};
+    int rc;
+    if ((rc = kp_zsock_open(loop, KP_ZSOCK_ROUTER, &o, &b->front)) != 0 ||
+        (rc = kp_zsock_bind(b->front, cfg->frontend)) != 0) {
+        KP_ERROR("bind_failed", "endpoint=%s err=%s", cfg->frontend, kp_err_name(rc));
+        goto fail;
+    }
+    if ((rc = kp_zsock_open(loop, KP_ZSOCK_ROUTER, &o, &b->back)) != 0 ||
+        (rc = kp_zsock_bind(b->back, cfg->backend)) != 0) {
+        KP_ERROR("bind_failed", "endpoint=%s err=%s", cfg->backend, kp_err_name(rc));
+        goto fail;
+    }
+    kp_zsock_last_endpoint(b->front, b->front_ep, sizeof b->front_ep);
+    kp_zsock_last_endpoint(b->back, b->back_ep, sizeof b->back_ep);
+    if ((rc = kp_admin_open(cfg->admin, b->metrics, ready, b, &b->admin)) != 0) {
+        KP_ERROR("admin_failed", "listen=%s err=%s", cfg->admin, kp_err_name(rc));
+        goto fail;
+    }
+    uv_timer_init(loop, &b->timer);
+    b->timer.data = b;
+    uv_timer_start(&b->timer, on_timer, (uint64_t)cfg->hb_ms, (uint64_t)cfg->hb_ms);
+    b->closing = -1; /* marks the timer as initialised */
+    kp_zsock_start(b->front, on_front, b);
+    kp_zsock_start(b->back, on_back, b);
+    KP_INFO("started", "frontend=%s backend=%s admin_port=%d", b->front_ep, b->back_ep,
+            kp_admin_port(b->admin));
+    *out = b;
+    return 0;
+fail:
+    brk_stop(&b);
+    return rc;
+}
+
+const char *brk_frontend_endpoint(const struct brk *b)
+{
+    return b->front_ep;
+}
+
+const char *brk_backend_endpoint(const struct brk *b)
+{
+    return b->back_ep;
+}
+
+static void on_part_closed(void *arg)
+{
+    struct brk *b = arg;
+    if (--b->closing == 0) {
+        kp_metrics_destroy(&b->metrics);
+        kp_buf_fini(&b->out);
+        free(b);
+    }
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    on_part_closed(h->data);
+}
+
+void brk_stop(struct brk **bp)
+{
+    if (!bp || !*bp)
+        return;
+    struct brk *b = *bp;
+    *bp = NULL;
+    kp_admin_close(&b->admin);
+    bool timer = b->closing == -1;
+    b->closing = 1;
+    if (timer) {
+        b->closing++;
+        uv_close((uv_handle_t *)&b->timer, on_timer_closed);
+    }
+    if (b->front) {
+        b->closing++;
+        kp_zsock_close(&b->front, on_part_closed, b);
+    }
+    if (b->back) {
+        b->closing++;
+        kp_zsock_close(&b->back, on_part_closed, b);
+    }
+    on_part_closed(b);
+}
+
+struct brk_run_ctx {
+    struct brk *brk;
+    struct kp_signals *sig;
+};
+
+static void on_stop_signal(void *arg)
+{
+    struct brk_run_ctx *r = arg;
+    KP_INFO("stopping", "msg=\"signal received\"");
+    brk_stop(&r->brk);
+    kp_signals_close(&r->sig);
+}
+
+int brk_run(const struct brk_config *cfg, uv_loop_t *loop)
+{
+    struct brk_run_ctx r = {0};
+    if (brk_start(loop, cfg, &r.brk) != 0)
+        return 1;
+    kp_signals_open(loop, on_stop_signal, NULL, &r, &r.sig);
+    uv_run(loop, UV_RUN_DEFAULT);
+    KP_INFO("stopped", "msg=\"broker stopped\"");
+    return 0;
+}
