@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of kaoping: installs what is missing, builds, and runs the whole CTest
+# suite (unit tests, integration tests with a throwaway PostgreSQL and the real daemons),
+# then the same suite again in an AddressSanitizer + UBSan build.
+#   deploy/test.sh            both builds
+#   deploy/test.sh --quick    the normal build only
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+run_suite() {
+    local bdir=$1; shift
+    echo "== building $bdir $*"
+    "$top/deploy/build.sh" "$bdir" "$@" >/dev/null
+    echo "== testing $bdir"
+    (cd "$bdir" && ctest --output-on-failure --timeout 600 -j2)
+}
+
+run_suite "$top/build"
+if [ $quick -eq 0 ]; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        run_suite "$top/build-asan" -DKP_SANITIZE=address,undefined
+fi
