@@ -2,7 +2,8 @@
  * kp_admin: the admin HTTP endpoint of every daemon (libmicrohttpd, its own thread):
  * GET /metrics (Prometheus text from a kp_metrics registry), GET /healthz (alive: 200 "ok"),
  * GET /readyz (200 when the daemon's ready callback says its dependencies are reachable,
- * else 503 with the reason). Anything else is 404.
+ * else 503 with the reason). Any other path is 404; another method than GET/HEAD on one of
+ * the three paths is 405.
  */
 #ifndef KP_ADMIN_H
 #define KP_ADMIN_H

@@ -18,8 +18,10 @@ enum kp_cfg_type {
     KP_CFG_DOUBLE, /* double, bounded by min/max, finite */
     KP_CFG_BOOL,   /* bool: true/false/yes/no/on/off */
     KP_CFG_MS,     /* long long milliseconds; accepts 250ms, 5s, 2m, 1h or a bare number of ms */
-    KP_CFG_BYTES,  /* long long bytes; accepts 64k, 16M, 2G or a bare number */
-    KP_CFG_STRLIST /* char ** NULL-terminated (heap); a YAML sequence of scalars */
+    KP_CFG_BYTES,  /* long long bytes; accepts 64k, 16M, 2G or a bare number (binary multiples;
+                      k/K/kB/KiB alike, also T) */
+    KP_CFG_STRLIST /* char ** NULL-terminated (heap); a YAML sequence of scalars; as default or
+                      --set text, comma-separated ("a, b"); NULL default or YAML null = NULL */
 };
 
 struct kp_cfg_entry {
@@ -38,9 +40,11 @@ struct kp_cfg_entry {
  * not parse (a programming error; err says which key). */
 int kp_config_defaults(const struct kp_cfg_entry *table, void *target, char *err, size_t errlen);
 
-/* Loads `path` over the defaults. Unknown keys, type errors, out-of-bounds values and missing
- * required keys fail with KP_ECONFIG and err = "path:line: key: reason". On failure `target`
- * holds defaults only (never a half-applied file). */
+/* Loads `path` over the defaults. Unknown keys, duplicate keys, type errors, out-of-bounds
+ * values and missing required keys fail with KP_ECONFIG and err = "path:line: key: reason"
+ * (a missing required key names the line the document starts on; a YAML null `key: ~` unsets
+ * a string and does not count as given). On failure `target` holds defaults only (never a
+ * half-applied file). target must hold no heap fields (fresh, or after kp_config_fini). */
 int kp_config_load(const char *path, const struct kp_cfg_entry *table, void *target, char *err,
                    size_t errlen);
 
@@ -57,7 +61,34 @@ void kp_config_apply_reload(const struct kp_cfg_entry *table, void *live, const 
 /* Prints the table: key, type, default, bounds, reloadable, help. */
 void kp_config_print_help(const struct kp_cfg_entry *table, FILE *out);
 
-/* Frees heap fields (strings, lists) of target. */
+/* Frees heap fields (strings, lists) of target and sets them to NULL; safe to call twice. */
 void kp_config_fini(const struct kp_cfg_entry *table, void *target);
+
+/* --- the command line every daemon's main shares ------------------------------------------ */
+
+#define KP_CLI_MAX_SETS 16
+
+/* What kp_cli_parse found. Strings point into argv (borrowed). */
+struct kp_cli {
+    const char *config_path; /* -c FILE | --config FILE | --config=FILE; NULL if absent */
+    bool check_config;       /* --check-config: load, validate, report and exit */
+    bool help;               /* -h | --help */
+    bool insecure;           /* --insecure: allow plain TCP without CURVE (tests, dev) */
+    const char *sets[KP_CLI_MAX_SETS]; /* --set key=value | --set=key=value, in order */
+    size_t n_sets;
+};
+
+/* Parses argv[1..argc-1] into *out (zeroed first). Returns 0, or KP_EINVAL with err = "unknown
+ * option: --x", "option --config needs a value", "--set needs key=value: x", "too many --set
+ * options (max 16)" or "unexpected argument: x". */
+int kp_cli_parse(int argc, char **argv, struct kp_cli *out, char *err, size_t errlen);
+
+/* Fills target from the command line: defaults, then the config file when one was given,
+ * then each --set in order; required keys are checked last, so a --set can supply one.
+ * Returns 0 or KP_ECONFIG with err as kp_config_load writes it, or "--set key: reason" for
+ * a bad override. On failure target holds defaults only. target must hold no heap fields
+ * (fresh, or after kp_config_fini). */
+int kp_config_from_cli(const struct kp_cli *cli, const struct kp_cfg_entry *table, void *target,
+                       char *err, size_t errlen);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum kp_log_level { KP_LOG_DEBUG = 0, KP_LOG_INFO, KP_LOG_WARN, KP_LOG_ERROR };
 
@@ -29,6 +30,15 @@ void kp_log_emit(enum kp_log_level level, const char *code, const char *fmt, ...
 /* Quotes s as a logfmt value into buf ("a b" -> "\"a b\"", escapes " and \ and control
  * characters); returns buf. Truncates to buflen. */
 const char *kp_log_q(char *buf, size_t buflen, const char *s);
+
+/* Writes the `suppressed=N` summary line of every rate-limit window that still holds
+ * suppressed repeats (summaries are otherwise written lazily, by the next line logged after
+ * the window ends). Call before exit. Thread-safe. */
+void kp_log_flush(void);
+
+/* Test hook: replaces the monotonic clock used for rate limiting (NULL restores
+ * kp_mono_ns) and forgets all rate-limit windows without writing their summaries. */
+void kp__log_set_clock(uint64_t (*mono_ns)(void));
 
 #define KP_LOG(level, code, ...)                                                                   \
     do {                                                                                           \

@@ -29,7 +29,7 @@ struct kp_frame {
 enum kp_zsock_type { KP_ZSOCK_ROUTER, KP_ZSOCK_DEALER, KP_ZSOCK_PUB, KP_ZSOCK_SUB };
 
 struct kp_zsock_opts {
-    int64_t max_msg_bytes; /* ZMQ_MAXMSGSIZE; 0 = KP_DEFAULT_MAX_BYTES + 64k envelope */
+    int64_t max_msg_bytes; /* ZMQ_MAXMSGSIZE; 0 = KP_DEFAULT_MAX_BYTES + 64k envelope, <0 = none */
     int sndhwm;            /* 0 = zmq default (1000) */
     int rcvhwm;
     const char *identity;  /* ZMQ_ROUTING_ID for DEALER, or NULL */
@@ -47,21 +47,29 @@ typedef void (*kp_zsock_recv_cb)(struct kp_zsock *s, const struct kp_frame *fram
                                  void *arg);
 typedef void (*kp_zsock_close_cb)(void *arg);
 
-/* The process-wide ZeroMQ context (created on first use, destroyed by kp_zctx_term()). */
+/* The process-wide ZeroMQ context (created on first use, destroyed by kp_zctx_term()).
+ * Thread-safe. kp_zctx_term() blocks until every socket is closed (kp_zsock_close closes the
+ * ZeroMQ socket at once, its linger applying); a later kp_zctx() makes a new context. */
 void *kp_zctx(void);
 void kp_zctx_term(void);
 
 /* Creates a socket on `loop`. Caller owns *out; close with kp_zsock_close(). opts may be
- * NULL. Returns 0, KP_EZMQ. */
+ * NULL. Returns 0; KP_EINVAL for bad arguments, a malformed identity or CURVE key; KP_EZMQ. */
 int kp_zsock_open(uv_loop_t *loop, enum kp_zsock_type type, const struct kp_zsock_opts *opts,
                   struct kp_zsock **out);
+/* Return 0; KP_EINVAL for a malformed endpoint or unknown transport; KP_EZMQ otherwise (address
+ * in use, ...); KP_ECLOSED after kp_zsock_close. */
 int kp_zsock_bind(struct kp_zsock *s, const char *endpoint);
 int kp_zsock_connect(struct kp_zsock *s, const char *endpoint);
-/* The endpoint actually bound (resolves tcp://127.0.0.1:* to its port). */
+/* The endpoint actually bound (resolves tcp://127.0.0.1:* to its port). KP_EINVAL when buf is
+ * too small. */
 int kp_zsock_last_endpoint(struct kp_zsock *s, char *buf, size_t len);
 int kp_zsock_subscribe(struct kp_zsock *s, const void *prefix, size_t len);
 
-/* Starts delivering received messages to cb. If this returns an error, cb is never called. */
+/* Starts delivering received messages to cb (from the next loop turn on, at most a bounded
+ * number per turn). If this returns an error, cb is never called: KP_EINVAL when cb is NULL or
+ * the socket was started already. The callback may send on any socket and may pause or close
+ * its own socket (delivery stops after the callback returns). */
 int kp_zsock_start(struct kp_zsock *s, kp_zsock_recv_cb cb, void *arg);
 /* Stops/resumes reading (backpressure: unread messages stay in ZeroMQ's queues, whose HWM
  * then blocks the sender). */
@@ -69,12 +77,14 @@ void kp_zsock_pause(struct kp_zsock *s);
 void kp_zsock_resume(struct kp_zsock *s);
 
 /* Sends one multipart message without blocking. Returns 0; KP_EAGAIN when the peer's queue
- * is full (HWM); KP_EHOSTUNREACH when a ROUTER's destination identity is not connected;
- * KP_EZMQ otherwise. On error nothing was sent. */
+ * is full (HWM) or a DEALER has no peer; KP_EHOSTUNREACH when a ROUTER's destination identity
+ * is not connected; KP_EINVAL for n == 0; KP_ECLOSED after close; KP_EZMQ otherwise (e.g. a
+ * SUB socket). On error nothing was sent. */
 int kp_zsock_send(struct kp_zsock *s, const struct kp_frame *frames, size_t n);
 
 /* Counters of this socket (messages received, dropped for too many frames). */
 uint64_t kp_zsock_received(const struct kp_zsock *s);
+uint64_t kp_zsock_dropped(const struct kp_zsock *s);
 
 /* Closes the socket; close_cb(arg) runs once the uv handles are closed and the struct is
  * freed. Sets *s to NULL. Accepts NULL. */

@@ -1,0 +1,459 @@
+/*
+ * kp_zsock: ZeroMQ sockets on a libuv loop, the transport under every hop of the pipeline
+ * (adapter DEALER -> collector ROUTER -> broker -> scorer, and the PUB tap). It is the only
+ * module that calls zmq_*. ZMQ_FD is not a data descriptor but an edge-triggered "something
+ * changed" signal that any zmq call on the socket may consume; the rule kept here is: after
+ * every zmq operation that can process commands (receive, send, bind, connect) re-read
+ * ZMQ_EVENTS, and while ZMQ_POLLIN is set keep a uv_idle handle running that drains on the
+ * next loop turn. Draining is bounded per turn (RECV_BUDGET) so one busy socket cannot starve
+ * the loop. Without that re-check a burst that arrived behind a consumed edge would wait for
+ * traffic that never comes, and an adapter's batch would sit unacked (ARCHITECTURE.md
+ * guarantee 1 relies on delivery, not on luck). ROUTER sockets run with ZMQ_ROUTER_MANDATORY so
+ * an ack to a vanished peer is an error the caller sees, never a silent drop.
+ */
+#include "kp_zsock.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "kp_err.h"
+#include "kp_msg.h"
+
+#define RECV_BUDGET    256 /* messages delivered per socket per loop turn */
+#define ENVELOPE_BYTES (64 * 1024)
+
+/* ZMQ_ZAP_ENFORCE_DOMAIN is a draft option in libzmq 4.3; set it by number when the library
+ * knows it and go on without it when it does not. */
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZMQ_ZAP_ENFORCE_DOMAIN 93
+#endif
+
+struct kp_zsock {
+    uv_loop_t *loop;
+    void *zs;
+    enum kp_zsock_type type;
+    uv_poll_t poll; /* on ZMQ_FD, UV_READABLE */
+    uv_idle_t idle; /* running while ZMQ_EVENTS says POLLIN */
+    kp_zsock_recv_cb cb;
+    void *arg;
+    bool started;
+    bool paused;
+    bool closing;
+    int open_handles;
+    kp_zsock_close_cb close_cb;
+    void *close_arg;
+    uint64_t received;
+    uint64_t dropped;
+};
+
+/* --- context ------------------------------------------------------------------------------ */
+
+static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *ctx;
+
+void *kp_zctx(void)
+{
+    pthread_mutex_lock(&ctx_mu);
+    if (!ctx)
+        ctx = zmq_ctx_new();
+    void *c = ctx;
+    pthread_mutex_unlock(&ctx_mu);
+    return c;
+}
+
+void kp_zctx_term(void)
+{
+    pthread_mutex_lock(&ctx_mu);
+    if (ctx) {
+        while (zmq_ctx_term(ctx) != 0 && zmq_errno() == EINTR)
+            ;
+        ctx = NULL;
+    }
+    pthread_mutex_unlock(&ctx_mu);
+}
+
+/* --- edge handling ------------------------------------------------------------------------ */
+
+static bool active(const struct kp_zsock *s)
+{
+    return s->started && !s->paused && !s->closing;
+}
+
+static bool pollin(struct kp_zsock *s)
+{
+    int ev = 0;
+    size_t len = sizeof ev;
+    if (zmq_getsockopt(s->zs, ZMQ_EVENTS, &ev, &len) != 0)
+        return false;
+    return (ev & ZMQ_POLLIN) != 0;
+}
+
+static void on_idle(uv_idle_t *h);
+
+/* Re-reads ZMQ_EVENTS and keeps the drain handle running exactly while input is pending. */
+static void rearm(struct kp_zsock *s)
+{
+    if (s->closing)
+        return;
+    if (active(s) && pollin(s))
+        uv_idle_start(&s->idle, on_idle);
+    else
+        uv_idle_stop(&s->idle);
+}
+
+/* After an operation that may have consumed the ZMQ_FD edge: never leave input stranded. */
+static void recheck(struct kp_zsock *s)
+{
+    if (active(s) && pollin(s))
+        uv_idle_start(&s->idle, on_idle);
+}
+
+static void close_parts(zmq_msg_t *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+}
+
+/* Receives one whole multipart message and delivers it. Returns 1 when a message was
+ * consumed (delivered or dropped), 0 when none was waiting, KP_EZMQ on a socket error. */
+static int recv_one(struct kp_zsock *s)
+{
+    zmq_msg_t parts[KP_ZSOCK_MAX_FRAMES];
+    size_t n = 0;
+    bool too_many = false;
+    for (;;) {
+        zmq_msg_t extra;
+        zmq_msg_t *m = n < KP_ZSOCK_MAX_FRAMES ? &parts[n] : &extra;
+        zmq_msg_init(m);
+        if (zmq_msg_recv(m, s->zs, ZMQ_DONTWAIT) < 0) {
+            int e = zmq_errno();
+            zmq_msg_close(m);
+            if (e == EINTR)
+                continue;
+            close_parts(parts, n);
+            /* parts of one message arrive together: EAGAIN can only come first */
+            return n == 0 && e == EAGAIN ? 0 : KP_EZMQ;
+        }
+        bool more = zmq_msg_more(m) != 0;
+        if (n < KP_ZSOCK_MAX_FRAMES) {
+            n++;
+        } else {
+            too_many = true;
+            zmq_msg_close(m);
+        }
+        if (!more)
+            break;
+    }
+    if (too_many) {
+        close_parts(parts, n);
+        s->dropped++;
+        return 1;
+    }
+    struct kp_frame frames[KP_ZSOCK_MAX_FRAMES];
+    for (size_t i = 0; i < n; i++) {
+        frames[i].data = zmq_msg_data(&parts[i]);
+        frames[i].len = zmq_msg_size(&parts[i]);
+    }
+    s->received++;
+    /* The callback may send, pause or even close s: s stays allocated until the close_cb of
+     * its handles, and the loop in drain() checks s->closing before touching zs again. */
+    s->cb(s, frames, n, s->arg);
+    close_parts(parts, n);
+    return 1;
+}
+
+static void drain(struct kp_zsock *s)
+{
+    for (int i = 0; i < RECV_BUDGET && active(s); i++) {
+        if (recv_one(s) <= 0)
+            break;
+    }
+    rearm(s);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    drain(h->data);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    drain(h->data);
+}
+
+/* --- life cycle --------------------------------------------------------------------------- */
+
+static int setopt_int(void *zs, int opt, int v)
+{
+    return zmq_setsockopt(zs, opt, &v, sizeof v);
+}
+
+static int setopt_str(void *zs, int opt, const char *v)
+{
+    return zmq_setsockopt(zs, opt, v, strlen(v));
+}
+
+static int apply_opts(void *zs, enum kp_zsock_type type, const struct kp_zsock_opts *o)
+{
+    int64_t maxmsg = (int64_t)KP_DEFAULT_MAX_BYTES + ENVELOPE_BYTES;
+    if (o && o->max_msg_bytes != 0)
+        maxmsg = o->max_msg_bytes < 0 ? -1 : o->max_msg_bytes;
+    if (zmq_setsockopt(zs, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0)
+        return KP_EZMQ;
+    if (setopt_int(zs, ZMQ_LINGER, o ? o->linger_ms : 0) != 0)
+        return KP_EZMQ;
+    if (type == KP_ZSOCK_ROUTER && setopt_int(zs, ZMQ_ROUTER_MANDATORY, 1) != 0)
+        return KP_EZMQ;
+    if (!o)
+        return 0;
+    if (o->sndhwm > 0 && setopt_int(zs, ZMQ_SNDHWM, o->sndhwm) != 0)
+        return KP_EZMQ;
+    if (o->rcvhwm > 0 && setopt_int(zs, ZMQ_RCVHWM, o->rcvhwm) != 0)
+        return KP_EZMQ;
+    if (o->identity && setopt_str(zs, ZMQ_ROUTING_ID, o->identity) != 0)
+        return KP_EINVAL;
+    if (o->curve_server_secret) {
+        if (setopt_int(zs, ZMQ_CURVE_SERVER, 1) != 0 ||
+            setopt_str(zs, ZMQ_CURVE_SECRETKEY, o->curve_server_secret) != 0)
+            return KP_EINVAL;
+    } else if (o->curve_serverkey) {
+        if (!o->curve_public || !o->curve_secret)
+            return KP_EINVAL;
+        if (setopt_str(zs, ZMQ_CURVE_SERVERKEY, o->curve_serverkey) != 0 ||
+            setopt_str(zs, ZMQ_CURVE_PUBLICKEY, o->curve_public) != 0 ||
+            setopt_str(zs, ZMQ_CURVE_SECRETKEY, o->curve_secret) != 0)
+            return KP_EINVAL;
+    }
+    if (o->zap_domain) {
+        if (setopt_str(zs, ZMQ_ZAP_DOMAIN, o->zap_domain) != 0)
+            return KP_EINVAL;
+        (void)setopt_int(zs, ZMQ_ZAP_ENFORCE_DOMAIN, 1); /* draft option: best effort */
+    }
+    return 0;
+}
+
+int kp_zsock_open(uv_loop_t *loop, enum kp_zsock_type type, const struct kp_zsock_opts *opts,
+                  struct kp_zsock **out)
+{
+    static const int ztype[] = {
+        [KP_ZSOCK_ROUTER] = ZMQ_ROUTER,
+        [KP_ZSOCK_DEALER] = ZMQ_DEALER,
+        [KP_ZSOCK_PUB] = ZMQ_PUB,
+        [KP_ZSOCK_SUB] = ZMQ_SUB,
+    };
+    if (!loop || !out || (int)type < 0 || (size_t)type >= sizeof ztype / sizeof ztype[0])
+        return KP_EINVAL;
+    void *c = kp_zctx();
+    if (!c)
+        return KP_EZMQ;
+    void *zs = zmq_socket(c, ztype[type]);
+    if (!zs)
+        return KP_EZMQ;
+    int rc = apply_opts(zs, type, opts);
+    int fd = -1;
+    size_t fdlen = sizeof fd;
+    if (rc == 0 && zmq_getsockopt(zs, ZMQ_FD, &fd, &fdlen) != 0)
+        rc = KP_EZMQ;
+    struct kp_zsock *s = NULL;
+    if (rc == 0) {
+        s = kp_xcalloc(1, sizeof *s);
+        if (uv_poll_init(loop, &s->poll, fd) != 0)
+            rc = KP_EZMQ;
+    }
+    if (rc != 0) {
+        free(s);
+        zmq_close(zs);
+        return rc;
+    }
+    uv_idle_init(loop, &s->idle);
+    s->loop = loop;
+    s->zs = zs;
+    s->type = type;
+    s->poll.data = s;
+    s->idle.data = s;
+    s->open_handles = 2;
+    *out = s;
+    return 0;
+}
+
+static int endpoint_err(void)
+{
+    int e = zmq_errno();
+    return e == EINVAL || e == EPROTONOSUPPORT || e == ENOCOMPATPROTO ? KP_EINVAL : KP_EZMQ;
+}
+
+int kp_zsock_bind(struct kp_zsock *s, const char *endpoint)
+{
+    if (!s || !endpoint)
+        return KP_EINVAL;
+    if (s->closing)
+        return KP_ECLOSED;
+    int rc = zmq_bind(s->zs, endpoint) == 0 ? 0 : endpoint_err();
+    recheck(s);
+    return rc;
+}
+
+int kp_zsock_connect(struct kp_zsock *s, const char *endpoint)
+{
+    if (!s || !endpoint)
+        return KP_EINVAL;
+    if (s->closing)
+        return KP_ECLOSED;
+    int rc = zmq_connect(s->zs, endpoint) == 0 ? 0 : endpoint_err();
+    recheck(s);
+    return rc;
+}
+
+int kp_zsock_last_endpoint(struct kp_zsock *s, char *buf, size_t len)
+{
+    if (!s || !buf || len == 0)
+        return KP_EINVAL;
+    if (s->closing)
+        return KP_ECLOSED;
+    size_t n = len;
+    if (zmq_getsockopt(s->zs, ZMQ_LAST_ENDPOINT, buf, &n) != 0)
+        return KP_EINVAL; /* buffer too small */
+    buf[len - 1] = 0;
+    return 0;
+}
+
+int kp_zsock_subscribe(struct kp_zsock *s, const void *prefix, size_t len)
+{
+    if (!s || (!prefix && len))
+        return KP_EINVAL;
+    if (s->closing)
+        return KP_ECLOSED;
+    int rc = zmq_setsockopt(s->zs, ZMQ_SUBSCRIBE, prefix, len) == 0 ? 0 : KP_EZMQ;
+    recheck(s);
+    return rc;
+}
+
+int kp_zsock_start(struct kp_zsock *s, kp_zsock_recv_cb cb, void *arg)
+{
+    if (!s || !cb || s->started)
+        return KP_EINVAL;
+    if (s->closing)
+        return KP_ECLOSED;
+    s->cb = cb;
+    s->arg = arg;
+    if (!s->paused) {
+        if (uv_poll_start(&s->poll, UV_READABLE, on_poll) != 0)
+            return KP_EZMQ;
+        /* messages may be queued already and their edge long gone: drain next turn */
+        uv_idle_start(&s->idle, on_idle);
+    }
+    s->started = true;
+    return 0;
+}
+
+void kp_zsock_pause(struct kp_zsock *s)
+{
+    if (!s || s->closing || s->paused)
+        return;
+    s->paused = true;
+    if (s->started) {
+        uv_poll_stop(&s->poll);
+        uv_idle_stop(&s->idle);
+    }
+}
+
+void kp_zsock_resume(struct kp_zsock *s)
+{
+    if (!s || s->closing || !s->paused)
+        return;
+    s->paused = false;
+    if (s->started) {
+        uv_poll_start(&s->poll, UV_READABLE, on_poll);
+        /* edges that came and went while paused are lost: look at ZMQ_EVENTS next turn */
+        uv_idle_start(&s->idle, on_idle);
+    }
+}
+
+static int send_err(int e)
+{
+    switch (e) {
+    case EAGAIN:
+        return KP_EAGAIN;
+    case EHOSTUNREACH:
+        return KP_EHOSTUNREACH;
+    default:
+        return KP_EZMQ;
+    }
+}
+
+int kp_zsock_send(struct kp_zsock *s, const struct kp_frame *frames, size_t n)
+{
+    if (!s || !frames || n == 0)
+        return KP_EINVAL;
+    if (s->closing)
+        return KP_ECLOSED;
+    int rc = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        int flags = ZMQ_DONTWAIT | (i + 1 < n ? ZMQ_SNDMORE : 0);
+        while (zmq_send(s->zs, frames[i].data, frames[i].len, flags) < 0) {
+            int e = zmq_errno();
+            if (e != EINTR) {
+                rc = send_err(e);
+                break;
+            }
+        }
+        if (rc != 0)
+            break;
+    }
+    if (rc != 0 && i > 0) {
+        /* Failed after the first frame (a DEALER's peer vanished mid-message): libzmq is now
+         * dropping this message; finish it so that the next message starts clean. */
+        for (size_t j = i + 1; j < n; j++)
+            (void)zmq_send(s->zs, frames[j].data, frames[j].len,
+                           ZMQ_DONTWAIT | (j + 1 < n ? ZMQ_SNDMORE : 0));
+    }
+    /* Sending processes pending commands and can swallow the read edge (kp_zsock.h). */
+    recheck(s);
+    return rc;
+}
+
+uint64_t kp_zsock_received(const struct kp_zsock *s)
+{
+    return s ? s->received : 0;
+}
+
+uint64_t kp_zsock_dropped(const struct kp_zsock *s)
+{
+    return s ? s->dropped : 0;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct kp_zsock *s = h->data;
+    if (--s->open_handles > 0)
+        return;
+    kp_zsock_close_cb cb = s->close_cb;
+    void *arg = s->close_arg;
+    free(s);
+    if (cb)
+        cb(arg);
+}
+
+void kp_zsock_close(struct kp_zsock **sp, kp_zsock_close_cb close_cb, void *arg)
+{
+    if (!sp || !*sp)
+        return;
+    struct kp_zsock *s = *sp;
+    *sp = NULL;
+    KP_ASSERT(!s->closing);
+    s->closing = true;
+    s->close_cb = close_cb;
+    s->close_arg = arg;
+    /* uv_close stops the poll handle at once (the fd leaves epoll), so the mailbox fd may go
+     * away with the socket now; the struct itself lives until both close callbacks ran. */
+    uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&s->idle, on_handle_closed);
+    zmq_close(s->zs);
+    s->zs = NULL;
+}
