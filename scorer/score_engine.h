@@ -23,7 +23,7 @@
 struct score_scheme;
 struct score_engine;
 
-/* ---- schemes (loaded from schemas/schemes/*.yaml, see schemas/SCHEMES.md) --------------- */
+/* ---- schemes (loaded from schemas/schemes/<id>.yaml, see schemas/SCHEMES.md) ------------ */
 
 /* Loads and validates a scheme file. On failure returns KP_ESCHEME and err holds
  * "file:line: reason". Caller owns *out; destroy with score_scheme_destroy(). */
@@ -54,6 +54,20 @@ long score_scheme_node_find(const struct score_scheme *s, const char *code);
 /* A human description of a leaf's method and parameters, e.g.
  * "efficacy good=12 bad=6 base=60 span=40 clamp=none", for kpctl explain. */
 const char *score_scheme_node_method(const struct score_scheme *s, size_t n);
+
+/* Additions (engine owner): */
+/* Parent of a node, -1 for the root. Adjustment kinds (score_scheme_node_is_adjustment) have
+ * the root as parent but carry no weight: their points are added to or deducted from the
+ * total. */
+long score_scheme_node_parent(const struct score_scheme *s, size_t n);
+/* True for an adjustment kind (method add, deduct or veto): a leaf the wire may target whose
+ * cell score is the points it adds or deducts (per-kind cap applied), not a 0-100 score. */
+bool score_scheme_node_is_adjustment(const struct score_scheme *s, size_t n);
+/* Effective weight of node n for unit u (group applicability and per-unit overrides folded
+ * in); 0 when the node does not apply to the unit. */
+double score_scheme_node_weight(const struct score_scheme *s, size_t u, size_t n);
+/* The scheme's year (periods of other years are refused as bad_period), 0 when open. */
+int score_scheme_year(const struct score_scheme *s);
 
 /* ---- engine ------------------------------------------------------------------------- */
 
@@ -90,7 +104,11 @@ enum kp_reason score_engine_apply(struct score_engine *e, const struct score_obs
 void score_engine_commit(struct score_engine *e);
 void score_engine_rollback(struct score_engine *e);
 
-/* A changed indicator cell (any node of the tree, including inner nodes; not the root). */
+/* A changed indicator cell (any node of the tree, including inner nodes; not the root).
+ * A cell that no longer exists (its last record moved away by a higher revision) is
+ * reported with n_obs == 0 and value/score NAN: delete its row. Adjustment kinds
+ * (score_scheme_node_is_adjustment) are cells too; their score is the points they add or
+ * deduct (positive), not 0-100. */
 struct score_cell_change {
     size_t unit;
     size_t node;
@@ -100,7 +118,8 @@ struct score_cell_change {
     uint32_t n_obs; /* observations (latest revisions) behind it */
 };
 
-/* A changed unit total. */
+/* A changed unit total. A total that no longer exists is reported with rank == 0 (and
+ * total 0, coverage 0, grade ""): delete its row. rank >= 1 for every existing total. */
 struct score_total_change {
     size_t unit;
     const char *period;
@@ -118,5 +137,26 @@ void score_engine_changes(struct score_engine *e,
                           void (*cell_fn)(const struct score_cell_change *c, void *arg),
                           void (*total_fn)(const struct score_total_change *t, void *arg),
                           void *arg);
+
+/* Additions (engine owner): read access, for recovery checks, kpctl and tests. */
+
+/* Current total of a unit in a period: 0 and *out filled, or KP_ENOENT when there is none.
+ * out->period points into the engine and stays valid while the engine lives. */
+int score_engine_total(const struct score_engine *e, size_t unit, const char *period,
+                       struct score_total_change *out);
+/* Current cell of (unit, node, period): 0 and *out filled, or KP_ENOENT. */
+int score_engine_cell(const struct score_engine *e, size_t unit, size_t node, const char *period,
+                      struct score_cell_change *out);
+/* Calls fn for every existing total (periods in first-seen order, units in scheme order). */
+void score_engine_foreach_total(const struct score_engine *e,
+                                void (*fn)(const struct score_total_change *t, void *arg),
+                                void *arg);
+/* Calls fn for every existing cell (not the root: see score_engine_total; score_engine_cell
+ * answers for node 0 with the weighted part of the total before adjustments). */
+void score_engine_foreach_cell(const struct score_engine *e,
+                               void (*fn)(const struct score_cell_change *c, void *arg),
+                               void *arg);
+/* Number of records (latest revisions of distinct (src, ref)) held. */
+size_t score_engine_n_records(const struct score_engine *e);
 
 #endif
