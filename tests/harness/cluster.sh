@@ -74,7 +74,7 @@ source:
   poll_ms: 200
   lag_ms: 500
 YAML
-        [ -n "$extra" ] && printf '%s\n' "$extra"
+        if [ -n "$extra" ]; then printf "%s\n" "$extra"; fi
     } >"$KP_WORK/etc/adapter-$name.yaml"
 }
 

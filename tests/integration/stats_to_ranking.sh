@@ -42,7 +42,7 @@ kp_cluster_start scorer
 kp_cluster_start adapter-stats
 
 kp_wait_sql "$DSN" "SELECT count(*) FROM kp_unit_score WHERE scheme = 'anshan-2015' AND period = '2015-03'" 7 90
-kp_wait_sql "$DSN" "SELECT count(*) FROM kp_observation" 18 30
+kp_wait_sql "$DSN" "SELECT count(*) FROM kp_observation" 17 30
 kp_wait_sql "$DSN" "SELECT count(*) FROM kp_rejection" 1 30
 
 row() { q "SELECT round(total::numeric, 6) || ' ' || round(coverage::numeric, 6) || ' ' || rank || ' ' || grade
