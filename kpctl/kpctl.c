@@ -23,7 +23,7 @@ static void usage(FILE *out)
           "commands:\n"
           "  scores SCHEME [--period P] [--group G] [--dsn DSN]\n"
           "      the ranking of every group (or one) with totals, coverage and grades;\n"
-          "      the latest period with scores when --period is not given\n"
+          "      without --period: the latest month with scores (else the latest period)\n"
           "  scheme FILE\n"
           "      validate a scheme file and list (TSV) its groups, units, leaf indicators\n"
           "      with their methods, and the (unit, leaf) cells that apply\n"
@@ -116,10 +116,11 @@ static int cmd_scores(int argc, char **argv)
     char pbuf[32] = "";
     if (!period) {
         const char *p[1] = {scheme};
-        /* The latest period by the grammar's order (YYYY-MM sorts within a year). */
+        /* The latest month when there are monthly scores (the live view), else the latest
+         * period of any kind. */
         if (kp_pg_exec(pg,
                        "SELECT period FROM kp_unit_score WHERE scheme = $1 "
-                       "ORDER BY length(period) DESC, period DESC LIMIT 1",
+                       "ORDER BY period ~ '^[0-9]{4}-[0-9]{2}$' DESC, period DESC LIMIT 1",
                        1, p, &res) != 0) {
             fprintf(stderr, "kpctl: %s\n", kp_pg_errmsg(pg));
             kp_pg_close(&pg);
