@@ -14,8 +14,11 @@ struct kp_pg;
 struct kp_pg_res;
 struct kp_buf;
 
-/* Connects. Caller owns *out (close with kp_pg_close) even on failure, so that
- * kp_pg_errmsg() can say why; *out is NULL only on OOM. Returns 0 or KP_EDB. */
+/* Connects (dsn: a libpq conninfo string or URI; connect_timeout defaults to 10 s and
+ * application_name to "kaoping" unless dsn says otherwise; the session uses UTF8 and
+ * extra_float_digits = 3 so that float8 text parses back to the same double). Caller owns
+ * *out (close with kp_pg_close) even on failure, so that kp_pg_errmsg() can say why; *out is
+ * NULL only on OOM. Returns 0 or KP_EDB. */
 int kp_pg_open(const char *dsn, struct kp_pg **out);
 void kp_pg_close(struct kp_pg **pg);
 /* True when the connection is usable. */

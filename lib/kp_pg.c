@@ -1,0 +1,609 @@
+/*
+ * kp_pg: the libpq wrapper (see kp_pg.h). This file contains the only PQ* calls of kaoping:
+ * connections, parameterised statements with text parameters, result access, SQLSTATE and
+ * lost-connection detection, the PostgreSQL array-literal builders behind the scorer's
+ * unnest()-based bulk statements (one round trip per batch, not per row), and the migration
+ * runner that brings a database to the schema in schemas/migrations under an advisory lock.
+ * Every PGresult is cleared on every path inside this file (STYLE.md "Ownership"). It serves
+ * ARCHITECTURE.md guarantee 1: callers learn exactly whether a statement failed and whether
+ * the connection is gone, so they can roll back, nack with retry and reconnect.
+ */
+#include "kp_pg.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kp_buf.h"
+#include "kp_err.h"
+
+/* Key of the transaction advisory lock that serialises kp_pg_migrate() callers ("kaop"). */
+#define KP_PG_MIGRATE_LOCK "1801547632"
+
+#define KP_PG_ERRMSG_MAX 1024
+
+struct kp_pg {
+    PGconn *conn; /* NULL only after an allocation failure inside libpq */
+    char *dsn;
+    char sqlstate[6];
+    char errmsg[KP_PG_ERRMSG_MAX];
+    bool lost; /* the last failure left the connection unusable */
+};
+
+struct kp_pg_res {
+    PGresult *r;
+};
+
+/* ---- errors --------------------------------------------------------------------------- */
+
+static void clear_error(struct kp_pg *pg)
+{
+    pg->sqlstate[0] = 0;
+    pg->errmsg[0] = 0;
+    pg->lost = false;
+}
+
+/* Copies msg without its trailing newlines (libpq messages end in "\n"). */
+static void set_errmsg(struct kp_pg *pg, const char *msg)
+{
+    if (!msg || !*msg)
+        msg = "unknown libpq error";
+    snprintf(pg->errmsg, sizeof pg->errmsg, "%s", msg);
+    size_t n = strlen(pg->errmsg);
+    while (n > 0 && (pg->errmsg[n - 1] == '\n' || pg->errmsg[n - 1] == '\r'))
+        pg->errmsg[--n] = 0;
+}
+
+/* Records why a statement failed: SQLSTATE and message from the result when there is one,
+ * else from the connection; then whether the connection survived. */
+static void record_failure(struct kp_pg *pg, const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(pg->sqlstate, sizeof pg->sqlstate, "%s", state ? state : "");
+    const char *msg = r ? PQresultErrorMessage(r) : NULL;
+    if (!msg || !*msg)
+        msg = pg->conn ? PQerrorMessage(pg->conn) : "out of memory";
+    set_errmsg(pg, msg);
+    pg->lost = !pg->conn || PQstatus(pg->conn) == CONNECTION_BAD;
+    /* Class 08 is "connection exception"; 57P01..57P03 are server shutdown/crash. libpq
+     * usually marks the connection bad by itself, but trust the server's word too. */
+    if (!strncmp(pg->sqlstate, "08", 2) || !strncmp(pg->sqlstate, "57P0", 4))
+        pg->lost = true;
+}
+
+/* Notices ("relation already exists, skipping") are not errors and must not reach stderr
+ * outside the log format. */
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+/* Session settings every kaoping connection relies on: UTF-8 text, and float8 printed so
+ * that it parses back to the very same double (extra_float_digits > 0: shortest exact text on
+ * PostgreSQL 12+, 17 digits before), whatever the role or database defaults say. */
+static int session_setup(struct kp_pg *pg)
+{
+    if (PQsetClientEncoding(pg->conn, "UTF8") != 0) {
+        set_errmsg(pg, PQerrorMessage(pg->conn));
+        pg->lost = PQstatus(pg->conn) == CONNECTION_BAD;
+        return KP_EDB;
+    }
+    PGresult *r = PQexec(pg->conn, "SET extra_float_digits = 3");
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        record_failure(pg, r);
+        PQclear(r);
+        return KP_EDB;
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int connect_now(struct kp_pg *pg)
+{
+    if (pg->conn) {
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+    }
+    /* Defaults the DSN may override (expanded dbname entries are processed in place, so the
+     * DSN's own settings come later and win): a bounded connect so that an unreachable host
+     * cannot stall a daemon's loop for minutes, and a name in pg_stat_activity. */
+    static const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname",
+                                       NULL};
+    const char *vals[] = {"10", "kaoping", pg->dsn, NULL};
+    pg->conn = PQconnectdbParams(keys, vals, 1);
+    if (!pg->conn) {
+        set_errmsg(pg, "out of memory");
+        pg->lost = true;
+        return KP_EDB;
+    }
+    PQsetNoticeProcessor(pg->conn, ignore_notice, NULL);
+    if (PQstatus(pg->conn) != CONNECTION_OK) {
+        set_errmsg(pg, PQerrorMessage(pg->conn));
+        pg->lost = true;
+        return KP_EDB;
+    }
+    return session_setup(pg);
+}
+
+int kp_pg_open(const char *dsn, struct kp_pg **out)
+{
+    *out = NULL;
+    struct kp_pg *pg = calloc(1, sizeof *pg);
+    if (!pg)
+        return KP_ENOMEM;
+    pg->dsn = strdup(dsn ? dsn : "");
+    if (!pg->dsn) {
+        free(pg);
+        return KP_ENOMEM;
+    }
+    *out = pg;
+    return connect_now(pg);
+}
+
+void kp_pg_close(struct kp_pg **pg)
+{
+    if (!pg || !*pg)
+        return;
+    if ((*pg)->conn)
+        PQfinish((*pg)->conn);
+    free((*pg)->dsn);
+    free(*pg);
+    *pg = NULL;
+}
+
+bool kp_pg_ok(struct kp_pg *pg)
+{
+    return pg && pg->conn && PQstatus(pg->conn) == CONNECTION_OK;
+}
+
+int kp_pg_reset(struct kp_pg *pg)
+{
+    clear_error(pg);
+    if (!pg->conn)
+        return connect_now(pg);
+    PQreset(pg->conn);
+    if (PQstatus(pg->conn) != CONNECTION_OK) {
+        set_errmsg(pg, PQerrorMessage(pg->conn));
+        pg->lost = true;
+        return KP_EDB;
+    }
+    return session_setup(pg);
+}
+
+/* ---- statements ----------------------------------------------------------------------- */
+
+/* Takes ownership of r: either hands it to *res or clears it. */
+static int finish(struct kp_pg *pg, PGresult *r, struct kp_pg_res **res)
+{
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
+        record_failure(pg, r);
+        PQclear(r);
+        return KP_EDB;
+    }
+    if (!res) {
+        PQclear(r);
+        return 0;
+    }
+    struct kp_pg_res *w = malloc(sizeof *w);
+    if (!w) {
+        PQclear(r);
+        set_errmsg(pg, "out of memory");
+        return KP_ENOMEM;
+    }
+    w->r = r;
+    *res = w;
+    return 0;
+}
+
+static int check_usable(struct kp_pg *pg)
+{
+    if (kp_pg_ok(pg))
+        return 0;
+    set_errmsg(pg, pg->conn ? PQerrorMessage(pg->conn) : "not connected");
+    if (!pg->errmsg[0] || !strcmp(pg->errmsg, "unknown libpq error"))
+        set_errmsg(pg, "connection to the database is lost");
+    pg->lost = true;
+    return KP_EDB;
+}
+
+int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
+               struct kp_pg_res **res)
+{
+    if (res)
+        *res = NULL;
+    clear_error(pg);
+    if (check_usable(pg))
+        return KP_EDB;
+    PGresult *r = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    return finish(pg, r, res);
+}
+
+int kp_pg_exec_script(struct kp_pg *pg, const char *sql)
+{
+    clear_error(pg);
+    if (check_usable(pg))
+        return KP_EDB;
+    /* PQexec runs every statement of the string; the result is that of the last one, or the
+     * first failure (which aborts the rest). */
+    return finish(pg, PQexec(pg->conn, sql), NULL);
+}
+
+const char *kp_pg_sqlstate(struct kp_pg *pg)
+{
+    return pg ? pg->sqlstate : "";
+}
+
+const char *kp_pg_errmsg(struct kp_pg *pg)
+{
+    return pg ? pg->errmsg : "out of memory";
+}
+
+bool kp_pg_conn_lost(struct kp_pg *pg)
+{
+    return !pg || pg->lost || !kp_pg_ok(pg);
+}
+
+/* ---- results -------------------------------------------------------------------------- */
+
+int kp_pg_res_ntuples(const struct kp_pg_res *r)
+{
+    return PQntuples(r->r);
+}
+
+int kp_pg_res_nfields(const struct kp_pg_res *r)
+{
+    return PQnfields(r->r);
+}
+
+int kp_pg_res_fnumber(const struct kp_pg_res *r, const char *name)
+{
+    /* PQfnumber folds unquoted names to lower case; the same rule as SQL. */
+    return PQfnumber(r->r, name);
+}
+
+const char *kp_pg_res_value(const struct kp_pg_res *r, int row, int col)
+{
+    if (row < 0 || row >= PQntuples(r->r) || col < 0 || col >= PQnfields(r->r))
+        return "";
+    const char *v = PQgetvalue(r->r, row, col);
+    return v ? v : "";
+}
+
+bool kp_pg_res_isnull(const struct kp_pg_res *r, int row, int col)
+{
+    if (row < 0 || row >= PQntuples(r->r) || col < 0 || col >= PQnfields(r->r))
+        return true;
+    return PQgetisnull(r->r, row, col) != 0;
+}
+
+long long kp_pg_res_affected(const struct kp_pg_res *r)
+{
+    const char *s = PQcmdTuples(r->r);
+    return (s && *s) ? strtoll(s, NULL, 10) : 0;
+}
+
+void kp_pg_res_free(struct kp_pg_res **r)
+{
+    if (!r || !*r)
+        return;
+    PQclear((*r)->r);
+    free(*r);
+    *r = NULL;
+}
+
+/* ---- array literals ------------------------------------------------------------------- */
+/* A one-dimensional array literal: {"a","b\"c",NULL,1.5}. Strings are always double-quoted,
+ * so no element text (empty, "NULL", with commas, braces or spaces) can be misread; inside
+ * the quotes only " and \ need a backslash. */
+
+void kp_pg_array_begin(struct kp_buf *b)
+{
+    kp_buf_reset(b);
+    kp_buf_append(b, "{", 1);
+}
+
+static void separator(struct kp_buf *b)
+{
+    KP_ASSERT(b->len > 0); /* kp_pg_array_begin was called */
+    if (b->data[b->len - 1] != '{')
+        kp_buf_append(b, ",", 1);
+}
+
+void kp_pg_array_add(struct kp_buf *b, const char *elem)
+{
+    separator(b);
+    if (!elem) {
+        kp_buf_append(b, "NULL", 4);
+        return;
+    }
+    size_t n = strlen(elem);
+    kp_buf_reserve(b, n + 2);
+    kp_buf_append(b, "\"", 1);
+    const char *run = elem;
+    for (const char *p = elem; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            kp_buf_append(b, run, (size_t)(p - run));
+            kp_buf_append(b, "\\", 1);
+            run = p; /* the quote or backslash itself starts the next run */
+        }
+    }
+    kp_buf_append(b, run, strlen(run));
+    kp_buf_append(b, "\"", 1);
+}
+
+void kp_pg_array_add_double(struct kp_buf *b, double v)
+{
+    separator(b);
+    if (isnan(v))
+        kp_buf_append_str(b, "NaN");
+    else if (isinf(v))
+        kp_buf_append_str(b, v > 0 ? "Infinity" : "-Infinity");
+    else
+        kp_buf_printf(b, "%.17g", v);
+}
+
+void kp_pg_array_add_i64(struct kp_buf *b, long long v)
+{
+    separator(b);
+    kp_buf_printf(b, "%lld", v);
+}
+
+void kp_pg_array_add_u64(struct kp_buf *b, unsigned long long v)
+{
+    separator(b);
+    kp_buf_printf(b, "%llu", v);
+}
+
+void kp_pg_array_end(struct kp_buf *b)
+{
+    kp_buf_append(b, "}", 1);
+    (void)kp_buf_cstr(b);
+}
+
+/* ---- migrations ----------------------------------------------------------------------- */
+
+struct migration {
+    long version;
+    char *file; /* file name, e.g. "001_init.sql" */
+    char *name; /* "init" */
+};
+
+static int cmp_migration(const void *a, const void *b)
+{
+    const struct migration *x = a, *y = b;
+    return (x->version > y->version) - (x->version < y->version);
+}
+
+/* NNN_name.sql: digits, an underscore, a non-empty name, ".sql". */
+static bool parse_migration_name(const char *fn, long *version, const char **name, size_t *name_len)
+{
+    const char *p = fn;
+    if (*p < '0' || *p > '9')
+        return false;
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (errno || v < 0 || v > 2147483647L || *end != '_')
+        return false;
+    size_t n = strlen(end + 1);
+    if (n <= 4 || strcmp(end + 1 + n - 4, ".sql") != 0)
+        return false;
+    *version = v;
+    *name = end + 1;
+    *name_len = n - 4;
+    return true;
+}
+
+static void free_migrations(struct migration *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(m[i].file);
+        free(m[i].name);
+    }
+    free(m);
+}
+
+static int list_migrations(const char *dir, struct migration **out, size_t *count, char *err,
+                           size_t errlen)
+{
+    *out = NULL;
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return KP_EIO;
+    }
+    struct migration *m = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        long v;
+        const char *name;
+        size_t name_len;
+        if (!parse_migration_name(de->d_name, &v, &name, &name_len))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            m = kp_xrealloc(m, cap * sizeof *m);
+        }
+        m[n].version = v;
+        m[n].file = kp_xstrdup(de->d_name);
+        m[n].name = kp_xmalloc(name_len + 1);
+        memcpy(m[n].name, name, name_len);
+        m[n].name[name_len] = 0;
+        n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(m, n, sizeof *m, cmp_migration);
+    for (size_t i = 1; i < n; i++) {
+        if (m[i].version == m[i - 1].version) {
+            snprintf(err, errlen, "%s: %s and %s have the same version %ld", dir, m[i - 1].file,
+                     m[i].file, m[i].version);
+            free_migrations(m, n);
+            return KP_EIO;
+        }
+    }
+    *out = m;
+    *count = n;
+    return 0;
+}
+
+static int read_file(const char *path, char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return KP_EIO;
+    }
+    struct kp_buf b = {0};
+    char chunk[8192];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        kp_buf_append(&b, chunk, got);
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        snprintf(err, errlen, "%s: read error", path);
+        kp_buf_fini(&b);
+        return KP_EIO;
+    }
+    kp_buf_cstr(&b);
+    if (strlen((const char *)b.data) != b.len) {
+        snprintf(err, errlen, "%s: contains a NUL byte", path);
+        kp_buf_fini(&b);
+        return KP_EIO;
+    }
+    *out = (char *)b.data; /* ownership of the buffer's storage moves to the caller */
+    return 0;
+}
+
+static void rollback_quietly(struct kp_pg *pg)
+{
+    if (kp_pg_ok(pg)) {
+        /* Keep the error of the statement that failed, not the rollback's. */
+        char state[sizeof pg->sqlstate], msg[sizeof pg->errmsg];
+        bool lost = pg->lost;
+        memcpy(state, pg->sqlstate, sizeof state);
+        memcpy(msg, pg->errmsg, sizeof msg);
+        (void)kp_pg_exec(pg, "ROLLBACK", 0, NULL, NULL);
+        memcpy(pg->sqlstate, state, sizeof state);
+        memcpy(pg->errmsg, msg, sizeof msg);
+        pg->lost = lost || pg->lost;
+    }
+}
+
+static int db_fail(struct kp_pg *pg, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s: %s%s%s", what, pg->sqlstate[0] ? pg->sqlstate : "",
+             pg->sqlstate[0] ? ": " : "", pg->errmsg);
+    rollback_quietly(pg);
+    return KP_EDB;
+}
+
+/* Creates kp_schema_version when missing, under the lock, so that two first runs racing on
+ * an empty database do not both try to create it. */
+static int ensure_version_table(struct kp_pg *pg, char *err, size_t errlen)
+{
+    if (kp_pg_exec(pg, "BEGIN", 0, NULL, NULL))
+        return db_fail(pg, "kp_schema_version", err, errlen);
+    if (kp_pg_exec(pg, "SELECT pg_advisory_xact_lock(" KP_PG_MIGRATE_LOCK ")", 0, NULL, NULL) ||
+        kp_pg_exec(pg,
+                   "CREATE TABLE IF NOT EXISTS kp_schema_version ("
+                   " version integer PRIMARY KEY,"
+                   " name text NOT NULL,"
+                   " applied_at timestamptz NOT NULL DEFAULT now())",
+                   0, NULL, NULL) ||
+        kp_pg_exec(pg, "COMMIT", 0, NULL, NULL))
+        return db_fail(pg, "kp_schema_version", err, errlen);
+    return 0;
+}
+
+static bool version_applied(const struct kp_pg_res *r, long version)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", version);
+    for (int i = 0; i < kp_pg_res_ntuples(r); i++)
+        if (!strcmp(kp_pg_res_value(r, i, 0), buf))
+            return true;
+    return false;
+}
+
+/* Applies one migration unless a concurrent caller did it first: the version is re-checked
+ * after the lock is taken, inside the same transaction that applies it. */
+static int apply_one(struct kp_pg *pg, const char *dir, const struct migration *m, char *err,
+                     size_t errlen)
+{
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, m->file) >= sizeof path) {
+        snprintf(err, errlen, "%s/%s: path too long", dir, m->file);
+        return KP_EIO;
+    }
+    char *sql;
+    int rc = read_file(path, &sql, err, errlen);
+    if (rc)
+        return rc;
+
+    char ver[32];
+    snprintf(ver, sizeof ver, "%ld", m->version);
+    const char *p_check[1] = {ver};
+    const char *p_insert[2] = {ver, m->name};
+    struct kp_pg_res *r = NULL;
+    if (kp_pg_exec(pg, "BEGIN", 0, NULL, NULL) ||
+        kp_pg_exec(pg, "SELECT pg_advisory_xact_lock(" KP_PG_MIGRATE_LOCK ")", 0, NULL, NULL) ||
+        kp_pg_exec(pg, "SELECT 1 FROM kp_schema_version WHERE version = $1::integer", 1, p_check,
+                   &r)) {
+        free(sql);
+        return db_fail(pg, m->file, err, errlen);
+    }
+    bool done = kp_pg_res_ntuples(r) > 0;
+    kp_pg_res_free(&r);
+    if (done) {
+        free(sql);
+        if (kp_pg_exec(pg, "COMMIT", 0, NULL, NULL))
+            return db_fail(pg, m->file, err, errlen);
+        return 0;
+    }
+    rc = kp_pg_exec_script(pg, sql);
+    free(sql);
+    if (rc ||
+        kp_pg_exec(pg,
+                   "INSERT INTO kp_schema_version (version, name, applied_at)"
+                   " VALUES ($1::integer, $2, now())",
+                   2, p_insert, NULL) ||
+        kp_pg_exec(pg, "COMMIT", 0, NULL, NULL))
+        return db_fail(pg, m->file, err, errlen);
+    return 0;
+}
+
+int kp_pg_migrate(struct kp_pg *pg, const char *dir, char *err, size_t errlen)
+{
+    if (errlen)
+        err[0] = 0;
+    struct migration *m;
+    size_t n;
+    int rc = list_migrations(dir, &m, &n, err, errlen);
+    if (rc)
+        return rc;
+    rc = ensure_version_table(pg, err, errlen);
+    struct kp_pg_res *applied = NULL;
+    if (!rc && kp_pg_exec(pg, "SELECT version FROM kp_schema_version", 0, NULL, &applied))
+        rc = db_fail(pg, "kp_schema_version", err, errlen);
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (version_applied(applied, m[i].version))
+            continue; /* fast path; apply_one re-checks under the lock anyway */
+        rc = apply_one(pg, dir, &m[i], err, errlen);
+    }
+    kp_pg_res_free(&applied);
+    free_migrations(m, n);
+    return rc;
+}

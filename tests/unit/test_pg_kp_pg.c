@@ -1,0 +1,625 @@
+/*
+ * test_pg_kp_pg: the libpq wrapper against a real PostgreSQL (run by tests/harness/with-pg.sh,
+ * which exports KP_TEST_DSN): parameterised statements, NULLs, SQLSTATE of failures,
+ * lost-connection detection and reset, the array-literal builders round-tripped through
+ * unnest(), and kp_pg_migrate applied twice and concurrently from two threads.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kp_buf.h"
+#include "kp_err.h"
+#include "kp_pg.h"
+
+static const char *dsn(void)
+{
+    const char *d = getenv("KP_TEST_DSN");
+    if (!d || !*d) {
+        fprintf(stderr, "KP_TEST_DSN is not set: run under tests/harness/with-pg.sh\n");
+        exit(1);
+    }
+    return d;
+}
+
+static struct kp_pg *connect_ok(void)
+{
+    struct kp_pg *pg = NULL;
+    int rc = kp_pg_open(dsn(), &pg);
+    if (rc)
+        fprintf(stderr, "connect: %s\n", kp_pg_errmsg(pg));
+    assert_int_equal(rc, 0);
+    assert_true(kp_pg_ok(pg));
+    return pg;
+}
+
+static void exec_ok(struct kp_pg *pg, const char *sql)
+{
+    int rc = kp_pg_exec(pg, sql, 0, NULL, NULL);
+    if (rc)
+        fprintf(stderr, "%s: %s %s\n", sql, kp_pg_sqlstate(pg), kp_pg_errmsg(pg));
+    assert_int_equal(rc, 0);
+}
+
+/* Runs a query expected to return one value; returns it as a long long. */
+static long long query_ll(struct kp_pg *pg, const char *sql)
+{
+    struct kp_pg_res *r = NULL;
+    int rc = kp_pg_exec(pg, sql, 0, NULL, &r);
+    if (rc)
+        fprintf(stderr, "%s: %s %s\n", sql, kp_pg_sqlstate(pg), kp_pg_errmsg(pg));
+    assert_int_equal(rc, 0);
+    assert_int_equal(kp_pg_res_ntuples(r), 1);
+    long long v = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+    kp_pg_res_free(&r);
+    return v;
+}
+
+/* ---- statements ----------------------------------------------------------------------- */
+
+static void test_open_bad_dsn(void **state)
+{
+    (void)state;
+    struct kp_pg *pg = NULL;
+    int rc = kp_pg_open("host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=2", &pg);
+    assert_int_equal(rc, KP_EDB);
+    assert_non_null(pg); /* caller owns it even on failure, to read the reason */
+    assert_false(kp_pg_ok(pg));
+    assert_true(strlen(kp_pg_errmsg(pg)) > 0);
+    assert_true(kp_pg_conn_lost(pg));
+    assert_int_equal(kp_pg_exec(pg, "SELECT 1", 0, NULL, NULL), KP_EDB);
+    kp_pg_close(&pg);
+    assert_null(pg);
+    kp_pg_close(&pg); /* accepts NULL */
+}
+
+static void test_exec_params(void **state)
+{
+    (void)state;
+    struct kp_pg *pg = connect_ok();
+    const char *params[3] = {"2", "3", "考评 \"quoted\" \\ back"};
+    struct kp_pg_res *r = NULL;
+    assert_int_equal(kp_pg_exec(pg,
+                                "SELECT $1::int + $2::int AS sum, $3::text AS txt, "
+                                "length($3) AS len",
+                                3, params, &r),
+                     0);
+    assert_int_equal(kp_pg_res_ntuples(r), 1);
+    assert_int_equal(kp_pg_res_nfields(r), 3);
+    assert_int_equal(kp_pg_res_fnumber(r, "sum"), 0);
+    assert_int_equal(kp_pg_res_fnumber(r, "txt"), 1);
+    assert_int_equal(kp_pg_res_fnumber(r, "nope"), -1);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "5");
+    assert_string_equal(kp_pg_res_value(r, 0, 1), params[2]);
+    assert_string_equal(kp_pg_res_value(r, 0, 2), "18"); /* characters, not bytes */
+    assert_false(kp_pg_res_isnull(r, 0, 0));
+    /* Out-of-range access is safe. */
+    assert_string_equal(kp_pg_res_value(r, 5, 0), "");
+    assert_true(kp_pg_res_isnull(r, 0, 9));
+    kp_pg_res_free(&r);
+    assert_null(r);
+    kp_pg_res_free(&r);
+
+    /* Affected rows and a script of several statements. */
+    assert_int_equal(kp_pg_exec_script(pg, "CREATE TEMP TABLE t_aff (a int, b text);"
+                                           "INSERT INTO t_aff VALUES (1, 'x'), (2, 'y');"
+                                           "INSERT INTO t_aff VALUES (3, 'z')"),
+                     0);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM t_aff"), 3);
+    const char *p1[1] = {"2"};
+    assert_int_equal(kp_pg_exec(pg, "UPDATE t_aff SET b = 'w' WHERE a >= $1::int", 1, p1, &r), 0);
+    assert_int_equal(kp_pg_res_affected(r), 2);
+    kp_pg_res_free(&r);
+    /* A statement without a result holder. */
+    assert_int_equal(kp_pg_exec(pg, "DELETE FROM t_aff", 0, NULL, NULL), 0);
+    assert_string_equal(kp_pg_sqlstate(pg), "");
+    kp_pg_close(&pg);
+}
+
+static void test_nulls(void **state)
+{
+    (void)state;
+    struct kp_pg *pg = connect_ok();
+    const char *params[2] = {NULL, "x"};
+    struct kp_pg_res *r = NULL;
+    assert_int_equal(kp_pg_exec(pg,
+                                "SELECT $1::text AS a, $1::text IS NULL AS a_null, "
+                                "$2::text AS b, NULL::int AS c",
+                                2, params, &r),
+                     0);
+    assert_true(kp_pg_res_isnull(r, 0, 0));
+    assert_string_equal(kp_pg_res_value(r, 0, 0), ""); /* never NULL */
+    assert_string_equal(kp_pg_res_value(r, 0, 1), "t");
+    assert_false(kp_pg_res_isnull(r, 0, 2));
+    assert_string_equal(kp_pg_res_value(r, 0, 2), "x");
+    assert_true(kp_pg_res_isnull(r, 0, 3));
+    kp_pg_res_free(&r);
+    kp_pg_close(&pg);
+}
+
+static void test_sqlstate(void **state)
+{
+    (void)state;
+    struct kp_pg *pg = connect_ok();
+    struct kp_pg_res *r = (struct kp_pg_res *)(uintptr_t)1; /* must be reset to NULL */
+    assert_int_equal(kp_pg_exec(pg, "SELECT 1/0", 0, NULL, &r), KP_EDB);
+    assert_null(r);
+    assert_string_equal(kp_pg_sqlstate(pg), "22012");
+    assert_non_null(strstr(kp_pg_errmsg(pg), "division by zero"));
+    assert_false(kp_pg_conn_lost(pg));
+
+    assert_int_equal(kp_pg_exec(pg, "SELEC 1", 0, NULL, NULL), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "42601");
+
+    exec_ok(pg, "CREATE TEMP TABLE t_uniq (k int PRIMARY KEY)");
+    exec_ok(pg, "INSERT INTO t_uniq VALUES (1)");
+    assert_int_equal(kp_pg_exec(pg, "INSERT INTO t_uniq VALUES (1)", 0, NULL, NULL), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "23505");
+
+    /* Inside a failed transaction: 25P02 until ROLLBACK. */
+    exec_ok(pg, "BEGIN");
+    assert_int_equal(kp_pg_exec(pg, "SELECT 1/0", 0, NULL, NULL), KP_EDB);
+    assert_int_equal(kp_pg_exec(pg, "SELECT 1", 0, NULL, NULL), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "25P02");
+    exec_ok(pg, "ROLLBACK");
+
+    /* A script stops at its first failure. */
+    assert_int_equal(kp_pg_exec_script(pg, "SELECT 1; SELECT 1/0; SELECT 2"), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "22012");
+
+    /* Success clears the last error. */
+    assert_int_equal(query_ll(pg, "SELECT 7"), 7);
+    assert_string_equal(kp_pg_sqlstate(pg), "");
+    assert_string_equal(kp_pg_errmsg(pg), "");
+
+    /* Connection defaults: a name in pg_stat_activity (the DSN may set its own). */
+    struct kp_pg_res *r2 = NULL;
+    assert_int_equal(kp_pg_exec(pg, "SHOW application_name", 0, NULL, &r2), 0);
+    assert_string_equal(kp_pg_res_value(r2, 0, 0), "kaoping");
+    kp_pg_res_free(&r2);
+    kp_pg_close(&pg);
+    char d2[1024];
+    snprintf(d2, sizeof d2, "%s application_name=mine", dsn());
+    assert_int_equal(kp_pg_open(d2, &pg), 0);
+    assert_int_equal(kp_pg_exec(pg, "SHOW application_name", 0, NULL, &r2), 0);
+    assert_string_equal(kp_pg_res_value(r2, 0, 0), "mine");
+    kp_pg_res_free(&r2);
+    kp_pg_close(&pg);
+}
+
+static void test_conn_lost_and_reset(void **state)
+{
+    (void)state;
+    struct kp_pg *pg = connect_ok();
+    /* The server ends our own session: 57P01, and the connection is gone. */
+    assert_int_equal(kp_pg_exec(pg, "SELECT pg_terminate_backend(pg_backend_pid())", 0, NULL, NULL),
+                     KP_EDB);
+    assert_true(kp_pg_conn_lost(pg));
+    assert_false(kp_pg_ok(pg));
+    assert_int_equal(kp_pg_exec(pg, "SELECT 1", 0, NULL, NULL), KP_EDB);
+    assert_true(kp_pg_conn_lost(pg));
+    assert_int_equal(kp_pg_reset(pg), 0);
+    assert_true(kp_pg_ok(pg));
+    assert_false(kp_pg_conn_lost(pg));
+    assert_int_equal(query_ll(pg, "SELECT 41 + 1"), 42);
+
+    /* Terminated from another session, noticed on the next statement. */
+    struct kp_pg *other = connect_ok();
+    long long pid = query_ll(pg, "SELECT pg_backend_pid()");
+    char pidbuf[32];
+    snprintf(pidbuf, sizeof pidbuf, "%lld", pid);
+    const char *p[1] = {pidbuf};
+    assert_int_equal(kp_pg_exec(other, "SELECT pg_terminate_backend($1::int)", 1, p, NULL), 0);
+    nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
+    assert_int_equal(kp_pg_exec(pg, "SELECT 1", 0, NULL, NULL), KP_EDB);
+    assert_true(kp_pg_conn_lost(pg));
+    assert_int_equal(kp_pg_reset(pg), 0);
+    assert_int_equal(query_ll(pg, "SELECT 1"), 1);
+    kp_pg_close(&other);
+    kp_pg_close(&pg);
+}
+
+/* Doubles come back as text that parses to the same double, even when the database's
+ * default would round them (extra_float_digits = 0). */
+static void test_float_text_exact(void **state)
+{
+    (void)state;
+    struct kp_pg *admin = connect_ok();
+    exec_ok(admin, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET extra_float_digits = 0', "
+                   "current_database()); END $$");
+    struct kp_pg *pg = connect_ok();
+    struct kp_pg_res *r = NULL;
+    assert_int_equal(
+        kp_pg_exec(pg, "SELECT 0.1::float8 + 0.2::float8, 1.0::float8 / 3", 0, NULL, &r), 0);
+    double a = strtod(kp_pg_res_value(r, 0, 0), NULL), b = strtod(kp_pg_res_value(r, 0, 1), NULL);
+    double want_a = 0.1 + 0.2, want_b = 1.0 / 3;
+    assert_memory_equal(&a, &want_a, sizeof a);
+    assert_memory_equal(&b, &want_b, sizeof b);
+    kp_pg_res_free(&r);
+    /* and after a reconnection */
+    assert_int_equal(kp_pg_reset(pg), 0);
+    assert_int_equal(kp_pg_exec(pg, "SHOW extra_float_digits", 0, NULL, &r), 0);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "3");
+    kp_pg_res_free(&r);
+    exec_ok(admin, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET extra_float_digits', "
+                   "current_database()); END $$");
+    kp_pg_close(&pg);
+    kp_pg_close(&admin);
+}
+
+/* ---- array builders ------------------------------------------------------------------- */
+
+static void test_array_text_roundtrip(void **state)
+{
+    (void)state;
+    static const char *const elems[] = {
+        "plain",
+        "",
+        "NULL", /* the text NULL, not SQL NULL */
+        NULL,
+        "with \"double\" quotes",
+        "back\\slash and \\\" both",
+        "trailing backslash \\",
+        "comma, separated",
+        "{braces}",
+        "} { , \"",
+        "  leading and trailing spaces  ",
+        "tab\tnewline\nreturn\r",
+        "海城市经济开发区",
+        "单引号 ' 和 \"双引号\"",
+        "\\",
+        "\"",
+        "'",
+        "a,b}{c\\\"d",
+    };
+    size_t n = sizeof elems / sizeof elems[0];
+    struct kp_buf b = {0};
+    kp_pg_array_begin(&b);
+    for (size_t i = 0; i < n; i++)
+        kp_pg_array_add(&b, elems[i]);
+    kp_pg_array_end(&b);
+
+    struct kp_pg *pg = connect_ok();
+    const char *params[1] = {kp_buf_cstr(&b)};
+    struct kp_pg_res *r = NULL;
+    int rc = kp_pg_exec(pg,
+                        "SELECT ord, e IS NULL, e FROM unnest($1::text[]) WITH ORDINALITY "
+                        "AS t(e, ord) ORDER BY ord",
+                        1, params, &r);
+    if (rc)
+        fprintf(stderr, "%s: %s\n", params[0], kp_pg_errmsg(pg));
+    assert_int_equal(rc, 0);
+    assert_int_equal(kp_pg_res_ntuples(r), (int)n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(strtol(kp_pg_res_value(r, (int)i, 0), NULL, 10), (long)i + 1);
+        if (elems[i] == NULL) {
+            assert_string_equal(kp_pg_res_value(r, (int)i, 1), "t");
+            assert_true(kp_pg_res_isnull(r, (int)i, 2));
+        } else {
+            assert_string_equal(kp_pg_res_value(r, (int)i, 1), "f");
+            assert_string_equal(kp_pg_res_value(r, (int)i, 2), elems[i]);
+        }
+    }
+    kp_pg_res_free(&r);
+
+    /* Begin resets: an empty array is "{}" and unnests to no rows. */
+    kp_pg_array_begin(&b);
+    kp_pg_array_end(&b);
+    assert_string_equal(kp_buf_cstr(&b), "{}");
+    params[0] = kp_buf_cstr(&b);
+    assert_int_equal(kp_pg_exec(pg, "SELECT count(*) FROM unnest($1::text[])", 1, params, &r), 0);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "0");
+    kp_pg_res_free(&r);
+    kp_pg_close(&pg);
+    kp_buf_fini(&b);
+}
+
+static void test_array_numbers_roundtrip(void **state)
+{
+    (void)state;
+    static const double dv[] = {0.0,
+                                -0.0,
+                                1.5,
+                                0.1,
+                                1.0 / 3.0,
+                                -2.5e-300,
+                                1.7976931348623157e308,
+                                4.9e-324,
+                                58.73,
+                                123456789.123456789};
+    static const long long iv[] = {0, 1, -1, 1700000000123LL, INT64_MAX, INT64_MIN};
+    static const unsigned long long uv[] = {0, 1, 18446744073709551615ULL, 9007199254740993ULL};
+    size_t nd = sizeof dv / sizeof dv[0], ni = sizeof iv / sizeof iv[0],
+           nu = sizeof uv / sizeof uv[0];
+    struct kp_buf bd = {0}, bi = {0}, bu = {0};
+    kp_pg_array_begin(&bd);
+    for (size_t i = 0; i < nd; i++)
+        kp_pg_array_add_double(&bd, dv[i]);
+    kp_pg_array_add_double(&bd, NAN);
+    kp_pg_array_add_double(&bd, INFINITY);
+    kp_pg_array_add_double(&bd, -INFINITY);
+    kp_pg_array_end(&bd);
+    kp_pg_array_begin(&bi);
+    for (size_t i = 0; i < ni; i++)
+        kp_pg_array_add_i64(&bi, iv[i]);
+    kp_pg_array_end(&bi);
+    kp_pg_array_begin(&bu);
+    for (size_t i = 0; i < nu; i++)
+        kp_pg_array_add_u64(&bu, uv[i]);
+    kp_pg_array_end(&bu);
+
+    struct kp_pg *pg = connect_ok();
+    /* Doubles: the text PostgreSQL prints back parses to the very same double. */
+    const char *p1[1] = {kp_buf_cstr(&bd)};
+    struct kp_pg_res *r = NULL;
+    assert_int_equal(kp_pg_exec(pg,
+                                "SELECT v::text FROM unnest($1::float8[]) WITH ORDINALITY "
+                                "AS t(v, ord) ORDER BY ord",
+                                1, p1, &r),
+                     0);
+    assert_int_equal(kp_pg_res_ntuples(r), (int)nd + 3);
+    for (size_t i = 0; i < nd; i++) {
+        double got = strtod(kp_pg_res_value(r, (int)i, 0), NULL);
+        assert_memory_equal(&got, &dv[i], sizeof got);
+    }
+    assert_string_equal(kp_pg_res_value(r, (int)nd, 0), "NaN");
+    assert_string_equal(kp_pg_res_value(r, (int)nd + 1, 0), "Infinity");
+    assert_string_equal(kp_pg_res_value(r, (int)nd + 2, 0), "-Infinity");
+    kp_pg_res_free(&r);
+
+    const char *p2[1] = {kp_buf_cstr(&bi)};
+    assert_int_equal(kp_pg_exec(pg,
+                                "SELECT v FROM unnest($1::int8[]) WITH ORDINALITY AS t(v, ord) "
+                                "ORDER BY ord",
+                                1, p2, &r),
+                     0);
+    assert_int_equal(kp_pg_res_ntuples(r), (int)ni);
+    for (size_t i = 0; i < ni; i++)
+        assert_true(strtoll(kp_pg_res_value(r, (int)i, 0), NULL, 10) == iv[i]);
+    kp_pg_res_free(&r);
+
+    const char *p3[1] = {kp_buf_cstr(&bu)};
+    assert_int_equal(kp_pg_exec(pg,
+                                "SELECT v FROM unnest($1::numeric(20,0)[]) WITH ORDINALITY "
+                                "AS t(v, ord) ORDER BY ord",
+                                1, p3, &r),
+                     0);
+    assert_int_equal(kp_pg_res_ntuples(r), (int)nu);
+    for (size_t i = 0; i < nu; i++)
+        assert_true(strtoull(kp_pg_res_value(r, (int)i, 0), NULL, 10) == uv[i]);
+    kp_pg_res_free(&r);
+
+    /* Several arrays unnested side by side, as the scorer's bulk statements do. */
+    struct kp_buf bt = {0};
+    kp_pg_array_begin(&bt);
+    kp_pg_array_add(&bt, "一");
+    kp_pg_array_add(&bt, NULL);
+    kp_pg_array_add(&bt, "three,3");
+    kp_pg_array_end(&bt);
+    kp_pg_array_begin(&bi);
+    kp_pg_array_add_i64(&bi, 10);
+    kp_pg_array_add_i64(&bi, 20);
+    kp_pg_array_add_i64(&bi, 30);
+    kp_pg_array_end(&bi);
+    const char *p4[2] = {kp_buf_cstr(&bt), kp_buf_cstr(&bi)};
+    assert_int_equal(kp_pg_exec(pg,
+                                "SELECT coalesce(a, '<null>') || ':' || b FROM "
+                                "unnest($1::text[], $2::int8[]) AS t(a, b)",
+                                2, p4, &r),
+                     0);
+    assert_int_equal(kp_pg_res_ntuples(r), 3);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "一:10");
+    assert_string_equal(kp_pg_res_value(r, 1, 0), "<null>:20");
+    assert_string_equal(kp_pg_res_value(r, 2, 0), "three,3:30");
+    kp_pg_res_free(&r);
+
+    kp_pg_close(&pg);
+    kp_buf_fini(&bd);
+    kp_buf_fini(&bi);
+    kp_buf_fini(&bu);
+    kp_buf_fini(&bt);
+}
+
+/* ---- migrations ----------------------------------------------------------------------- */
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void make_dir(char *tmpl)
+{
+    assert_non_null(mkdtemp(tmpl));
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A connection working in its own schema, so that each test has its own
+ * kp_schema_version. */
+static struct kp_pg *connect_schema(const char *schema)
+{
+    struct kp_pg *pg = connect_ok();
+    char sql[200];
+    snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s", schema);
+    /* Two threads may race on CREATE SCHEMA IF NOT EXISTS; the test creates it first. */
+    exec_ok(pg, sql);
+    snprintf(sql, sizeof sql, "SET search_path TO %s", schema);
+    exec_ok(pg, sql);
+    return pg;
+}
+
+static void test_migrate_twice(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kp-mig-XXXXXX";
+    make_dir(dir);
+    /* Not idempotent on purpose: applying any of them twice would fail or add rows. */
+    write_file(dir, "001_first.sql",
+               "CREATE TABLE mig_a (id int PRIMARY KEY, note text);\n"
+               "INSERT INTO mig_a VALUES (1, '第一');\n");
+    write_file(dir, "002_second.sql",
+               "CREATE TABLE mig_b (k text PRIMARY KEY);\n"
+               "INSERT INTO mig_a VALUES (2, 'two; with a semicolon');\n");
+    write_file(dir, "010_tenth.sql", "ALTER TABLE mig_b ADD COLUMN v int;\n");
+    write_file(dir, "README", "not a migration");
+    write_file(dir, "3_nounderscore.txt", "SELECT 1/0;");
+    write_file(dir, "004_bad.sql.bak", "SELECT 1/0;");
+
+    struct kp_pg *pg = connect_schema("mig_twice");
+    char err[512];
+    int rc = kp_pg_migrate(pg, dir, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "migrate: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_schema_version"), 3);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM mig_a"), 2);
+    struct kp_pg_res *r = NULL;
+    assert_int_equal(
+        kp_pg_exec(pg, "SELECT version, name FROM kp_schema_version ORDER BY 1", 0, NULL, &r), 0);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "1");
+    assert_string_equal(kp_pg_res_value(r, 0, 1), "first");
+    assert_string_equal(kp_pg_res_value(r, 2, 0), "10");
+    assert_string_equal(kp_pg_res_value(r, 2, 1), "tenth");
+    kp_pg_res_free(&r);
+    long long stamp = query_ll(pg, "SELECT extract(epoch FROM max(applied_at)) * 1000000 FROM "
+                                   "kp_schema_version");
+
+    /* Second run: nothing to do, nothing changes. */
+    rc = kp_pg_migrate(pg, dir, err, sizeof err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_schema_version"), 3);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM mig_a"), 2);
+    assert_true(query_ll(pg, "SELECT extract(epoch FROM max(applied_at)) * 1000000 FROM "
+                             "kp_schema_version") == stamp);
+
+    /* A new migration is picked up; a failing one is rolled back and named in err. */
+    write_file(dir, "011_more.sql", "INSERT INTO mig_b VALUES ('x', 1);");
+    write_file(dir, "012_broken.sql",
+               "INSERT INTO mig_b VALUES ('y', 2);\nSELECT no_such_column FROM mig_b;");
+    rc = kp_pg_migrate(pg, dir, err, sizeof err);
+    assert_int_equal(rc, KP_EDB);
+    assert_non_null(strstr(err, "012_broken.sql"));
+    assert_non_null(strstr(err, "42703"));
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_schema_version"), 4);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM mig_b"), 1); /* 'y' rolled back */
+    assert_true(kp_pg_ok(pg));                                       /* no transaction left open */
+    assert_int_equal(query_ll(pg, "SELECT 1"), 1);
+
+    /* Missing dir; duplicate versions. */
+    assert_int_equal(kp_pg_migrate(pg, "/nonexistent/kp-migrations", err, sizeof err), KP_EIO);
+    assert_non_null(strstr(err, "/nonexistent/kp-migrations"));
+    write_file(dir, "012_fixed.sql", "SELECT 1;");
+    assert_int_equal(kp_pg_migrate(pg, dir, err, sizeof err), KP_EIO);
+    assert_non_null(strstr(err, "same version"));
+
+    kp_pg_close(&pg);
+    remove_dir(dir);
+}
+
+struct mig_thread {
+    const char *dir;
+    int rc;
+    char err[512];
+};
+
+static void *mig_worker(void *arg)
+{
+    struct mig_thread *t = arg;
+    struct kp_pg *pg = NULL;
+    if (kp_pg_open(dsn(), &pg) || kp_pg_exec(pg, "SET search_path TO mig_conc", 0, NULL, NULL)) {
+        snprintf(t->err, sizeof t->err, "connect: %s", kp_pg_errmsg(pg));
+        t->rc = -100;
+    } else {
+        t->rc = kp_pg_migrate(pg, t->dir, t->err, sizeof t->err);
+    }
+    kp_pg_close(&pg);
+    return NULL;
+}
+
+static void test_migrate_concurrent(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kp-mig-XXXXXX";
+    make_dir(dir);
+    /* The sleep holds the lock long enough that both threads are inside kp_pg_migrate at
+     * once; CREATE TABLE without IF NOT EXISTS fails if the migration ran twice. */
+    write_file(dir, "001_slow.sql",
+               "CREATE TABLE hits (n serial PRIMARY KEY, at timestamptz DEFAULT now());\n"
+               "SELECT pg_sleep(0.5);\n"
+               "INSERT INTO hits DEFAULT VALUES;\n");
+    write_file(dir, "002_also.sql", "INSERT INTO hits DEFAULT VALUES; SELECT pg_sleep(0.2);");
+    struct kp_pg *pg = connect_schema("mig_conc");
+
+    struct mig_thread t[3] = {{.dir = dir}, {.dir = dir}, {.dir = dir}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, mig_worker, &t[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        if (t[i].rc)
+            fprintf(stderr, "thread %d: %s\n", i, t[i].err);
+        assert_int_equal(t[i].rc, 0);
+    }
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_schema_version"), 2);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM hits"), 2);
+    kp_pg_close(&pg);
+    remove_dir(dir);
+}
+
+/* The project's own migrations apply cleanly, twice. */
+static void test_migrate_project_schema(void **state)
+{
+    (void)state;
+    struct kp_pg *pg = connect_schema("proj");
+    char err[512];
+    int rc = kp_pg_migrate(pg, KP_SOURCE_DIR "/schemas/migrations", err, sizeof err);
+    if (rc)
+        fprintf(stderr, "migrate: %s\n", err);
+    assert_int_equal(rc, 0);
+    long long n = query_ll(pg, "SELECT count(*) FROM kp_schema_version");
+    assert_true(n >= 1);
+    assert_int_equal(kp_pg_migrate(pg, KP_SOURCE_DIR "/schemas/migrations", err, sizeof err), 0);
+    assert_true(query_ll(pg, "SELECT count(*) FROM kp_schema_version") == n);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_unit_score"), 0);
+    kp_pg_close(&pg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_bad_dsn),
+        cmocka_unit_test(test_exec_params),
+        cmocka_unit_test(test_nulls),
+        cmocka_unit_test(test_sqlstate),
+        cmocka_unit_test(test_conn_lost_and_reset),
+        cmocka_unit_test(test_float_text_exact),
+        cmocka_unit_test(test_array_text_roundtrip),
+        cmocka_unit_test(test_array_numbers_roundtrip),
+        cmocka_unit_test(test_migrate_twice),
+        cmocka_unit_test(test_migrate_concurrent),
+        cmocka_unit_test(test_migrate_project_schema),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
