@@ -1,0 +1,467 @@
+/*
+ * scr_batch: one batch from decode to reply, the heart of the scorer. The batch is decoded
+ * and checked (batch-level defects → nack; observation-level ones → rej entries), then ONE
+ * PostgreSQL transaction records the batch row (the dedup key of ARCHITECTURE.md guarantee 2),
+ * the accepted observations with their provenance (guarantee 6), the rejections (guarantee 4)
+ * and the score rows the engine changed, all as a fixed number of bulk statements over
+ * unnest()ed arrays. The ack is written only after COMMIT (guarantee 1); a retransmit finds
+ * its batch row and is answered dup:true with the original counts. Any database failure rolls
+ * back both the transaction and the engine and answers nack scorer_unavailable, retry:true.
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kp_err.h"
+#include "kp_log.h"
+#include "kp_metrics.h"
+#include "kp_msg.h"
+#include "kp_pg.h"
+#include "kp_time.h"
+#include "score_engine.h"
+#include "scr_internal.h"
+
+/* timestamptz holds years 1..9999 comfortably; `at` outside is refused, not stored (an
+ * out-of-range timestamp would fail the whole transaction on every retransmit). */
+#define AT_MIN_MS (-62135596800000LL) /* 0001-01-01T00:00:00Z */
+#define AT_MAX_MS 253402300799999LL   /* 9999-12-31T23:59:59.999Z */
+
+/* The batch row; RETURNING tells a first delivery (one row) from a retransmit (none). rej is
+ * built from the same arrays as the rejection rows. */
+static const char SQL_BATCH[] =
+    "INSERT INTO batch (adapter, seq, scheme, src, n_obs, stored, rej) "
+    "SELECT $1, $2::numeric, $3, $4, $5::int, $6::int, "
+    "coalesce((SELECT jsonb_agg(jsonb_build_object('n', r_n, 'code', r_code, 'msg', r_msg) "
+    "ORDER BY r_n) FROM unnest($7::int[], $8::text[], $9::text[]) AS r(r_n, r_code, r_msg)), "
+    "'[]'::jsonb) "
+    "ON CONFLICT (adapter, seq) DO NOTHING RETURNING 1";
+
+/* The original answer to a batch committed before. */
+static const char SQL_DUP[] =
+    "SELECT b.stored, r.n, r.code, r.msg FROM batch b "
+    "LEFT JOIN LATERAL jsonb_to_recordset(b.rej) AS r(n int, code text, msg text) ON true "
+    "WHERE b.adapter = $1 AND b.seq = $2::numeric ORDER BY r.n";
+
+static const char SQL_OBS[] =
+    "INSERT INTO observation (scheme, src, ref, rev, unit, indicator, period, value, w, x, "
+    "observed_at, adapter, seq) "
+    "SELECT $1, $2, o_ref, o_rev, o_unit, o_ind, o_period, o_val, o_w, o_x::jsonb, "
+    "timestamptz 'epoch' + o_at::float8 * interval '1 millisecond', $3, $4::numeric "
+    "FROM unnest($5::text[], $6::numeric[], $7::text[], $8::text[], $9::text[], $10::float8[], "
+    "$11::float8[], $12::text[], $13::int8[]) "
+    "AS t(o_ref, o_rev, o_unit, o_ind, o_period, o_val, o_w, o_x, o_at) "
+    "ON CONFLICT (scheme, src, ref, rev) DO NOTHING";
+
+static const char SQL_REJ[] =
+    "INSERT INTO rejection (scheme, src, adapter, seq, n, ref, code, msg) "
+    "SELECT $1, $2, $3, $4::numeric, r_n, r_ref, r_code, r_msg "
+    "FROM unnest($5::int[], $6::text[], $7::text[], $8::text[]) AS t(r_n, r_ref, r_code, r_msg) "
+    "ON CONFLICT (adapter, seq, n) DO NOTHING";
+
+/* ---- replies -------------------------------------------------------------------------- */
+
+/* Human messages end up in a text column and a msgpack str: they must be UTF-8. A message cut
+ * by snprintf in the middle of a character (or carrying foreign bytes) is repaired in place:
+ * a truncated tail is dropped, any other invalid byte becomes '?'. */
+static void utf8_repair(char *m)
+{
+    size_t n = strlen(m);
+    if (kp_utf8_valid(m, n))
+        return;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)m[i];
+        size_t len = c < 0x80             ? 1
+                     : (c & 0xe0) == 0xc0 ? 2
+                     : (c & 0xf0) == 0xe0 ? 3
+                     : (c & 0xf8) == 0xf0 ? 4
+                                          : 0;
+        bool ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++)
+            ok = ((unsigned char)m[i + k] & 0xc0) == 0x80;
+        if (ok && kp_utf8_valid(m + i, len)) {
+            i += len;
+        } else if (len > 1 && i + len > n) {
+            m[i] = 0; /* a character cut at the end */
+            n = i;
+        } else {
+            m[i++] = '?';
+        }
+    }
+    if (!kp_utf8_valid(m, strlen(m)))
+        for (char *p = m; *p; p++)
+            if ((unsigned char)*p >= 0x80)
+                *p = '?';
+}
+
+static void reply_nack(struct kp_buf *reply, bool has_seq, uint64_t seq, enum kp_reason code,
+                       const char *msg)
+{
+    struct kp_nack n = {
+        .has_seq = has_seq, .seq = seq, .code = code, .retry = kp_reason_retry(code)};
+    snprintf(n.msg, sizeof n.msg, "%s", msg && *msg ? msg : kp_reason_str(code));
+    utf8_repair(n.msg);
+    kp_buf_reset(reply);
+    if (kp_nack_encode(reply, &n) != 0) {
+        snprintf(n.msg, sizeof n.msg, "%s", kp_reason_str(code));
+        kp_buf_reset(reply);
+        int rc = kp_nack_encode(reply, &n);
+        KP_ASSERT(rc == 0); /* every field is now ours */
+    }
+}
+
+static enum scr_outcome nacked(struct scr *s, struct kp_buf *reply, bool has_seq, uint64_t seq,
+                               enum kp_reason code, const char *msg, const char *aid,
+                               const char *scheme)
+{
+    char q[KP_MSG_TEXT_MAX + 16], seqtxt[24] = "nil";
+    if (has_seq)
+        snprintf(seqtxt, sizeof seqtxt, "%" PRIu64, seq);
+    reply_nack(reply, has_seq, seq, code, msg);
+    s->stats.nacked++;
+    kp_counter_inc(s->m_nacked);
+    if (kp_reason_retry(code))
+        KP_DEBUG("batch_nacked", "adapter=%s scheme=%s seq=%s code=%s retry=true", aid, scheme,
+                 seqtxt, kp_reason_str(code));
+    else
+        KP_INFO("batch_refused", "adapter=%s scheme=%s seq=%s code=%s msg=%s", aid, scheme, seqtxt,
+                kp_reason_str(code), kp_log_q(q, sizeof q, msg));
+    return SCR_NACKED;
+}
+
+/* ---- checks --------------------------------------------------------------------------- */
+
+static struct scr_scheme *find_scheme(struct scr *s, const char *id)
+{
+    for (size_t i = 0; i < s->n_schemes; i++)
+        if (!strcmp(s->schemes[i].id, id))
+            return &s->schemes[i];
+    return NULL;
+}
+
+static void refuse(struct kp_obs *o, enum kp_reason r, const char *msg)
+{
+    o->reason = r;
+    snprintf(o->msg, sizeof o->msg, "%s", msg && *msg ? msg : kp_reason_str(r));
+    utf8_repair(o->msg);
+}
+
+static struct score_obs to_score_obs(const struct kp_batch *b, const struct kp_obs *o)
+{
+    struct score_obs so = {
+        .src = b->src,
+        .ref = o->ref,
+        .rev = o->rev,
+        .unit = o->u,
+        .indicator = o->i,
+        .period = o->p,
+        .value = o->val,
+        .w = o->w,
+        .at = o->at,
+    };
+    return so;
+}
+
+/* Decides the final reason of every observation and fills the observation and rejection
+ * arrays. Returns the number accepted. */
+static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp_batch *b)
+{
+    struct kp_buf *a = s->a;
+    for (int k = SCR_A_OREF; k <= SCR_A_RMSG; k++)
+        kp_pg_array_begin(&a[k]);
+    size_t accepted = 0;
+    for (size_t i = 0; i < b->n_obs; i++) {
+        struct kp_obs *o = &b->obs[i];
+        if (o->reason == KP_R_OK) {
+            struct score_obs so = to_score_obs(b, o);
+            char msg[KP_MSG_TEXT_MAX] = "";
+            enum kp_reason r = score_engine_check(sch->engine, &so, msg, sizeof msg);
+            if (r != KP_R_OK)
+                refuse(o, r, msg);
+        }
+        if (o->reason == KP_R_OK && (o->at < AT_MIN_MS || o->at > AT_MAX_MS))
+            refuse(o, KP_R_bad_field, "at: outside the years 1-9999");
+        const char *xjson = NULL;
+        if (o->reason == KP_R_OK && o->x && o->x_len) {
+            kp_buf_reset(&s->json);
+            if (kp_msgpack_to_json(o->x, o->x_len, &s->json) != 0)
+                refuse(o, KP_R_bad_field, "x: cannot be stored as JSON");
+            else
+                xjson = kp_buf_cstr(&s->json);
+        }
+        if (o->reason == KP_R_OK) {
+            kp_pg_array_add(&a[SCR_A_OREF], o->ref);
+            kp_pg_array_add_u64(&a[SCR_A_OREV], (unsigned long long)o->rev);
+            kp_pg_array_add(&a[SCR_A_OUNIT], o->u);
+            kp_pg_array_add(&a[SCR_A_OIND], o->i);
+            kp_pg_array_add(&a[SCR_A_OPERIOD], o->p);
+            kp_pg_array_add_double(&a[SCR_A_OVAL], o->val);
+            kp_pg_array_add_double(&a[SCR_A_OW], o->w);
+            kp_pg_array_add(&a[SCR_A_OX], xjson);
+            kp_pg_array_add_i64(&a[SCR_A_OAT], (long long)o->at);
+            accepted++;
+        } else {
+            if (!o->msg[0])
+                refuse(o, o->reason, NULL);
+            utf8_repair(o->msg);
+            kp_pg_array_add_i64(&a[SCR_A_RN], (long long)i);
+            kp_pg_array_add(&a[SCR_A_RREF], o->ref[0] ? o->ref : NULL);
+            kp_pg_array_add(&a[SCR_A_RCODE], kp_reason_str(o->reason));
+            kp_pg_array_add(&a[SCR_A_RMSG], o->msg);
+        }
+    }
+    for (int k = SCR_A_OREF; k <= SCR_A_RMSG; k++)
+        kp_pg_array_end(&a[k]);
+    return accepted;
+}
+
+/* ---- the transaction ------------------------------------------------------------------ */
+
+/* Answers a retransmit from its batch row. Returns 0 or KP_EDB. */
+static int reply_dup(struct scr *s, const char *aid, const char *seqtxt, uint64_t seq,
+                     struct kp_buf *reply, uint64_t *stored, size_t *n_rej)
+{
+    const char *p[2] = {aid, seqtxt};
+    struct kp_pg_res *r = NULL;
+    if (kp_pg_exec(s->pg, SQL_DUP, 2, p, &r))
+        return KP_EDB;
+    int n = kp_pg_res_ntuples(r);
+    if (n == 0) { /* the conflicting row vanished: cannot happen, batch rows are kept */
+        kp_pg_res_free(&r);
+        return KP_EDB;
+    }
+    struct kp_ack ack = {.seq = seq, .dup = true};
+    ack.stored = strtoull(kp_pg_res_value(r, 0, 0), NULL, 10);
+    struct kp_rej *rej = kp_xcalloc((size_t)n, sizeof *rej);
+    for (int i = 0; i < n; i++) {
+        if (kp_pg_res_isnull(r, i, 1))
+            continue; /* the LEFT JOIN row of a batch without rejections */
+        const char *code = kp_pg_res_value(r, i, 2);
+        enum kp_reason rc = kp_reason_parse(code, strlen(code));
+        struct kp_rej *e = &rej[ack.n_rej++];
+        e->n = (uint32_t)strtoul(kp_pg_res_value(r, i, 1), NULL, 10);
+        e->code = rc == KP_R__COUNT ? KP_R_bad_field : rc;
+        e->msg = kp_pg_res_value(r, i, 3);
+    }
+    ack.rej = rej;
+    kp_buf_reset(reply);
+    int rc = kp_ack_encode(reply, &ack);
+    *stored = ack.stored;
+    *n_rej = ack.n_rej;
+    free(rej);
+    kp_pg_res_free(&r);
+    return rc ? KP_EDB : 0;
+}
+
+static void reply_ack(struct kp_buf *reply, const struct kp_batch *b, size_t accepted)
+{
+    size_t n_rej = b->n_obs - accepted;
+    struct kp_rej *rej = n_rej ? kp_xcalloc(n_rej, sizeof *rej) : NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < b->n_obs; i++) {
+        const struct kp_obs *o = &b->obs[i];
+        if (o->reason == KP_R_OK)
+            continue;
+        rej[k].n = (uint32_t)i;
+        rej[k].code = o->reason;
+        rej[k].msg = o->msg;
+        k++;
+    }
+    struct kp_ack ack = {.seq = b->seq, .stored = accepted, .dup = false, .n_rej = k, .rej = rej};
+    kp_buf_reset(reply);
+    if (kp_ack_encode(reply, &ack) != 0) {
+        /* Messages are repaired UTF-8 of bounded length; should the codec still refuse one,
+         * the reason codes alone keep the ack truthful. */
+        for (size_t j = 0; j < k; j++)
+            rej[j].msg = kp_reason_str(rej[j].code);
+        kp_buf_reset(reply);
+        int rc = kp_ack_encode(reply, &ack);
+        KP_ASSERT(rc == 0);
+    }
+    free(rej);
+}
+
+/* Database failure in the middle of a batch: roll back database and engine, log once with the
+ * batch's context, nack for retry. `at_commit`: COMMIT itself failed, so when the connection
+ * is lost its outcome is unknown and the engines are rebuilt after reconnecting. */
+static enum scr_outcome db_failure(struct scr *s, struct scr_scheme *sch, bool engine_open,
+                                   bool at_commit, const char *step, const struct kp_batch *b,
+                                   struct kp_buf *reply)
+{
+    char ctx[256];
+    snprintf(ctx, sizeof ctx, "adapter=%s scheme=%s seq=%" PRIu64, b->aid, b->scheme, b->seq);
+    if (engine_open)
+        score_engine_rollback(sch->engine);
+    scr__db_failed(s, step, ctx);
+    if (at_commit && kp_pg_conn_lost(s->pg)) {
+        s->need_replay = true;
+        KP_WARN("commit_uncertain",
+                "%s msg=\"connection lost during COMMIT; engines will be "
+                "rebuilt from the database\"",
+                ctx);
+    }
+    reply_nack(reply, true, b->seq, KP_R_scorer_unavailable, "database unavailable; retry later");
+    s->stats.nacked++;
+    kp_counter_inc(s->m_nacked);
+    return SCR_NACKED;
+}
+
+static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_batch *b,
+                              size_t accepted, struct kp_buf *reply)
+{
+    struct kp_buf *a = s->a;
+    char seqtxt[24], n_obs[24], stored[24];
+    snprintf(seqtxt, sizeof seqtxt, "%" PRIu64, b->seq);
+    snprintf(n_obs, sizeof n_obs, "%zu", b->n_obs);
+    snprintf(stored, sizeof stored, "%zu", accepted);
+    size_t n_rej = b->n_obs - accepted;
+    uint64_t t0 = kp_mono_ns();
+    struct kp_pg_res *r = NULL;
+
+    if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL))
+        return db_failure(s, sch, false, false, "begin", b, reply);
+    const char *p_batch[9] = {b->aid,
+                              seqtxt,
+                              b->scheme,
+                              b->src,
+                              n_obs,
+                              stored,
+                              kp_buf_cstr(&a[SCR_A_RN]),
+                              kp_buf_cstr(&a[SCR_A_RCODE]),
+                              kp_buf_cstr(&a[SCR_A_RMSG])};
+    if (kp_pg_exec(s->pg, SQL_BATCH, 9, p_batch, &r))
+        return db_failure(s, sch, false, false, "batch", b, reply);
+    bool first = kp_pg_res_ntuples(r) > 0;
+    kp_pg_res_free(&r);
+
+    if (!first) {
+        /* A retransmit of a committed batch (ARCHITECTURE.md guarantee 2): nothing applied. */
+        uint64_t orig_stored = 0;
+        size_t orig_rej = 0;
+        if (reply_dup(s, b->aid, seqtxt, b->seq, reply, &orig_stored, &orig_rej))
+            return db_failure(s, sch, false, false, "dup", b, reply);
+        scr__db_rollback(s);
+        s->stats.dup++;
+        kp_counter_inc(s->m_dup);
+        KP_INFO("batch_dup",
+                "adapter=%s scheme=%s seq=%" PRIu64 " stored=%" PRIu64 " rejected=%zu dup=true",
+                b->aid, b->scheme, b->seq, orig_stored, orig_rej);
+        return SCR_DUP;
+    }
+
+    long long inserted = 0;
+    if (accepted) {
+        const char *p_obs[13] = {b->scheme,
+                                 b->src,
+                                 b->aid,
+                                 seqtxt,
+                                 kp_buf_cstr(&a[SCR_A_OREF]),
+                                 kp_buf_cstr(&a[SCR_A_OREV]),
+                                 kp_buf_cstr(&a[SCR_A_OUNIT]),
+                                 kp_buf_cstr(&a[SCR_A_OIND]),
+                                 kp_buf_cstr(&a[SCR_A_OPERIOD]),
+                                 kp_buf_cstr(&a[SCR_A_OVAL]),
+                                 kp_buf_cstr(&a[SCR_A_OW]),
+                                 kp_buf_cstr(&a[SCR_A_OX]),
+                                 kp_buf_cstr(&a[SCR_A_OAT])};
+        if (kp_pg_exec(s->pg, SQL_OBS, 13, p_obs, &r))
+            return db_failure(s, sch, false, false, "observation", b, reply);
+        inserted = kp_pg_res_affected(r);
+        kp_pg_res_free(&r);
+    }
+    if (n_rej) {
+        const char *p_rej[8] = {b->scheme,
+                                b->src,
+                                b->aid,
+                                seqtxt,
+                                kp_buf_cstr(&a[SCR_A_RN]),
+                                kp_buf_cstr(&a[SCR_A_RREF]),
+                                kp_buf_cstr(&a[SCR_A_RCODE]),
+                                kp_buf_cstr(&a[SCR_A_RMSG])};
+        if (kp_pg_exec(s->pg, SQL_REJ, 8, p_rej, NULL))
+            return db_failure(s, sch, false, false, "rejection", b, reply);
+    }
+
+    /* Score the accepted observations; the engine's unit of work mirrors the transaction. */
+    score_engine_begin(sch->engine);
+    for (size_t i = 0; i < b->n_obs; i++) {
+        const struct kp_obs *o = &b->obs[i];
+        if (o->reason != KP_R_OK)
+            continue;
+        struct score_obs so = to_score_obs(b, o);
+        enum kp_reason rr = score_engine_apply(sch->engine, &so);
+        if (rr != KP_R_OK) /* it passed score_engine_check: an engine invariant is broken */
+            KP_ERROR("apply_failed", "adapter=%s scheme=%s seq=%" PRIu64 " n=%zu reason=%s", b->aid,
+                     b->scheme, b->seq, i, kp_reason_str(rr));
+    }
+    struct scr_changes ch;
+    scr__collect_changes(s, sch, &ch);
+    if (scr__db_write_scores(s, b->scheme, &ch, NULL))
+        return db_failure(s, sch, true, false, "scores", b, reply);
+    if (kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL))
+        return db_failure(s, sch, true, true, "commit", b, reply);
+    score_engine_commit(sch->engine);
+    double secs = (double)(kp_mono_ns() - t0) / 1e9;
+
+    reply_ack(reply, b, accepted);
+    s->stats.committed++;
+    s->stats.stored += accepted;
+    s->stats.rejected += n_rej;
+    kp_counter_inc(s->m_committed);
+    kp_counter_add(s->m_stored, (double)accepted);
+    for (size_t i = 0; i < b->n_obs; i++)
+        if (b->obs[i].reason != KP_R_OK && b->obs[i].reason < KP_R__COUNT)
+            kp_counter_inc(s->m_rej[b->obs[i].reason]);
+    kp_histogram_observe(s->m_commit_s, secs);
+    KP_DEBUG("batch_committed",
+             "adapter=%s scheme=%s seq=%" PRIu64 " stored=%zu new=%lld "
+             "rejected=%zu dup=false cells=%zu totals=%zu ms=%.2f",
+             b->aid, b->scheme, b->seq, accepted, inserted, n_rej, ch.n_cells, ch.n_totals,
+             secs * 1e3);
+    return SCR_COMMITTED;
+}
+
+/* ---- entry ---------------------------------------------------------------------------- */
+
+enum scr_outcome scr_process(struct scr *s, const void *aid, size_t aid_len, const void *payload,
+                             size_t len, struct kp_buf *reply)
+{
+    char env_aid[KP_CODE_MAX + 1];
+    size_t n = aid_len < KP_CODE_MAX ? aid_len : KP_CODE_MAX;
+    memcpy(env_aid, aid, n);
+    env_aid[n] = 0;
+    if (!kp_code_valid(env_aid, n))
+        snprintf(env_aid, sizeof env_aid, "?");
+
+    struct kp_msg_limits lim = {(size_t)s->cfg->max_bytes, (size_t)s->cfg->max_obs};
+    struct kp_batch *b = NULL;
+    bool has_seq = false;
+    uint64_t seq = 0;
+    char msg[KP_MSG_TEXT_MAX] = "";
+    enum kp_reason r = kp_batch_decode(payload, len, &lim, &b, &has_seq, &seq, msg, sizeof msg);
+    if (r != KP_R_OK)
+        return nacked(s, reply, has_seq, seq, r, msg, env_aid, "?");
+    kp_histogram_observe(s->m_batch_size, (double)b->n_obs);
+
+    enum scr_outcome out;
+    struct scr_scheme *sch;
+    /* INTERNAL.md: the envelope's aid is the authenticated adapter id. */
+    if (strlen(b->aid) != aid_len || memcmp(b->aid, aid, aid_len) != 0) {
+        snprintf(msg, sizeof msg, "aid %s does not match the authenticated adapter %s", b->aid,
+                 env_aid);
+        out = nacked(s, reply, true, b->seq, KP_R_bad_aid, msg, env_aid, b->scheme);
+    } else if (!(sch = find_scheme(s, b->scheme))) {
+        snprintf(msg, sizeof msg, "scheme %s is not served by scorer %s", b->scheme, s->sid);
+        out = nacked(s, reply, true, b->seq, KP_R_unknown_scheme, msg, b->aid, b->scheme);
+    } else if (!s->db_ready || !sch->engine) {
+        out = nacked(s, reply, true, b->seq, KP_R_scorer_unavailable,
+                     "database unavailable; retry later", b->aid, b->scheme);
+    } else {
+        size_t accepted = check_and_collect(s, sch, b);
+        out = store(s, sch, b, accepted, reply);
+    }
+    kp_batch_destroy(&b);
+    return out;
+}

@@ -1,0 +1,426 @@
+/*
+ * scr_db: the scorer's database steps outside the batch transaction itself: the scheme's
+ * reference rows (kp_scheme, kp_group, kp_unit, kp_indicator), the replay that rebuilds an
+ * engine from the stored observations so engine and database agree after any restart
+ * (ARCHITECTURE.md guarantee 3: scores are a function of the set of latest revisions), and
+ * the bulk upsert of changed score rows shared by replay and batches. Every statement is a
+ * fixed, parameterised one over unnest()ed arrays: a round trip per statement, never per row.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kp_err.h"
+#include "kp_log.h"
+#include "kp_metrics.h"
+#include "kp_pg.h"
+#include "kp_time.h"
+#include "score_engine.h"
+#include "scr_internal.h"
+
+#define REPLAY_CHUNK 5000
+#define STR_(x)      #x
+#define STR(x)       STR_(x)
+
+/* ---- failures ------------------------------------------------------------------------- */
+
+void scr__db_rollback(struct scr *s)
+{
+    if (kp_pg_ok(s->pg))
+        (void)kp_pg_exec(s->pg, "ROLLBACK", 0, NULL, NULL);
+}
+
+void scr__db_failed(struct scr *s, const char *what, const char *ctx)
+{
+    char q[600];
+    s->stats.pg_errors++;
+    if (s->m_pg_errors)
+        kp_counter_inc(s->m_pg_errors);
+    bool lost = kp_pg_conn_lost(s->pg);
+    KP_WARN("db_error", "%s%sstep=%s sqlstate=%s lost=%s msg=%s", ctx ? ctx : "", ctx ? " " : "",
+            what, kp_pg_sqlstate(s->pg)[0] ? kp_pg_sqlstate(s->pg) : "none",
+            lost ? "true" : "false", kp_log_q(q, sizeof q, kp_pg_errmsg(s->pg)));
+    if (!lost) {
+        scr__db_rollback(s);
+        lost = kp_pg_conn_lost(s->pg);
+    }
+    if (lost && s->db_ready) {
+        scr__set_ready(s, false);
+        scr__db_schedule(s);
+    }
+}
+
+/* ---- scheme reference rows ------------------------------------------------------------ */
+
+static const char SQL_SCHEME[] =
+    "INSERT INTO kp_scheme (scheme, name, loaded_at) VALUES ($1, $2, now()) "
+    "ON CONFLICT (scheme) DO UPDATE SET name = EXCLUDED.name, loaded_at = now()";
+
+static const char SQL_GROUPS[] = "INSERT INTO kp_group (scheme, grp, name) "
+                                 "SELECT $1, g, n FROM unnest($2::text[], $3::text[]) AS t(g, n) "
+                                 "ON CONFLICT (scheme, grp) DO UPDATE SET name = EXCLUDED.name "
+                                 "WHERE kp_group.name IS DISTINCT FROM EXCLUDED.name";
+
+static const char SQL_UNITS[] =
+    "INSERT INTO kp_unit (scheme, unit, name, grp) "
+    "SELECT $1, u, n, g FROM unnest($2::text[], $3::text[], $4::text[]) AS t(u, n, g) "
+    "ON CONFLICT (scheme, unit) DO UPDATE SET name = EXCLUDED.name, grp = EXCLUDED.grp "
+    "WHERE (kp_unit.name, kp_unit.grp) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.grp)";
+
+static const char SQL_INDICATORS[] =
+    "INSERT INTO kp_indicator (scheme, indicator, name, parent, is_leaf, method) "
+    "SELECT $1, i, n, p, l, m "
+    "FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::text[]) AS t(i, n, p, l, m) "
+    "ON CONFLICT (scheme, indicator) DO UPDATE SET name = EXCLUDED.name, "
+    "parent = EXCLUDED.parent, is_leaf = EXCLUDED.is_leaf, method = EXCLUDED.method "
+    "WHERE (kp_indicator.name, kp_indicator.parent, kp_indicator.is_leaf, kp_indicator.method) "
+    "IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.parent, EXCLUDED.is_leaf, EXCLUDED.method)";
+
+static void db_err(struct scr *s, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s: %s%s%s", what, kp_pg_sqlstate(s->pg),
+             kp_pg_sqlstate(s->pg)[0] ? ": " : "", kp_pg_errmsg(s->pg));
+}
+
+int scr__db_sync_scheme(struct scr *s, const struct score_scheme *sc, char *err, size_t errlen)
+{
+    struct kp_buf *a = s->a; /* borrow the batch buffers; no batch runs meanwhile */
+    const char *id = score_scheme_id(sc);
+    const char *name = score_scheme_name(sc);
+
+    size_t ng = score_scheme_n_groups(sc);
+    kp_pg_array_begin(&a[0]);
+    kp_pg_array_begin(&a[1]);
+    for (size_t g = 0; g < ng; g++) {
+        kp_pg_array_add(&a[0], score_scheme_group_code(sc, g));
+        kp_pg_array_add(&a[1], score_scheme_group_name(sc, g));
+    }
+    kp_pg_array_end(&a[0]);
+    kp_pg_array_end(&a[1]);
+
+    size_t nu = score_scheme_n_units(sc);
+    kp_pg_array_begin(&a[2]);
+    kp_pg_array_begin(&a[3]);
+    kp_pg_array_begin(&a[4]);
+    for (size_t u = 0; u < nu; u++) {
+        kp_pg_array_add(&a[2], score_scheme_unit_code(sc, u));
+        kp_pg_array_add(&a[3], score_scheme_unit_name(sc, u));
+        kp_pg_array_add(&a[4], score_scheme_group_code(sc, score_scheme_unit_group(sc, u)));
+    }
+    kp_pg_array_end(&a[2]);
+    kp_pg_array_end(&a[3]);
+    kp_pg_array_end(&a[4]);
+
+    /* Node 0 is the root (the unit total, kept in unit_score), not an indicator: its
+     * children get parent NULL. */
+    size_t nn = score_scheme_n_nodes(sc);
+    for (int k = 5; k <= 9; k++)
+        kp_pg_array_begin(&a[k]);
+    for (size_t n = 1; n < nn; n++) {
+        const char *method = score_scheme_node_method(sc, n);
+        kp_pg_array_add(&a[5], score_scheme_node_code(sc, n));
+        kp_pg_array_add(&a[6], score_scheme_node_name(sc, n));
+        long parent = score_scheme_node_parent(sc, n);
+        kp_pg_array_add(&a[7], parent > 0 ? score_scheme_node_code(sc, (size_t)parent) : NULL);
+        kp_pg_array_add(&a[8], score_scheme_node_is_leaf(sc, n) ? "t" : "f");
+        kp_pg_array_add(&a[9], method ? method : "");
+    }
+    for (int k = 5; k <= 9; k++)
+        kp_pg_array_end(&a[k]);
+
+    const char *p_scheme[2] = {id, name ? name : id};
+    const char *p_groups[3] = {id, kp_buf_cstr(&a[0]), kp_buf_cstr(&a[1])};
+    const char *p_units[4] = {id, kp_buf_cstr(&a[2]), kp_buf_cstr(&a[3]), kp_buf_cstr(&a[4])};
+    const char *p_ind[6] = {id,
+                            kp_buf_cstr(&a[5]),
+                            kp_buf_cstr(&a[6]),
+                            kp_buf_cstr(&a[7]),
+                            kp_buf_cstr(&a[8]),
+                            kp_buf_cstr(&a[9])};
+    const char *step = "begin";
+    if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL) ||
+        (step = "kp_scheme", kp_pg_exec(s->pg, SQL_SCHEME, 2, p_scheme, NULL)) ||
+        (step = "kp_group", kp_pg_exec(s->pg, SQL_GROUPS, 3, p_groups, NULL)) ||
+        (step = "kp_unit", kp_pg_exec(s->pg, SQL_UNITS, 4, p_units, NULL)) ||
+        (step = "kp_indicator", kp_pg_exec(s->pg, SQL_INDICATORS, 6, p_ind, NULL)) ||
+        (step = "commit", kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL))) {
+        db_err(s, step, err, errlen);
+        scr__db_rollback(s);
+        return KP_EDB;
+    }
+    return 0;
+}
+
+/* ---- score rows ----------------------------------------------------------------------- */
+/* The engine reports every changed cell and total; one that no longer exists (its last record
+ * moved away by a revision) comes with n_obs == 0 (cells) or rank == 0 (totals) and its row
+ * is deleted. DISTINCT ON keeps the last report of a key, so ON CONFLICT never meets the same
+ * row twice (SQLSTATE 21000). Unchanged rows are not rewritten (IS DISTINCT FROM), and the
+ * statement returns how many rows it deleted or wrote. */
+
+static const char SQL_IND_SCORES[] =
+    "WITH c AS ("
+    " SELECT DISTINCT ON (p, u, i) p, u, i, v, sc, n"
+    " FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[], $7::int[])"
+    " WITH ORDINALITY AS t(p, u, i, v, sc, n, ord)"
+    " ORDER BY p, u, i, ord DESC), "
+    "d AS ("
+    " DELETE FROM indicator_score s USING c"
+    " WHERE c.n = 0 AND s.scheme = $1 AND s.period = c.p AND s.unit = c.u AND s.indicator = c.i"
+    " RETURNING 1), "
+    "w AS ("
+    " INSERT INTO indicator_score (scheme, period, unit, indicator, value, score, n_obs,"
+    " updated_at)"
+    " SELECT $1, p, u, i, v, sc, n, now() FROM c WHERE c.n > 0"
+    " ON CONFLICT (scheme, period, unit, indicator) DO UPDATE SET value = EXCLUDED.value,"
+    " score = EXCLUDED.score, n_obs = EXCLUDED.n_obs, updated_at = now()"
+    " WHERE (indicator_score.value, indicator_score.score, indicator_score.n_obs)"
+    " IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.score, EXCLUDED.n_obs)"
+    " RETURNING 1) "
+    "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w)";
+
+static const char SQL_UNIT_SCORES[] =
+    "WITH c AS ("
+    " SELECT DISTINCT ON (p, u) p, u, tot, cov, rk, g, vt"
+    " FROM unnest($2::text[], $3::text[], $4::float8[], $5::float8[], $6::int[], $7::text[],"
+    " $8::bool[]) WITH ORDINALITY AS t(p, u, tot, cov, rk, g, vt, ord)"
+    " ORDER BY p, u, ord DESC), "
+    "d AS ("
+    " DELETE FROM unit_score s USING c"
+    " WHERE c.rk = 0 AND s.scheme = $1 AND s.period = c.p AND s.unit = c.u"
+    " RETURNING 1), "
+    "w AS ("
+    " INSERT INTO unit_score (scheme, period, unit, total, coverage, rank, grade, vetoed,"
+    " updated_at)"
+    " SELECT $1, p, u, tot, cov, rk, g, vt, now() FROM c WHERE c.rk > 0"
+    " ON CONFLICT (scheme, period, unit) DO UPDATE SET total = EXCLUDED.total,"
+    " coverage = EXCLUDED.coverage, rank = EXCLUDED.rank, grade = EXCLUDED.grade,"
+    " vetoed = EXCLUDED.vetoed, updated_at = now()"
+    " WHERE (unit_score.total, unit_score.coverage, unit_score.rank, unit_score.grade,"
+    " unit_score.vetoed) IS DISTINCT FROM (EXCLUDED.total, EXCLUDED.coverage, EXCLUDED.rank,"
+    " EXCLUDED.grade, EXCLUDED.vetoed)"
+    " RETURNING 1) "
+    "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w)";
+
+/* After a replay: rows of the scheme the engine does not hold (a scheme file that dropped a
+ * unit or an indicator, rows written by hand) go, so the database equals the engine. */
+static const char SQL_IND_STALE[] =
+    "DELETE FROM indicator_score s WHERE s.scheme = $1 AND NOT EXISTS ("
+    " SELECT 1 FROM unnest($2::text[], $3::text[], $4::text[]) AS t(p, u, i)"
+    " WHERE t.p = s.period AND t.u = s.unit AND t.i = s.indicator)";
+
+static const char SQL_UNIT_STALE[] = "DELETE FROM unit_score s WHERE s.scheme = $1 AND NOT EXISTS ("
+                                     " SELECT 1 FROM unnest($2::text[], $3::text[]) AS t(p, u)"
+                                     " WHERE t.p = s.period AND t.u = s.unit)";
+
+static void on_cell(const struct score_cell_change *c, void *arg)
+{
+    struct scr_changes *ch = arg;
+    struct kp_buf *a = ch->a;
+    if (c->node == 0)
+        return; /* the root: its total (with adjustments) is the unit_score row */
+    kp_pg_array_add(&a[SCR_A_IPERIOD], c->period);
+    kp_pg_array_add(&a[SCR_A_IUNIT], score_scheme_unit_code(ch->scheme, c->unit));
+    kp_pg_array_add(&a[SCR_A_IIND], score_scheme_node_code(ch->scheme, c->node));
+    if (isnan(c->value))
+        kp_pg_array_add(&a[SCR_A_IVAL], NULL); /* inner nodes have no input value */
+    else
+        kp_pg_array_add_double(&a[SCR_A_IVAL], c->value);
+    kp_pg_array_add_double(&a[SCR_A_ISCORE], c->score);
+    kp_pg_array_add_i64(&a[SCR_A_INOBS], (long long)c->n_obs);
+    ch->n_cells++;
+}
+
+static void on_total(const struct score_total_change *t, void *arg)
+{
+    struct scr_changes *ch = arg;
+    struct kp_buf *a = ch->a;
+    kp_pg_array_add(&a[SCR_A_UPERIOD], t->period);
+    kp_pg_array_add(&a[SCR_A_UUNIT], score_scheme_unit_code(ch->scheme, t->unit));
+    kp_pg_array_add_double(&a[SCR_A_UTOTAL], t->total);
+    kp_pg_array_add_double(&a[SCR_A_UCOV], t->coverage);
+    kp_pg_array_add_i64(&a[SCR_A_URANK], (long long)t->rank);
+    kp_pg_array_add(&a[SCR_A_UGRADE], t->grade ? t->grade : "");
+    kp_pg_array_add(&a[SCR_A_UVETO], t->vetoed ? "t" : "f");
+    ch->n_totals++;
+}
+
+static void changes_begin(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch)
+{
+    ch->a = s->a;
+    ch->scheme = sch->scheme;
+    ch->n_cells = ch->n_totals = 0;
+    for (int k = SCR_A_IPERIOD; k <= SCR_A_UVETO; k++)
+        kp_pg_array_begin(&s->a[k]);
+}
+
+static void changes_end(struct scr *s)
+{
+    for (int k = SCR_A_IPERIOD; k <= SCR_A_UVETO; k++)
+        kp_pg_array_end(&s->a[k]);
+}
+
+void scr__collect_changes(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch)
+{
+    changes_begin(s, sch, ch);
+    score_engine_changes(sch->engine, on_cell, on_total, ch);
+    changes_end(s);
+}
+
+/* Runs a statement returning one count; adds it to *rows. */
+static int exec_count(struct scr *s, const char *sql, int np, const char *const *p, long long *rows)
+{
+    struct kp_pg_res *r = NULL;
+    if (kp_pg_exec(s->pg, sql, np, p, &r))
+        return KP_EDB;
+    if (rows)
+        *rows += kp_pg_res_ntuples(r) == 1 ? strtoll(kp_pg_res_value(r, 0, 0), NULL, 10)
+                                           : kp_pg_res_affected(r);
+    kp_pg_res_free(&r);
+    return 0;
+}
+
+int scr__db_write_scores(struct scr *s, const char *scheme, const struct scr_changes *ch,
+                         long long *rows)
+{
+    struct kp_buf *a = ch->a;
+    if (ch->n_cells) {
+        const char *p[7] = {scheme,
+                            kp_buf_cstr(&a[SCR_A_IPERIOD]),
+                            kp_buf_cstr(&a[SCR_A_IUNIT]),
+                            kp_buf_cstr(&a[SCR_A_IIND]),
+                            kp_buf_cstr(&a[SCR_A_IVAL]),
+                            kp_buf_cstr(&a[SCR_A_ISCORE]),
+                            kp_buf_cstr(&a[SCR_A_INOBS])};
+        if (exec_count(s, SQL_IND_SCORES, 7, p, rows))
+            return KP_EDB;
+    }
+    if (ch->n_totals) {
+        const char *p[8] = {scheme,
+                            kp_buf_cstr(&a[SCR_A_UPERIOD]),
+                            kp_buf_cstr(&a[SCR_A_UUNIT]),
+                            kp_buf_cstr(&a[SCR_A_UTOTAL]),
+                            kp_buf_cstr(&a[SCR_A_UCOV]),
+                            kp_buf_cstr(&a[SCR_A_URANK]),
+                            kp_buf_cstr(&a[SCR_A_UGRADE]),
+                            kp_buf_cstr(&a[SCR_A_UVETO])};
+        if (exec_count(s, SQL_UNIT_SCORES, 8, p, rows))
+            return KP_EDB;
+    }
+    return 0;
+}
+
+/* ---- replay --------------------------------------------------------------------------- */
+
+static const char SQL_REPLAY[] =
+    "SELECT id, src, ref, rev, unit, indicator, period, value, w, "
+    "(extract(epoch FROM observed_at) * 1000)::int8 "
+    "FROM observation WHERE scheme = $1 AND id > $2::int8 ORDER BY id LIMIT " STR(REPLAY_CHUNK);
+
+/* Applies one chunk of rows to the engine as one unit of work. */
+static void replay_chunk(struct score_engine *e, const struct kp_pg_res *r, uint64_t *skipped)
+{
+    int n = kp_pg_res_ntuples(r);
+    score_engine_begin(e);
+    for (int i = 0; i < n; i++) {
+        struct score_obs o = {
+            .src = kp_pg_res_value(r, i, 1),
+            .ref = kp_pg_res_value(r, i, 2),
+            .rev = strtoull(kp_pg_res_value(r, i, 3), NULL, 10),
+            .unit = kp_pg_res_value(r, i, 4),
+            .indicator = kp_pg_res_value(r, i, 5),
+            .period = kp_pg_res_value(r, i, 6),
+            .value = strtod(kp_pg_res_value(r, i, 7), NULL),
+            .w = strtod(kp_pg_res_value(r, i, 8), NULL),
+            .at = strtoll(kp_pg_res_value(r, i, 9), NULL, 10),
+        };
+        char msg[KP_MSG_TEXT_MAX];
+        /* A scheme file edited since the observation was stored may no longer take it. */
+        if (score_engine_check(e, &o, msg, sizeof msg) != KP_R_OK ||
+            score_engine_apply(e, &o) != KP_R_OK)
+            (*skipped)++;
+    }
+    score_engine_commit(e);
+}
+
+/* Makes the score rows of the scheme equal to the engine: upserts what differs, deletes what
+ * the engine does not hold. One transaction. Adds the rows touched to *synced. */
+static int sync_scores(struct scr *s, struct scr_scheme *sch, long long *synced)
+{
+    struct scr_changes ch;
+    changes_begin(s, sch, &ch);
+    score_engine_foreach_cell(sch->engine, on_cell, &ch);
+    score_engine_foreach_total(sch->engine, on_total, &ch);
+    changes_end(s);
+    struct kp_buf *a = s->a;
+    const char *p_ind[4] = {sch->id, kp_buf_cstr(&a[SCR_A_IPERIOD]), kp_buf_cstr(&a[SCR_A_IUNIT]),
+                            kp_buf_cstr(&a[SCR_A_IIND])};
+    const char *p_unit[3] = {sch->id, kp_buf_cstr(&a[SCR_A_UPERIOD]), kp_buf_cstr(&a[SCR_A_UUNIT])};
+    if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL) ||
+        scr__db_write_scores(s, sch->id, &ch, synced) ||
+        exec_count(s, SQL_IND_STALE, 4, p_ind, synced) ||
+        exec_count(s, SQL_UNIT_STALE, 3, p_unit, synced) ||
+        kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL))
+        return KP_EDB;
+    return 0;
+}
+
+int scr__db_replay(struct scr *s, struct scr_scheme *sch, char *err, size_t errlen)
+{
+    struct score_engine *e = NULL;
+    if (score_engine_new(sch->scheme, &e)) {
+        snprintf(err, errlen, "%s: out of memory for the engine", sch->id);
+        return KP_ENOMEM;
+    }
+    uint64_t t0 = kp_mono_ns();
+    uint64_t n_rows = 0, skipped = 0;
+    char last_id[32] = "0";
+    for (;;) {
+        const char *p[2] = {sch->id, last_id};
+        struct kp_pg_res *r = NULL;
+        if (kp_pg_exec(s->pg, SQL_REPLAY, 2, p, &r)) {
+            db_err(s, "replay", err, errlen);
+            score_engine_destroy(&e);
+            return KP_EDB;
+        }
+        int n = kp_pg_res_ntuples(r);
+        if (n > 0) {
+            snprintf(last_id, sizeof last_id, "%s", kp_pg_res_value(r, n - 1, 0));
+            replay_chunk(e, r, &skipped);
+        }
+        kp_pg_res_free(&r);
+        n_rows += (uint64_t)n;
+        if (n < REPLAY_CHUNK)
+            break;
+    }
+    struct score_engine *old = sch->engine;
+    sch->engine = e;
+    long long synced = 0;
+    if (sync_scores(s, sch, &synced)) {
+        db_err(s, "replay sync", err, errlen);
+        scr__db_rollback(s);
+        sch->engine = old;
+        score_engine_destroy(&e);
+        return KP_EDB;
+    }
+    score_engine_destroy(&old);
+    s->stats.replayed += n_rows;
+    s->stats.replay_rows_synced += (uint64_t)synced;
+    s->stats.replays++;
+    double secs = (double)(kp_mono_ns() - t0) / 1e9;
+    if (skipped)
+        KP_WARN("replay_skipped",
+                "scheme=%s skipped=%" PRIu64 " msg=\"stored observations the scheme no longer "
+                "takes\"",
+                sch->id, skipped);
+    if (synced)
+        KP_INFO("replay_synced",
+                "scheme=%s rows=%lld msg=\"score rows rewritten to match the "
+                "engine\"",
+                sch->id, synced);
+    KP_INFO("replayed", "scheme=%s observations=%" PRIu64 " records=%zu seconds=%.3f", sch->id,
+            n_rows, score_engine_n_records(e), secs);
+    return 0;
+}

@@ -1,0 +1,156 @@
+/*
+ * scr_internal: what the scorer's files share and nobody else sees: the struct behind
+ * struct scr, the per-scheme state, and the database steps of scr_db.c used by the batch path
+ * (scr_batch.c) and the daemon shell (scr_run.c). Cross-file names carry the `scr__` prefix.
+ */
+#ifndef SCR_INTERNAL_H
+#define SCR_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "kp_buf.h"
+#include "kp_msg.h"
+#include "kp_reason.h"
+#include "scr.h"
+
+struct kp_pg;
+struct kp_pg_res;
+struct kp_zsock;
+struct kp_admin;
+struct kp_metrics;
+struct kp_counter;
+struct kp_gauge;
+struct kp_histogram;
+struct score_scheme;
+struct score_engine;
+
+/* One scheme served by this scorer. */
+struct scr_scheme {
+    struct score_scheme *scheme; /* owned */
+    struct score_engine *engine; /* owned; NULL until the first replay */
+    const char *id;              /* borrowed from scheme */
+};
+
+/* Reusable buffers of the array parameters of the bulk statements (kp_pg_array_*). */
+enum {
+    /* observations */
+    SCR_A_OREF,
+    SCR_A_OREV,
+    SCR_A_OUNIT,
+    SCR_A_OIND,
+    SCR_A_OPERIOD,
+    SCR_A_OVAL,
+    SCR_A_OW,
+    SCR_A_OX,
+    SCR_A_OAT,
+    /* rejections */
+    SCR_A_RN,
+    SCR_A_RREF,
+    SCR_A_RCODE,
+    SCR_A_RMSG,
+    /* indicator_score */
+    SCR_A_IPERIOD,
+    SCR_A_IUNIT,
+    SCR_A_IIND,
+    SCR_A_IVAL,
+    SCR_A_ISCORE,
+    SCR_A_INOBS,
+    /* unit_score */
+    SCR_A_UPERIOD,
+    SCR_A_UUNIT,
+    SCR_A_UTOTAL,
+    SCR_A_UCOV,
+    SCR_A_URANK,
+    SCR_A_UGRADE,
+    SCR_A_UVETO,
+    SCR_A__COUNT
+};
+
+/* The score rows one engine unit of work changed, as array parameters. */
+struct scr_changes {
+    struct kp_buf *a; /* the scorer's SCR_A_* buffers */
+    const struct score_scheme *scheme;
+    size_t n_cells, n_totals;
+};
+
+struct scr {
+    uv_loop_t *loop;
+    const struct scr_config *cfg;
+    char *dsn;
+    char sid[KP_CODE_MAX + 1];
+    struct scr_scheme *schemes;
+    size_t n_schemes;
+
+    /* database */
+    struct kp_pg *pg;
+    bool db_ready;          /* connected, migrated, engines loaded */
+    bool initialised;       /* migrations and scheme rows done once */
+    bool need_replay;       /* engines may disagree with the database (uncertain COMMIT) */
+    atomic_bool ready_flag; /* db_ready, for the admin thread */
+    uint64_t backoff_ms;
+    int fatal; /* KP_E* that makes retrying pointless (bad migration), else 0 */
+
+    /* loop */
+    uv_timer_t db_timer, hb_timer;
+    bool timers_init;
+    bool hb_running;
+    struct kp_zsock *dealer;
+    struct kp_admin *admin;
+    int closing;
+
+    /* metrics */
+    struct kp_metrics *metrics;
+    struct kp_counter *m_committed, *m_dup, *m_nacked, *m_stored, *m_pg_errors;
+    struct kp_counter *m_rej[KP_R__COUNT];
+    struct kp_histogram *m_commit_s, *m_batch_size;
+    struct kp_gauge *m_db_up;
+
+    /* scratch, reused batch after batch */
+    struct kp_buf a[SCR_A__COUNT];
+    struct kp_buf json; /* one observation's x as JSON */
+    struct kp_buf out;  /* reply payload for the socket path */
+    struct kp_buf reg;  /* reg frame */
+
+    struct scr_stats stats;
+};
+
+/* ---- scr_db.c --------------------------------------------------------------------------- */
+
+/* Upserts the kp_scheme, kp_group, kp_unit and kp_indicator rows of a scheme in one
+ * transaction (bulk, unnest). Returns 0 or KP_EDB (err filled). */
+int scr__db_sync_scheme(struct scr *s, const struct score_scheme *sc, char *err, size_t errlen);
+
+/* Rebuilds the engine of sch from every stored observation of its scheme (ordered by id, in
+ * chunks), then makes the scheme's score rows equal to the engine in one transaction
+ * (rewrites rows that differ, deletes rows the engine does not hold: a scheme file changed
+ * between runs). Replaces sch->engine only on success. Returns 0 or KP_EDB (err filled). */
+int scr__db_replay(struct scr *s, struct scr_scheme *sch, char *err, size_t errlen);
+
+/* Collects every change of the engine's current unit of work into s->a (score arrays). */
+void scr__collect_changes(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch);
+
+/* Writes the changed indicator_score and unit_score rows of ch (two statements: upsert where
+ * different, delete the cells/totals that no longer exist). Adds the number of rows written
+ * or deleted to *rows when rows != NULL. Returns 0 or KP_EDB. */
+int scr__db_write_scores(struct scr *s, const char *scheme, const struct scr_changes *ch,
+                         long long *rows);
+
+/* Logs a database failure once (code, SQLSTATE, message), counts it, rolls back when the
+ * connection still works and, when it is lost, marks the scorer not ready and schedules a
+ * reconnection. */
+void scr__db_failed(struct scr *s, const char *what, const char *ctx);
+
+/* Rolls back the open transaction when the connection still works. */
+void scr__db_rollback(struct scr *s);
+
+/* ---- scr_run.c -------------------------------------------------------------------------- */
+
+/* Schedules a (re)connection attempt after the current backoff. */
+void scr__db_schedule(struct scr *s);
+void scr__set_ready(struct scr *s, bool ready);
+
+#endif

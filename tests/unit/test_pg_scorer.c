@@ -1,0 +1,1198 @@
+/*
+ * test_pg_scorer: the scorer daemon in-process against a real PostgreSQL (tests/harness/
+ * with-pg.sh exports KP_TEST_DSN, KP_PG_DIR, KP_PG_PORT) and real ZeroMQ sockets, with a tiny
+ * scheme written to a temp dir: two groups, a direct and an efficacy leaf.
+ *
+ *  - sockets: a ROUTER playing the broker receives the scorer's reg, sends batches in the
+ *    INTERNAL.md envelope and checks the replies; rows in batch/observation/rejection and
+ *    the exact indicator_score/unit_score values; a retransmit is dup:true with the original
+ *    counts and adds nothing; a higher revision replaces the score, a lower one does not;
+ *    batch-level refusals are nacked; /metrics and /readyz answer.
+ *  - restart: a new scorer replays the stored observations; its engine equals the database
+ *    row for row, no score row is rewritten, and later batches build on the replayed state.
+ *  - outages: the scorer's connection is killed, the whole server is stopped and restarted,
+ *    the connection dies during COMMIT, and the server is down when the scorer starts:
+ *    batches are nacked retry:true meanwhile, the scorer resumes by itself, and after an
+ *    uncertain COMMIT it rebuilds its engines.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+#include <zmq.h>
+
+#include "kp_buf.h"
+#include "kp_config.h"
+#include "kp_err.h"
+#include "kp_log.h"
+#include "kp_msg.h"
+#include "kp_pg.h"
+#include "kp_zsock.h"
+#include "score_engine.h"
+#include "scr.h"
+
+#define SCHEME "kp-test"
+#define EPS    1e-9
+
+static char g_dir[64];
+static char g_scheme_path[128];
+static char g_migrations[512];
+static char *g_schemes[2] = {g_scheme_path, NULL};
+
+/* Two groups; g1 = U1, U2; g2 = U3. Leaves take yearly periods only. */
+static const char SCHEME_YAML[] =
+    "scheme: kp-test\n"
+    "name: 测试方案\n"
+    "groups:\n"
+    "  - code: g1\n"
+    "    name: 第一组\n"
+    "    units:\n"
+    "      - {code: U1, name: 单位一}\n"
+    "      - {code: U2, name: 单位二}\n"
+    "  - code: g2\n"
+    "    name: 第二组\n"
+    "    units:\n"
+    "      - {code: U3, name: 单位三}\n"
+    "indicators:\n"
+    "  - {code: direct_a, name: 直接评分, weight: 40, method: direct, periods: [year],\n"
+    "     min: 0, max: 100}\n"
+    "  - {code: eff_b, name: 功效系数, weight: 60, method: efficacy, good: 12, bad: 6,\n"
+    "     clamp: none, periods: [year], min: -100, max: 1000}\n";
+
+static double eff(double x)
+{
+    return (x - 6) / (12 - 6) * 40 + 60;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static const char *dsn(void)
+{
+    const char *d = getenv("KP_TEST_DSN");
+    if (!d || !*d) {
+        fprintf(stderr, "KP_TEST_DSN is not set: run under tests/harness/with-pg.sh\n");
+        exit(1);
+    }
+    return d;
+}
+
+static struct scr_config make_config(const char *broker)
+{
+    struct scr_config c = {
+        .instance = "t",
+        .log_level = "warn",
+        .broker = (char *)broker,
+        .db_dsn = (char *)dsn(),
+        .db_dsn_file = "",
+        .schemes = g_schemes,
+        .migrations = g_migrations,
+        .admin = "127.0.0.1:0",
+        .hb_ms = 100,
+        .max_bytes = 4 * 1024 * 1024,
+        .max_obs = 10000,
+        .db_retry_max_ms = 400,
+    };
+    return c;
+}
+
+/* ---- database helpers ----------------------------------------------------------------- */
+
+static struct kp_pg *g_pg;
+
+static struct kp_pg_res *q(const char *sql, int np, const char *const *p)
+{
+    struct kp_pg_res *r = NULL;
+    int rc = kp_pg_exec(g_pg, sql, np, p, &r);
+    if (rc && kp_pg_conn_lost(g_pg) && kp_pg_reset(g_pg) == 0)
+        rc = kp_pg_exec(g_pg, sql, np, p, &r);
+    if (rc)
+        fprintf(stderr, "%s: %s\n", sql, kp_pg_errmsg(g_pg));
+    assert_int_equal(rc, 0);
+    return r;
+}
+
+static long long q_ll(const char *sql)
+{
+    struct kp_pg_res *r = q(sql, 0, NULL);
+    assert_int_equal(kp_pg_res_ntuples(r), 1);
+    long long v = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+    kp_pg_res_free(&r);
+    return v;
+}
+
+/* One text value of a one-row query with up to three text parameters; "<none>" when no row,
+ * "<null>" for NULL. Caller frees. */
+static char *q_str(const char *sql, const char *a, const char *b, const char *c)
+{
+    const char *p[3] = {a, b, c};
+    int np = c ? 3 : b ? 2 : a ? 1 : 0;
+    struct kp_pg_res *r = q(sql, np, p);
+    char *v = strdup(kp_pg_res_ntuples(r) == 0   ? "<none>"
+                     : kp_pg_res_isnull(r, 0, 0) ? "<null>"
+                                                 : kp_pg_res_value(r, 0, 0));
+    kp_pg_res_free(&r);
+    return v;
+}
+
+static void assert_near(double got, double want)
+{
+    if (!(fabs(got - want) < EPS)) {
+        fprintf(stderr, "got %.17g want %.17g\n", got, want);
+        fail();
+    }
+}
+
+struct cell_row {
+    bool found;
+    double value, score;
+    long n_obs;
+    bool value_null;
+};
+
+static struct cell_row db_cell(const char *period, const char *unit, const char *ind)
+{
+    const char *p[4] = {SCHEME, period, unit, ind};
+    struct kp_pg_res *r = q("SELECT value, score, n_obs FROM indicator_score WHERE scheme = $1 "
+                            "AND period = $2 AND unit = $3 AND indicator = $4",
+                            4, p);
+    struct cell_row c = {0};
+    if (kp_pg_res_ntuples(r) == 1) {
+        c.found = true;
+        c.value_null = kp_pg_res_isnull(r, 0, 0);
+        c.value = strtod(kp_pg_res_value(r, 0, 0), NULL);
+        c.score = strtod(kp_pg_res_value(r, 0, 1), NULL);
+        c.n_obs = strtol(kp_pg_res_value(r, 0, 2), NULL, 10);
+    }
+    kp_pg_res_free(&r);
+    return c;
+}
+
+struct total_row {
+    bool found;
+    double total, coverage;
+    long rank;
+    char grade[16];
+    bool vetoed;
+};
+
+static struct total_row db_total(const char *period, const char *unit)
+{
+    const char *p[3] = {SCHEME, period, unit};
+    struct kp_pg_res *r = q("SELECT total, coverage, rank, grade, vetoed FROM unit_score "
+                            "WHERE scheme = $1 AND period = $2 AND unit = $3",
+                            3, p);
+    struct total_row t = {0};
+    if (kp_pg_res_ntuples(r) == 1) {
+        t.found = true;
+        t.total = strtod(kp_pg_res_value(r, 0, 0), NULL);
+        t.coverage = strtod(kp_pg_res_value(r, 0, 1), NULL);
+        t.rank = strtol(kp_pg_res_value(r, 0, 2), NULL, 10);
+        snprintf(t.grade, sizeof t.grade, "%s", kp_pg_res_value(r, 0, 3));
+        t.vetoed = !strcmp(kp_pg_res_value(r, 0, 4), "t");
+    }
+    kp_pg_res_free(&r);
+    return t;
+}
+
+static void assert_cell(const char *unit, const char *ind, double value, double score, long n_obs)
+{
+    struct cell_row c = db_cell("2024", unit, ind);
+    if (!c.found)
+        fprintf(stderr, "no indicator_score row for %s %s\n", unit, ind);
+    assert_true(c.found);
+    assert_false(c.value_null);
+    assert_near(c.value, value);
+    assert_near(c.score, score);
+    assert_int_equal(c.n_obs, n_obs);
+}
+
+static void assert_total(const char *unit, double total, double coverage, long rank)
+{
+    struct total_row t = db_total("2024", unit);
+    if (!t.found)
+        fprintf(stderr, "no unit_score row for %s\n", unit);
+    assert_true(t.found);
+    assert_near(t.total, total);
+    assert_near(t.coverage, coverage);
+    assert_int_equal(t.rank, rank);
+    assert_string_equal(t.grade, "");
+    assert_false(t.vetoed);
+}
+
+/* A dump of the scheme's score rows, updated_at included: equal dumps mean nothing was
+ * rewritten. Caller frees. */
+static char *dump_scores(void)
+{
+    return q_str("SELECT coalesce(string_agg(x, E'\\n' ORDER BY x), '') FROM ("
+                 " SELECT concat_ws('|', 'i', period, unit, indicator, value, score, n_obs,"
+                 " updated_at) AS x FROM indicator_score WHERE scheme = $1"
+                 " UNION ALL"
+                 " SELECT concat_ws('|', 'u', period, unit, total, coverage, rank, grade, vetoed,"
+                 " updated_at) FROM unit_score WHERE scheme = $1) t",
+                 SCHEME, NULL, NULL);
+}
+
+/* ---- batches -------------------------------------------------------------------------- */
+
+struct ob {
+    const char *u, *i, *p;
+    double val;
+    const char *ref;
+    uint64_t rev;
+};
+
+#define SENT_MS 1718000000000LL
+
+/* x of the first observation of every batch built here: {"note": "测试", "n": 3}. */
+static const uint8_t X_MAP[] = {0x82, 0xa4, 'n',  'o',  't',  'e',  0xa6, 0xe6,
+                                0xb5, 0x8b, 0xe8, 0xaf, 0x95, 0xa1, 'n',  0x03};
+
+static void encode_batch(struct kp_buf *out, const char *aid, uint64_t seq, const struct ob *obs,
+                         size_t n)
+{
+    struct kp_batch b = {.seq = seq, .sent = SENT_MS, .n_obs = n};
+    snprintf(b.aid, sizeof b.aid, "%s", aid);
+    snprintf(b.scheme, sizeof b.scheme, "%s", SCHEME);
+    snprintf(b.src, sizeof b.src, "stats");
+    b.obs = calloc(n, sizeof *b.obs);
+    for (size_t k = 0; k < n; k++) {
+        struct kp_obs *o = &b.obs[k];
+        snprintf(o->u, sizeof o->u, "%s", obs[k].u);
+        snprintf(o->i, sizeof o->i, "%s", obs[k].i);
+        snprintf(o->p, sizeof o->p, "%s", obs[k].p);
+        snprintf(o->ref, sizeof o->ref, "%s", obs[k].ref);
+        o->val = obs[k].val;
+        o->rev = obs[k].rev;
+        o->w = 1;
+        o->at = k == 0 ? SENT_MS + 456 : SENT_MS;
+        if (k == 0) {
+            o->x = X_MAP;
+            o->x_len = sizeof X_MAP;
+        }
+    }
+    kp_buf_reset(out);
+    int rc = kp_batch_encode(out, &b);
+    assert_int_equal(rc, 0);
+    free(b.obs);
+}
+
+/* The first batch: four good observations and four the scheme refuses. */
+static const struct ob BATCH1[] = {
+    {"U1", "direct_a", "2024", 80, "r1", 0},    {"U1", "eff_b", "2024", 5.81, "r2", 0},
+    {"U2", "direct_a", "2024", 90, "r3", 0},    {"U3", "eff_b", "2024", 12, "r4", 0},
+    {"U9", "direct_a", "2024", 50, "r5", 0},    /* unknown_unit */
+    {"U1", "nope", "2024", 50, "r6", 0},        /* unknown_indicator */
+    {"U1", "direct_a", "2024", 150, "r7", 0},   /* out_of_range (max 100) */
+    {"U1", "direct_a", "2024-05", 50, "r8", 0}, /* bad_period (years only) */
+};
+#define N_BATCH1 (sizeof BATCH1 / sizeof BATCH1[0])
+
+static void check_batch1_rej(const struct kp_ack *a)
+{
+    assert_int_equal(a->n_rej, 4);
+    static const uint32_t ns[] = {4, 5, 6, 7};
+    static const enum kp_reason codes[] = {KP_R_unknown_unit, KP_R_unknown_indicator,
+                                           KP_R_out_of_range, KP_R_bad_period};
+    for (size_t k = 0; k < 4; k++) {
+        assert_int_equal(a->rej[k].n, ns[k]);
+        if (a->rej[k].code != codes[k])
+            fprintf(stderr, "rej %zu: %s, want %s\n", k, kp_reason_str(a->rej[k].code),
+                    kp_reason_str(codes[k]));
+        assert_int_equal(a->rej[k].code, codes[k]);
+        assert_non_null(a->rej[k].msg);
+        assert_true(strlen(a->rej[k].msg) > 0);
+    }
+}
+
+/* A batch built with msgpack-c directly: observation 1 has a unit code the codec refuses
+ * (bad_field), observation 2 a NaN value (not_finite). */
+static void encode_raw_batch(struct kp_buf *out, const char *aid, uint64_t seq)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+#define KEY(s) (msgpack_pack_str(&pk, strlen(s)), msgpack_pack_str_body(&pk, s, strlen(s)))
+#define STR(s) KEY(s)
+    msgpack_pack_map(&pk, 8);
+    KEY("t"), STR("batch");
+    KEY("v"), msgpack_pack_uint8(&pk, 1);
+    KEY("aid"), STR(aid);
+    KEY("scheme"), STR(SCHEME);
+    KEY("src"), STR("stats");
+    KEY("seq"), msgpack_pack_uint64(&pk, seq);
+    KEY("sent"), msgpack_pack_int64(&pk, SENT_MS);
+    KEY("obs"), msgpack_pack_array(&pk, 3);
+    const char *units[3] = {"U3", "bad unit!", "U3"};
+    const char *refs[3] = {"raw-1", "raw-2", "raw-3"};
+    const char *inds[3] = {"direct_a", "direct_a", "direct_a"};
+    double vals[3] = {70, 60, NAN};
+    for (int k = 0; k < 3; k++) {
+        msgpack_pack_map(&pk, 5);
+        KEY("u"), STR(units[k]);
+        KEY("i"), STR(inds[k]);
+        KEY("p"), STR("2024");
+        KEY("val"), msgpack_pack_double(&pk, vals[k]);
+        KEY("ref"), STR(refs[k]);
+    }
+#undef KEY
+#undef STR
+    kp_buf_reset(out);
+    kp_buf_append(out, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- the broker's side of the sockets ------------------------------------------------- */
+
+struct broker {
+    void *ctx, *router;
+    char endpoint[128];
+    char sid[KP_CODE_MAX + 1];
+    int regs;
+};
+
+static void broker_open(struct broker *b)
+{
+    memset(b, 0, sizeof *b);
+    b->ctx = zmq_ctx_new();
+    b->router = zmq_socket(b->ctx, ZMQ_ROUTER);
+    int one = 1, zero = 0;
+    zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(b->router, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_bind(b->router, "tcp://127.0.0.1:*"), 0);
+    size_t len = sizeof b->endpoint;
+    assert_int_equal(zmq_getsockopt(b->router, ZMQ_LAST_ENDPOINT, b->endpoint, &len), 0);
+}
+
+static void broker_close(struct broker *b)
+{
+    zmq_close(b->router);
+    zmq_ctx_term(b->ctx);
+}
+
+#define MAXF 8
+struct msg {
+    size_t n;
+    size_t len[MAXF];
+    char data[MAXF][8192];
+};
+
+/* Receives one multipart message within timeout_ms; returns false on timeout. */
+static bool broker_recv(struct broker *b, struct msg *m, int timeout_ms)
+{
+    zmq_pollitem_t it = {b->router, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        return false;
+    m->n = 0;
+    int more = 1;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        assert_true(zmq_msg_recv(&part, b->router, 0) >= 0);
+        if (m->n < MAXF) {
+            size_t l = zmq_msg_size(&part);
+            assert_true(l < sizeof m->data[0]);
+            memcpy(m->data[m->n], zmq_msg_data(&part), l);
+            m->data[m->n][l] = 0;
+            m->len[m->n++] = l;
+        }
+        more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    }
+    return true;
+}
+
+/* Waits for the scorer's registration and learns its routing id. */
+static void broker_wait_reg(struct broker *b)
+{
+    struct msg m;
+    for (int i = 0; i < 50; i++) {
+        if (!broker_recv(b, &m, 100))
+            continue;
+        if (m.n == 3 && !strcmp(m.data[1], "reg")) {
+            bool is_hb = true;
+            struct kp_reg reg;
+            assert_int_equal(kp_reg_decode(m.data[2], m.len[2], &is_hb, &reg), KP_R_OK);
+            assert_false(is_hb);
+            assert_string_equal(reg.sid, m.data[0]); /* sid = routing id (INTERNAL.md) */
+            assert_int_equal(reg.n_schemes, 1);
+            assert_string_equal(reg.schemes[0], SCHEME);
+            snprintf(b->sid, sizeof b->sid, "%s", reg.sid);
+            b->regs++;
+            return;
+        }
+    }
+    fail_msg("no reg from the scorer");
+}
+
+/* Sends ["bat", cid, rid, aid, seq, payload] to the scorer and returns the reply payload
+ * (skipping the registrations that keep coming). */
+static void broker_roundtrip(struct broker *b, const char *aid, uint64_t seq,
+                             const struct kp_buf *payload, struct msg *reply)
+{
+    char seqtxt[24];
+    snprintf(seqtxt, sizeof seqtxt, "%" PRIu64, seq);
+    const char *cid = "collector-1", *rid = "adapter-rid";
+    assert_true(zmq_send(b->router, b->sid, strlen(b->sid), ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, "bat", 3, ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, cid, strlen(cid), ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, rid, strlen(rid), ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, aid, strlen(aid), ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, seqtxt, strlen(seqtxt), ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, payload->data, payload->len, 0) >= 0);
+    for (int i = 0; i < 100; i++) {
+        if (!broker_recv(b, reply, 100))
+            continue;
+        if (reply->n == 3 && !strcmp(reply->data[1], "reg"))
+            continue;
+        /* [sid, "rep", cid, rid, payload] */
+        assert_int_equal(reply->n, 5);
+        assert_string_equal(reply->data[0], b->sid);
+        assert_string_equal(reply->data[1], "rep");
+        assert_string_equal(reply->data[2], cid);
+        assert_string_equal(reply->data[3], rid);
+        return;
+    }
+    fail_msg("no reply from the scorer");
+}
+
+static void decode_ack(const struct msg *m, struct kp_ack *a)
+{
+    enum kp_msg_type t;
+    assert_int_equal(kp_msg_peek(m->data[4], m->len[4], 1 << 20, &t), KP_R_OK);
+    if (t == KP_MSG_NACK) {
+        struct kp_nack n;
+        assert_int_equal(kp_nack_decode(m->data[4], m->len[4], &n), KP_R_OK);
+        fprintf(stderr, "nack %s: %s\n", kp_reason_str(n.code), n.msg);
+    }
+    assert_int_equal(t, KP_MSG_ACK);
+    assert_int_equal(kp_ack_decode(m->data[4], m->len[4], a), KP_R_OK);
+}
+
+static void decode_nack(const void *p, size_t len, struct kp_nack *n)
+{
+    enum kp_msg_type t;
+    assert_int_equal(kp_msg_peek(p, len, 1 << 20, &t), KP_R_OK);
+    assert_int_equal(t, KP_MSG_NACK);
+    assert_int_equal(kp_nack_decode(p, len, n), KP_R_OK);
+}
+
+/* ---- the scorer's loop in a thread ---------------------------------------------------- */
+
+struct loop_thread {
+    uv_loop_t loop;
+    uv_async_t stop;
+    struct scr *scr;
+    pthread_t th;
+};
+
+static void on_stop_async(uv_async_t *a)
+{
+    struct loop_thread *lt = a->data;
+    scr_stop(&lt->scr);
+    uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop_thread *lt = arg;
+    uv_run(&lt->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+/* ---- admin over HTTP ------------------------------------------------------------------ */
+
+static size_t curl_sink(char *p, size_t size, size_t n, void *arg)
+{
+    kp_buf_append(arg, p, size * n);
+    return size * n;
+}
+
+static long http_get(int port, const char *path, struct kp_buf *body)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    kp_buf_reset(body);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
+    long code = 0;
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    kp_buf_cstr(body);
+    return code;
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static void test_sockets_end_to_end(void **state)
+{
+    (void)state;
+    struct broker b;
+    broker_open(&b);
+    struct scr_config cfg = make_config(b.endpoint);
+    struct loop_thread lt;
+    assert_int_equal(uv_loop_init(&lt.loop), 0);
+    assert_int_equal(scr_start(&lt.loop, &cfg, &lt.scr), 0);
+    assert_true(scr_ready(lt.scr));
+    int admin_port = scr_admin_port(lt.scr);
+    assert_true(admin_port > 0);
+    assert_int_equal(uv_async_init(&lt.loop, &lt.stop, on_stop_async), 0);
+    lt.stop.data = &lt;
+    assert_int_equal(pthread_create(&lt.th, NULL, loop_main, &lt), 0);
+
+    broker_wait_reg(&b);
+    /* Scheme reference rows. */
+    assert_int_equal(q_ll("SELECT count(*) FROM kp_unit WHERE scheme = 'kp-test'"), 3);
+    assert_int_equal(q_ll("SELECT count(*) FROM kp_group WHERE scheme = 'kp-test'"), 2);
+    assert_int_equal(q_ll("SELECT count(*) FROM kp_indicator WHERE scheme = 'kp-test' AND "
+                          "is_leaf AND parent IS NULL"),
+                     2);
+    char *v =
+        q_str("SELECT name FROM kp_unit WHERE scheme = $1 AND unit = 'U3'", SCHEME, NULL, NULL);
+    assert_string_equal(v, "单位三");
+    free(v);
+
+    struct kp_buf payload = {0}, body = {0};
+    struct msg m;
+    struct kp_ack a;
+
+    /* 1. The first batch. */
+    encode_batch(&payload, "ad1", 1, BATCH1, N_BATCH1);
+    broker_roundtrip(&b, "ad1", 1, &payload, &m);
+    decode_ack(&m, &a);
+    assert_true(a.seq == 1);
+    assert_true(a.stored == 4);
+    assert_false(a.dup);
+    check_batch1_rej(&a);
+    kp_ack_fini(&a);
+
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE scheme = 'kp-test'"), 4);
+    assert_int_equal(q_ll("SELECT count(*) FROM rejection WHERE scheme = 'kp-test'"), 4);
+    assert_int_equal(q_ll("SELECT count(*) FROM batch WHERE adapter = 'ad1'"), 1);
+    assert_int_equal(q_ll("SELECT n_obs * 1000 + stored * 10 + jsonb_array_length(rej) "
+                          "FROM batch WHERE adapter = 'ad1' AND seq = 1"),
+                     8 * 1000 + 4 * 10 + 4);
+    v = q_str("SELECT string_agg(n || ':' || code || ':' || coalesce(ref, '-'), ',' ORDER BY n) "
+              "FROM rejection WHERE adapter = $1",
+              "ad1", NULL, NULL);
+    assert_string_equal(v, "4:unknown_unit:r5,5:unknown_indicator:r6,6:out_of_range:r7,"
+                           "7:bad_period:r8");
+    free(v);
+    /* Provenance and extras of a stored observation (ARCHITECTURE.md guarantee 6). */
+    v = q_str("SELECT concat_ws('|', src, ref, rev, unit, indicator, period, value, w, "
+              "x->>'note', x->>'n', (extract(epoch FROM observed_at) * 1000)::int8, adapter, seq) "
+              "FROM observation WHERE scheme = $1 AND ref = 'r1'",
+              SCHEME, NULL, NULL);
+    assert_string_equal(v, "stats|r1|0|U1|direct_a|2024|80|1|测试|3|1718000000456|ad1|1");
+    free(v);
+    v = q_str("SELECT x IS NULL FROM observation WHERE scheme = $1 AND ref = 'r2'", SCHEME, NULL,
+              NULL);
+    assert_string_equal(v, "t");
+    free(v);
+
+    /* Exact scores. U1: direct 80 (w40) + efficacy 5.81 → 58.733… (w60). */
+    assert_cell("U1", "direct_a", 80, 80, 1);
+    assert_cell("U1", "eff_b", 5.81, eff(5.81), 1);
+    assert_cell("U2", "direct_a", 90, 90, 1);
+    assert_cell("U3", "eff_b", 12, 100, 1);
+    assert_int_equal(q_ll("SELECT count(*) FROM indicator_score WHERE scheme = 'kp-test'"), 4);
+    double u1 = (40 * 80 + 60 * eff(5.81)) / 100;
+    assert_total("U1", u1, 1.0, 2); /* g1: U2 90 > U1 67.24 */
+    assert_total("U2", 90, 0.4, 1);
+    assert_total("U3", 100, 0.6, 1); /* alone in g2 */
+    assert_int_equal(q_ll("SELECT count(*) FROM unit_score WHERE scheme = 'kp-test'"), 3);
+    /* The read model sees them with names. */
+    v = q_str("SELECT unit_name || ':' || grp FROM kp_unit_score WHERE scheme = $1 AND "
+              "unit = 'U1'",
+              SCHEME, NULL, NULL);
+    assert_string_equal(v, "单位一:g1");
+    free(v);
+
+    /* 2. A retransmit: dup:true with the original counts, nothing new. */
+    char *before = dump_scores();
+    broker_roundtrip(&b, "ad1", 1, &payload, &m);
+    decode_ack(&m, &a);
+    assert_true(a.seq == 1);
+    assert_true(a.dup);
+    assert_true(a.stored == 4);
+    check_batch1_rej(&a);
+    kp_ack_fini(&a);
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE scheme = 'kp-test'"), 4);
+    assert_int_equal(q_ll("SELECT count(*) FROM rejection WHERE scheme = 'kp-test'"), 4);
+    assert_int_equal(q_ll("SELECT count(*) FROM batch WHERE adapter = 'ad1'"), 1);
+    char *after = dump_scores();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+
+    /* 3. A higher revision replaces the score; a lower one afterwards changes nothing. */
+    static const struct ob REV1[] = {{"U1", "direct_a", "2024", 70, "r1", 1}};
+    encode_batch(&payload, "ad1", 2, REV1, 1);
+    broker_roundtrip(&b, "ad1", 2, &payload, &m);
+    decode_ack(&m, &a);
+    assert_false(a.dup);
+    assert_true(a.stored == 1);
+    assert_int_equal(a.n_rej, 0);
+    kp_ack_fini(&a);
+    assert_cell("U1", "direct_a", 70, 70, 1);
+    u1 = (40 * 70 + 60 * eff(5.81)) / 100;
+    assert_total("U1", u1, 1.0, 2);
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE scheme = 'kp-test' AND "
+                          "ref = 'r1'"),
+                     2); /* every revision is kept */
+
+    static const struct ob REV0[] = {{"U1", "direct_a", "2024", 10, "r1", 0},
+                                     {"U2", "direct_a", "2024", 60, "r3b", 0}};
+    encode_batch(&payload, "ad1", 3, REV0, 2);
+    broker_roundtrip(&b, "ad1", 3, &payload, &m);
+    decode_ack(&m, &a);
+    assert_true(a.stored == 2);
+    kp_ack_fini(&a);
+    assert_cell("U1", "direct_a", 70, 70, 1); /* rev 0 < rev 1 */
+    v = q_str("SELECT value FROM observation WHERE scheme = $1 AND ref = 'r1' AND rev = 0", SCHEME,
+              NULL, NULL);
+    assert_string_equal(v, "80"); /* (src, ref, rev) stored once: the first one stays */
+    free(v);
+    /* U2's direct_a now has two records (r3 = 90, r3b = 60): a value leaf keeps the latest
+     * (at, src, ref) record, r3b. */
+    struct cell_row c = db_cell("2024", "U2", "direct_a");
+    assert_true(c.found);
+    assert_int_equal(c.n_obs, 2);
+    assert_near(c.score, 60);
+    assert_total("U2", 60, 0.4, 2);
+    assert_total("U1", u1, 1.0, 1); /* ranks moved with it */
+
+    /* 4. Codec-level refusals inside a batch: rows and rej entries from the decoder. */
+    encode_raw_batch(&payload, "ad1", 4);
+    broker_roundtrip(&b, "ad1", 4, &payload, &m);
+    decode_ack(&m, &a);
+    assert_true(a.stored == 1);
+    assert_int_equal(a.n_rej, 2);
+    assert_int_equal(a.rej[0].n, 1);
+    assert_int_equal(a.rej[0].code, KP_R_bad_field);
+    assert_int_equal(a.rej[1].n, 2);
+    assert_int_equal(a.rej[1].code, KP_R_not_finite);
+    kp_ack_fini(&a);
+    v = q_str("SELECT string_agg(n || ':' || code || ':' || coalesce(ref, '-'), ',' ORDER BY n) "
+              "FROM rejection WHERE adapter = $1 AND seq = 4",
+              "ad1", NULL, NULL);
+    assert_string_equal(v, "1:bad_field:raw-2,2:not_finite:raw-3");
+    free(v);
+    assert_cell("U3", "direct_a", 70, 70, 1);
+    assert_total("U3", (40 * 70 + 60 * 100) / 100.0, 1.0, 1);
+
+    /* 5. Batch-level refusals: nacks, nothing stored. */
+    long long n_batches = q_ll("SELECT count(*) FROM batch");
+    struct kp_nack n;
+    encode_batch(&payload, "ad1", 5, REV1, 1);
+    broker_roundtrip(&b, "someone-else", 5, &payload, &m); /* envelope aid differs */
+    decode_nack(m.data[4], m.len[4], &n);
+    assert_int_equal(n.code, KP_R_bad_aid);
+    assert_false(n.retry);
+    assert_true(n.has_seq && n.seq == 5);
+    kp_buf_reset(&payload);
+    kp_buf_append(&payload, "\x81\xa1t", 3); /* truncated msgpack */
+    broker_roundtrip(&b, "ad1", 6, &payload, &m);
+    decode_nack(m.data[4], m.len[4], &n);
+    assert_int_equal(n.code, KP_R_bad_msgpack);
+    assert_false(n.retry);
+    assert_false(n.has_seq);
+    assert_int_equal(q_ll("SELECT count(*) FROM batch"), n_batches);
+
+    /* 6. Admin endpoint. */
+    assert_int_equal(http_get(admin_port, "/readyz", &body), 200);
+    assert_int_equal(http_get(admin_port, "/metrics", &body), 200);
+    const char *text = (const char *)body.data;
+    assert_non_null(strstr(text, "kaoping_scorer_batches_total{outcome=\"committed\"} 4"));
+    assert_non_null(strstr(text, "kaoping_scorer_batches_total{outcome=\"dup\"} 1"));
+    assert_non_null(strstr(text, "kaoping_scorer_batches_total{outcome=\"nacked\"} 2"));
+    assert_non_null(strstr(text, "kaoping_scorer_observations_stored_total 8"));
+    assert_non_null(strstr(text, "kaoping_scorer_rejections_total{code=\"unknown_unit\"} 1"));
+    assert_non_null(strstr(text, "kaoping_scorer_rejections_total{code=\"not_finite\"} 1"));
+    assert_non_null(strstr(text, "kaoping_scorer_commit_seconds"));
+    assert_non_null(strstr(text, "kaoping_scorer_batch_size"));
+    assert_non_null(strstr(text, "kaoping_scorer_pg_errors_total 0"));
+
+    /* Stop on the loop's thread; the loop then ends by itself (every handle closed). */
+    assert_int_equal(uv_async_send(&lt.stop), 0);
+    assert_int_equal(pthread_join(lt.th, NULL), 0);
+    assert_int_equal(uv_loop_close(&lt.loop), 0);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&body);
+    broker_close(&b);
+}
+
+/* ---- restart -------------------------------------------------------------------------- */
+
+/* Every cell and total of the engine has its row in the database, with the same values. */
+struct cmp {
+    const struct score_engine *e;
+    size_t cells, totals;
+};
+
+static const struct score_scheme *g_sc;
+
+static void cmp_cell_db(const struct score_cell_change *c, void *arg)
+{
+    struct cmp *k = arg;
+    if (c->node == 0)
+        return; /* the root's cell: its total is the unit_score row */
+    k->cells++;
+    struct cell_row r = db_cell(c->period, score_scheme_unit_code(g_sc, c->unit),
+                                score_scheme_node_code(g_sc, c->node));
+    assert_true(r.found);
+    assert_true(r.score == c->score); /* bit for bit: the database holds the engine's doubles */
+    assert_true(r.n_obs == (long)c->n_obs);
+    if (isnan(c->value))
+        assert_true(r.value_null);
+    else
+        assert_true(r.value == c->value);
+}
+
+static void cmp_total_db(const struct score_total_change *t, void *arg)
+{
+    struct cmp *k = arg;
+    k->totals++;
+    struct total_row r = db_total(t->period, score_scheme_unit_code(g_sc, t->unit));
+    assert_true(r.found);
+    assert_true(r.total == t->total);
+    assert_true(r.coverage == t->coverage);
+    assert_int_equal(r.rank, t->rank);
+    assert_string_equal(r.grade, t->grade ? t->grade : "");
+    assert_int_equal(r.vetoed, t->vetoed);
+}
+
+static void assert_engine_equals_db(struct scr *s)
+{
+    const struct score_engine *e = scr_engine(s, SCHEME);
+    assert_non_null(e);
+    struct score_scheme *sc = NULL;
+    char err[256];
+    assert_int_equal(score_scheme_load(g_scheme_path, &sc, err, sizeof err), 0);
+    g_sc = sc;
+    struct cmp k = {.e = e};
+    score_engine_foreach_cell(e, cmp_cell_db, &k);
+    score_engine_foreach_total(e, cmp_total_db, &k);
+    assert_true((long long)k.cells ==
+                q_ll("SELECT count(*) FROM indicator_score WHERE scheme = 'kp-test'"));
+    assert_true((long long)k.totals ==
+                q_ll("SELECT count(*) FROM unit_score WHERE scheme = 'kp-test'"));
+    score_scheme_destroy(&sc);
+}
+
+static void stop_and_close(uv_loop_t *loop, struct scr **s)
+{
+    scr_stop(s);
+    assert_null(*s);
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
+static enum scr_outcome process(struct scr *s, const char *aid, const struct kp_buf *payload,
+                                struct kp_buf *reply)
+{
+    return scr_process(s, aid, strlen(aid), payload->data, payload->len, reply);
+}
+
+static void test_restart_replays(void **state)
+{
+    (void)state;
+    char *before = dump_scores();
+    long long n_obs = q_ll("SELECT count(*) FROM observation WHERE scheme = 'kp-test'");
+    assert_int_equal(n_obs, 7); /* 4 + 1 + 1 (r1 rev 0 was there) + 1 */
+
+    /* Nothing listens on the broker endpoint: this scorer is driven directly. */
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct scr *s = NULL;
+    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
+    assert_true(scr_ready(s));
+    struct scr_stats st;
+    scr_get_stats(s, &st);
+    assert_true(st.replayed == (uint64_t)n_obs);
+    assert_true(st.replay_rows_synced == 0); /* the database already equals the engine */
+    char *after = dump_scores();
+    assert_string_equal(before, after); /* not even updated_at moved */
+    free(before);
+    free(after);
+    assert_engine_equals_db(s);
+
+    /* A retransmit of a batch committed before the restart. */
+    struct kp_buf payload = {0}, reply = {0};
+    struct kp_ack a;
+    encode_batch(&payload, "ad1", 1, BATCH1, N_BATCH1);
+    assert_int_equal(process(s, "ad1", &payload, &reply), SCR_DUP);
+    assert_int_equal(kp_ack_decode(reply.data, reply.len, &a), KP_R_OK);
+    assert_true(a.dup && a.stored == 4);
+    check_batch1_rej(&a);
+    kp_ack_fini(&a);
+
+    /* New data builds on the replayed state: U1's total needs both replayed leaves. */
+    static const struct ob MORE[] = {{"U1", "eff_b", "2024", 9, "r2", 1}};
+    encode_batch(&payload, "ad1", 7, MORE, 1);
+    assert_int_equal(process(s, "ad1", &payload, &reply), SCR_COMMITTED);
+    assert_int_equal(kp_ack_decode(reply.data, reply.len, &a), KP_R_OK);
+    assert_false(a.dup);
+    assert_true(a.stored == 1);
+    kp_ack_fini(&a);
+    assert_cell("U1", "eff_b", 9, eff(9), 1);
+    assert_total("U1", (40 * 70 + 60 * eff(9)) / 100, 1.0, 1);
+    assert_total("U2", 60, 0.4, 2);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+
+    /* Restart once more: still equal, still nothing to rewrite. */
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
+    scr_get_stats(s, &st);
+    assert_true(st.replayed == (uint64_t)n_obs + 1);
+    assert_true(st.replay_rows_synced == 0);
+    assert_engine_equals_db(s);
+
+    /* A score row damaged behind the scorer's back is repaired by the next replay. */
+    assert_int_equal(kp_pg_exec(g_pg,
+                                "UPDATE unit_score SET total = 0 WHERE scheme = 'kp-test' "
+                                "AND unit = 'U3'",
+                                0, NULL, NULL),
+                     0);
+    assert_int_equal(kp_pg_exec(g_pg,
+                                "INSERT INTO indicator_score (scheme, period, unit, "
+                                "indicator, score, n_obs) VALUES ('kp-test', '2023', "
+                                "'U1', 'eff_b', 1, 1)",
+                                0, NULL, NULL),
+                     0);
+    stop_and_close(&loop, &s);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
+    scr_get_stats(s, &st);
+    assert_true(st.replay_rows_synced == 2);
+    assert_total("U3", (40 * 70 + 60 * 100) / 100.0, 1.0, 1);
+    assert_false(db_cell("2023", "U1", "eff_b").found);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
+/* ---- outages -------------------------------------------------------------------------- */
+
+/* Runs the loop (timers: reconnection) until the scorer is ready or timeout_ms passes. */
+static bool wait_ready(uv_loop_t *loop, struct scr *s, int timeout_ms)
+{
+    for (int t = 0; t < timeout_ms; t += 20) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        if (scr_ready(s))
+            return true;
+        sleep_ms(20);
+    }
+    return false;
+}
+
+static int harness(const char *fn)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "bash -c '. \"%s/tests/harness/pg.sh\" && %s \"$KP_PG_DIR\" \"$KP_PG_PORT\"'",
+             KP_SOURCE_DIR, fn);
+    return system(cmd);
+}
+
+static void test_db_outages(void **state)
+{
+    (void)state;
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct scr *s = NULL;
+    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
+    assert_true(scr_ready(s));
+    struct kp_buf payload = {0}, reply = {0};
+    struct kp_ack a;
+    struct kp_nack n;
+
+    /* 1. The server ends the scorer's session. */
+    long long killed = q_ll("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                            "AND backend_type = 'client backend'");
+    assert_true(killed >= 1);
+    sleep_ms(100);
+    static const struct ob OB8[] = {{"U3", "direct_a", "2024", 75, "raw-1", 1}};
+    encode_batch(&payload, "ad2", 8, OB8, 1);
+    assert_int_equal(process(s, "ad2", &payload, &reply), SCR_NACKED);
+    decode_nack(reply.data, reply.len, &n);
+    assert_int_equal(n.code, KP_R_scorer_unavailable);
+    assert_true(n.retry);
+    assert_true(n.has_seq && n.seq == 8);
+    assert_false(scr_ready(s));
+    assert_true(wait_ready(&loop, s, 5000));
+    assert_int_equal(process(s, "ad2", &payload, &reply), SCR_COMMITTED); /* the retransmit */
+    assert_int_equal(kp_ack_decode(reply.data, reply.len, &a), KP_R_OK);
+    assert_true(a.stored == 1 && !a.dup);
+    kp_ack_fini(&a);
+    assert_cell("U3", "direct_a", 75, 75, 1);
+
+    /* 2. The whole server goes away and comes back. */
+    if (!getenv("KP_PG_DIR") || !getenv("KP_PG_PORT")) {
+        fprintf(stderr, "KP_PG_DIR not set: skipping the server restart\n");
+    } else {
+        assert_int_equal(harness("kp_pg_stop"), 0);
+        static const struct ob OB9[] = {{"U3", "direct_a", "2024", 65, "raw-1", 2}};
+        encode_batch(&payload, "ad2", 9, OB9, 1);
+        assert_int_equal(process(s, "ad2", &payload, &reply), SCR_NACKED);
+        decode_nack(reply.data, reply.len, &n);
+        assert_int_equal(n.code, KP_R_scorer_unavailable);
+        assert_false(wait_ready(&loop, s, 600)); /* a few failed attempts with backoff */
+        assert_int_equal(process(s, "ad2", &payload, &reply), SCR_NACKED);
+        assert_int_equal(harness("kp_pg_start"), 0);
+        assert_true(wait_ready(&loop, s, 10000));
+        assert_int_equal(process(s, "ad2", &payload, &reply), SCR_COMMITTED);
+        assert_int_equal(kp_ack_decode(reply.data, reply.len, &a), KP_R_OK);
+        assert_true(a.stored == 1 && !a.dup);
+        kp_ack_fini(&a);
+        assert_cell("U3", "direct_a", 65, 65, 1);
+        /* And again: a retransmit after the outage is a dup. */
+        assert_int_equal(process(s, "ad2", &payload, &reply), SCR_DUP);
+    }
+    /* 3. The connection dies during COMMIT: its outcome is unknown to the scorer, which
+     * rebuilds its engines from the database once reconnected. A deferred trigger makes the
+     * server end the session while committing (the transaction is then not committed). */
+    assert_int_equal(
+        kp_pg_exec_script(g_pg, "CREATE SEQUENCE kp_test_kill_seq;"
+                                "CREATE FUNCTION kp_test_kill() RETURNS trigger LANGUAGE plpgsql "
+                                "AS $$ BEGIN IF NEW.adapter = 'ad-kill' AND "
+                                "nextval('kp_test_kill_seq') = 1 THEN "
+                                "PERFORM pg_terminate_backend(pg_backend_pid()); "
+                                "PERFORM pg_sleep(1); END IF; RETURN NULL; END $$;"
+                                "CREATE CONSTRAINT TRIGGER kp_test_kill AFTER INSERT ON batch "
+                                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                                "EXECUTE FUNCTION kp_test_kill();"),
+        0);
+    struct scr_stats st;
+    scr_get_stats(s, &st);
+    uint64_t replays = st.replays;
+    static const struct ob OB10[] = {{"U2", "eff_b", "2024", 10.5, "k-1", 0}};
+    encode_batch(&payload, "ad-kill", 10, OB10, 1);
+    assert_int_equal(process(s, "ad-kill", &payload, &reply), SCR_NACKED);
+    decode_nack(reply.data, reply.len, &n);
+    assert_int_equal(n.code, KP_R_scorer_unavailable);
+    assert_true(n.retry);
+    assert_false(db_cell("2024", "U2", "eff_b").found); /* not committed */
+    assert_true(wait_ready(&loop, s, 10000));
+    scr_get_stats(s, &st);
+    assert_true(st.replays == replays + 1); /* the engine was rebuilt */
+    assert_engine_equals_db(s);
+    assert_int_equal(process(s, "ad-kill", &payload, &reply), SCR_COMMITTED);
+    assert_cell("U2", "eff_b", 10.5, eff(10.5), 1);
+    assert_int_equal(kp_pg_exec_script(g_pg, "DROP TRIGGER kp_test_kill ON batch;"
+                                             "DROP FUNCTION kp_test_kill();"
+                                             "DROP SEQUENCE kp_test_kill_seq;"),
+                     0);
+
+    scr_get_stats(s, &st);
+    assert_true(st.pg_errors >= 3);
+    assert_true(st.reconnects >= 2);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+
+    /* 4. PostgreSQL is not up when the scorer starts: it starts anyway, unready, and gets
+     * ready by itself once the server is there. */
+    if (getenv("KP_PG_DIR") && getenv("KP_PG_PORT")) {
+        static const struct ob OB9B[] = {{"U3", "direct_a", "2024", 65, "raw-1", 2}};
+        encode_batch(&payload, "ad2", 9, OB9B, 1);
+        assert_int_equal(harness("kp_pg_stop"), 0);
+        assert_int_equal(uv_loop_init(&loop), 0);
+        assert_int_equal(scr_start(&loop, &cfg, &s), 0);
+        assert_false(scr_ready(s));
+        assert_int_equal(process(s, "ad2", &payload, &reply), SCR_NACKED);
+        decode_nack(reply.data, reply.len, &n);
+        assert_int_equal(n.code, KP_R_scorer_unavailable);
+        assert_true(n.retry);
+        assert_false(wait_ready(&loop, s, 300));
+        assert_int_equal(harness("kp_pg_start"), 0);
+        assert_true(wait_ready(&loop, s, 10000));
+        assert_engine_equals_db(s);
+        assert_int_equal(process(s, "ad2", &payload, &reply), SCR_DUP); /* seq 9 again */
+        stop_and_close(&loop, &s);
+    }
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
+/* ---- configuration -------------------------------------------------------------------- */
+
+static void test_config_check(void **state)
+{
+    (void)state;
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    char err[512];
+    assert_int_equal(scr_config_check(&cfg, err, sizeof err), 0);
+
+    cfg.instance = "bad instance";
+    assert_int_equal(scr_config_check(&cfg, err, sizeof err), KP_ECONFIG);
+    assert_non_null(strstr(err, "instance"));
+    cfg.instance = "t";
+
+    char bad_path[160];
+    snprintf(bad_path, sizeof bad_path, "%s/bad.yaml", g_dir);
+    FILE *f = fopen(bad_path, "w");
+    assert_non_null(f);
+    fputs("scheme: kp-bad\nname: x\ngroups: []\n", f);
+    fclose(f);
+    char *list[3] = {g_scheme_path, bad_path, NULL};
+    cfg.schemes = list;
+    assert_int_equal(scr_config_check(&cfg, err, sizeof err), KP_ESCHEME);
+    assert_non_null(strstr(err, "bad.yaml"));
+    char *twice[3] = {g_scheme_path, g_scheme_path, NULL};
+    cfg.schemes = twice;
+    assert_int_equal(scr_config_check(&cfg, err, sizeof err), KP_ECONFIG);
+    assert_non_null(strstr(err, "kp-test"));
+    cfg.schemes = g_schemes;
+
+    /* The DSN from a file, then from the environment. */
+    char dsn_path[160];
+    snprintf(dsn_path, sizeof dsn_path, "%s/dsn", g_dir);
+    f = fopen(dsn_path, "w");
+    assert_non_null(f);
+    fprintf(f, "  host=example port=1  \nsecond line\n");
+    fclose(f);
+    cfg.db_dsn = "";
+    cfg.db_dsn_file = dsn_path;
+    char *d = scr_config_dsn(&cfg, err, sizeof err);
+    assert_non_null(d);
+    assert_string_equal(d, "host=example port=1");
+    free(d);
+    cfg.db_dsn_file = "";
+    setenv("KP_DB_DSN", "dbname=fromenv", 1);
+    d = scr_config_dsn(&cfg, err, sizeof err);
+    assert_string_equal(d, "dbname=fromenv");
+    free(d);
+    unsetenv("KP_DB_DSN");
+    assert_null(scr_config_dsn(&cfg, err, sizeof err));
+    assert_int_equal(scr_config_check(&cfg, err, sizeof err), KP_ECONFIG);
+    assert_non_null(strstr(err, "db.dsn"));
+}
+
+/* The configuration table through the YAML loader: nested db keys, defaults, units. */
+static void test_config_yaml(void **state)
+{
+    (void)state;
+    char path[160], err[512];
+    snprintf(path, sizeof path, "%s/scorer.yaml", g_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "instance: anshan\n"
+            "db:\n"
+            "  dsn: \"host=127.0.0.1 dbname=kaoping\"\n"
+            "  retry_max_ms: 5s\n"
+            "schemes:\n"
+            "  - %s\n"
+            "hb_ms: 250ms\n"
+            "max_bytes: 1M\n",
+            g_scheme_path);
+    fclose(f);
+    struct scr_config c;
+    memset(&c, 0, sizeof c);
+    int rc = kp_config_load(path, scr_config_table, &c, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_string_equal(c.instance, "anshan");
+    assert_string_equal(c.log_level, "info");
+    assert_string_equal(c.broker, "tcp://127.0.0.1:7452");
+    assert_string_equal(c.db_dsn, "host=127.0.0.1 dbname=kaoping");
+    assert_true(c.db_retry_max_ms == 5000);
+    assert_non_null(c.schemes);
+    assert_string_equal(c.schemes[0], g_scheme_path);
+    assert_null(c.schemes[1]);
+    assert_string_equal(c.migrations, "schemas/migrations");
+    assert_string_equal(c.admin, "127.0.0.1:0");
+    assert_true(c.hb_ms == 250);
+    assert_true(c.max_bytes == 1024 * 1024);
+    assert_true(c.max_obs == 10000);
+    assert_int_equal(scr_config_check(&c, err, sizeof err), 0);
+    assert_int_equal(kp_config_set(scr_config_table, &c, "db.dsn", "dbname=other", err, sizeof err),
+                     0);
+    assert_string_equal(c.db_dsn, "dbname=other");
+    kp_config_fini(scr_config_table, &c);
+
+    /* schemes is required */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("instance: x\n", f);
+    fclose(f);
+    memset(&c, 0, sizeof c);
+    assert_int_equal(kp_config_load(path, scr_config_table, &c, err, sizeof err), KP_ECONFIG);
+    assert_non_null(strstr(err, "schemes"));
+    kp_config_fini(scr_config_table, &c);
+}
+
+/* ---- main ----------------------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/kp-scr-XXXXXX");
+    if (!mkdtemp(g_dir))
+        return -1;
+    snprintf(g_scheme_path, sizeof g_scheme_path, "%s/kp-test.yaml", g_dir);
+    snprintf(g_migrations, sizeof g_migrations, "%s/schemas/migrations", KP_SOURCE_DIR);
+    FILE *f = fopen(g_scheme_path, "w");
+    if (!f)
+        return -1;
+    fputs(SCHEME_YAML, f);
+    fclose(f);
+    if (kp_pg_open(dsn(), &g_pg) != 0) {
+        fprintf(stderr, "connect: %s\n", kp_pg_errmsg(g_pg));
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kp_pg_close(&g_pg);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    kp_log_init("scorer", "test", getenv("KP_TEST_LOG_DEBUG") ? KP_LOG_DEBUG : KP_LOG_WARN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_check),       cmocka_unit_test(test_config_yaml),
+        cmocka_unit_test(test_sockets_end_to_end), cmocka_unit_test(test_restart_replays),
+        cmocka_unit_test(test_db_outages),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    kp_zctx_term();
+    curl_global_cleanup();
+    return rc;
+}
