@@ -6,10 +6,14 @@
 #include <string.h>
 
 #include "adp.h"
+#include "csv/src_csv.h"
+#include "http/src_http.h"
 #include "sql/src_sql.h"
 
 const struct adp_source *const adp_sources[] = {
     &adp_source_sql,
+    &adp_source_http,
+    &adp_source_csv,
     NULL,
 };
 

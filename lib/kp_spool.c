@@ -9,12 +9,26 @@
  *   batch(seq, payload, n_obs, created_ms)   batches waiting for their end-to-end ack
  *   dead(seq, payload, code, msg, at)        batches refused by a permanent nack
  *   rejected(seq, n, code, msg, at)          per-observation refusals reported in acks
+ *   dead_row(file, line, code, msg, raw, at) source rows refused before they became a batch
+ *                                            (a CSV row with a bad number, say), one per
+ *                                            (file, line): writing one again replaces its
+ *                                            text, so a source that re-reads rows after a
+ *                                            crash never records one twice
  *
  * kp_spool_put inserts the batch, advances meta.next_seq past it and stores the cursor in one
  * transaction: after any crash, the stored cursor is the one that produced the last stored
  * batch, and next_seq never goes back, even once every batch was acked and deleted
  * (PROTOCOL.md batch.seq: strictly increasing across restarts). The byte bound counts the
  * payload bytes of waiting batches; it is kept in memory, computed once at open.
+ *
+ * One other writer is expected beside the adapter: `kpctl dlq retry` (kp_spool_retry_dead),
+ * which moves a dead batch back into `batch` under a new seq taken from meta.next_seq in its
+ * own write transaction. The adapter's connection notices any commit of another connection
+ * through PRAGMA data_version and then re-reads its in-memory mirrors (next_seq, depth,
+ * bytes, dead) before it hands out a seq, checks the bound or reports stats; kp_spool_put
+ * re-checks next_seq inside its transaction anyway, so a retry that lands between
+ * kp_spool_next_seq and kp_spool_put costs the adapter one refused put (KP_EINVAL; the pump
+ * polls the same records again), never a reused seq.
  */
 #include "kp_spool.h"
 
@@ -24,7 +38,11 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <msgpack.h>
+
+#include "kp_buf.h"
 #include "kp_err.h"
 #include "kp_time.h"
 
@@ -41,6 +59,8 @@ enum {
     ST_DEAD_COPY,
     ST_REJECTED,
     ST_OLDEST,
+    ST_DEAD_ROW,
+    ST_DEAD_ROW_SCAN,
     ST__COUNT
 };
 
@@ -60,6 +80,11 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_REJECTED] = "INSERT OR REPLACE INTO rejected(seq, n, code, msg, at) "
                     "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_OLDEST] = "SELECT created_ms FROM batch ORDER BY seq LIMIT 1",
+    [ST_DEAD_ROW] = "INSERT INTO dead_row(file, line, code, msg, raw, at) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (file, line) DO UPDATE SET "
+                    "code = excluded.code, msg = excluded.msg, raw = excluded.raw",
+    [ST_DEAD_ROW_SCAN] = "SELECT file, line, code, msg, raw, at FROM dead_row "
+                         "WHERE ?1 IS NULL OR file = ?1 ORDER BY file, line",
 };
 
 static const char schema_sql[] =
@@ -85,7 +110,15 @@ static const char schema_sql[] =
     "  code TEXT NOT NULL,"
     "  msg TEXT NOT NULL,"
     "  at INTEGER NOT NULL,"
-    "  PRIMARY KEY (seq, n));";
+    "  PRIMARY KEY (seq, n));"
+    "CREATE TABLE IF NOT EXISTS dead_row ("
+    "  file TEXT NOT NULL,"
+    "  line INTEGER NOT NULL,"
+    "  code TEXT NOT NULL,"
+    "  msg TEXT NOT NULL,"
+    "  raw TEXT NOT NULL,"
+    "  at INTEGER NOT NULL,"
+    "  PRIMARY KEY (file, line));";
 
 struct kp_spool {
     sqlite3 *db;
@@ -95,6 +128,8 @@ struct kp_spool {
     uint64_t depth;    /* rows of batch */
     uint64_t bytes;    /* sum of length(payload) of batch */
     uint64_t dead;     /* rows of dead */
+    sqlite3_stmt *dv;  /* PRAGMA data_version: changes when another connection commits */
+    int64_t data_version;
 };
 
 /* Seqs are stored as SQLite's signed 64-bit integers; kaoping never gets near 2^63. */
@@ -103,8 +138,12 @@ struct kp_spool {
 static sqlite3_stmt *stmt(struct kp_spool *sp, int which)
 {
     sqlite3_stmt *s = sp->st[which];
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
+    /* NULL only on a read-only handle of an older file lacking a table: sqlite3_step(NULL)
+     * then fails with SQLITE_MISUSE, which every caller reports as KP_EIO. */
+    if (s) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
     return s;
 }
 
@@ -179,6 +218,50 @@ static int meta_read(struct kp_spool *sp, uint64_t *next_seq, char *cursor, size
     return rc;
 }
 
+/* (Re)computes the in-memory mirrors from the file. */
+static int recount(struct kp_spool *sp)
+{
+    uint64_t max_seq = 0, next_seq = 0;
+    if (meta_read(sp, &next_seq, NULL, 0) != 0 ||
+        exec_count(sp->db, "SELECT count(*) FROM batch", &sp->depth) != 0 ||
+        exec_count(sp->db, "SELECT coalesce(sum(length(payload)), 0) FROM batch", &sp->bytes) !=
+            0 ||
+        exec_count(sp->db, "SELECT count(*) FROM dead", &sp->dead) != 0 ||
+        exec_count(sp->db,
+                   "SELECT max(coalesce((SELECT max(seq) FROM batch), 0),"
+                   "           coalesce((SELECT max(seq) FROM dead), 0))",
+                   &max_seq) != 0)
+        return KP_EIO;
+    /* Belt and braces: meta and batch are written in one transaction, so this never fires
+     * unless the file was edited by hand; even then never hand out a used seq. */
+    if (max_seq >= next_seq)
+        next_seq = max_seq + 1;
+    if (next_seq > sp->next_seq)
+        sp->next_seq = next_seq;
+    return 0;
+}
+
+static int data_version(struct kp_spool *sp, int64_t *v)
+{
+    sqlite3_reset(sp->dv);
+    int rc = sqlite3_step(sp->dv);
+    if (rc == SQLITE_ROW)
+        *v = sqlite3_column_int64(sp->dv, 0);
+    sqlite3_reset(sp->dv);
+    return rc == SQLITE_ROW ? 0 : KP_EIO;
+}
+
+/* Another connection (kpctl dlq retry) committed since we last looked: re-read the mirrors.
+ * A failure keeps the old mirrors (the next call tries again). */
+static void sync_external(struct kp_spool *sp)
+{
+    int64_t v = 0;
+    if (!sp->dv || data_version(sp, &v) != 0 || v == sp->data_version)
+        return;
+    if (recount(sp) == 0)
+        sp->data_version = v;
+}
+
 int kp_spool_open(const char *path, uint64_t max_bytes, struct kp_spool **out)
 {
     *out = NULL;
@@ -212,22 +295,12 @@ int kp_spool_open(const char *path, uint64_t max_bytes, struct kp_spool **out)
         if (sqlite3_prepare_v3(sp->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &sp->st[i],
                                NULL) != SQLITE_OK)
             goto fail;
-
-    uint64_t max_seq = 0;
-    if (meta_read(sp, &sp->next_seq, NULL, 0) != 0 ||
-        exec_count(sp->db, "SELECT count(*) FROM batch", &sp->depth) != 0 ||
-        exec_count(sp->db, "SELECT coalesce(sum(length(payload)), 0) FROM batch", &sp->bytes) !=
-            0 ||
-        exec_count(sp->db, "SELECT count(*) FROM dead", &sp->dead) != 0 ||
-        exec_count(sp->db,
-                   "SELECT max(coalesce((SELECT max(seq) FROM batch), 0),"
-                   "           coalesce((SELECT max(seq) FROM dead), 0))",
-                   &max_seq) != 0)
+    if (sqlite3_prepare_v3(sp->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT, &sp->dv,
+                           NULL) != SQLITE_OK ||
+        data_version(sp, &sp->data_version) != 0)
         goto fail;
-    /* Belt and braces: meta and batch are written in one transaction, so this never fires
-     * unless the file was edited by hand; even then never hand out a used seq. */
-    if (max_seq >= sp->next_seq)
-        sp->next_seq = max_seq + 1;
+    if (recount(sp) != 0)
+        goto fail;
     *out = sp;
     return 0;
 
@@ -243,6 +316,7 @@ void kp_spool_close(struct kp_spool **spp)
     struct kp_spool *sp = *spp;
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(sp->st[i]);
+    sqlite3_finalize(sp->dv);
     if (sp->db)
         sqlite3_close(sp->db);
     free(sp);
@@ -251,12 +325,14 @@ void kp_spool_close(struct kp_spool **spp)
 
 uint64_t kp_spool_next_seq(struct kp_spool *sp)
 {
+    sync_external(sp);
     return sp->next_seq;
 }
 
 int kp_spool_put(struct kp_spool *sp, uint64_t seq, const void *payload, size_t len, uint32_t n_obs,
                  const char *cursor)
 {
+    sync_external(sp);
     if (seq != sp->next_seq || seq >= SEQ_MAX || (len > 0 && payload == NULL) ||
         len > (size_t)INT_MAX)
         return KP_EINVAL;
@@ -437,6 +513,7 @@ int kp_spool_rejected(struct kp_spool *sp, uint64_t seq, uint32_t n, const char 
 int kp_spool_stats(struct kp_spool *sp, struct kp_spool_stats *st)
 {
     memset(st, 0, sizeof *st);
+    sync_external(sp);
     st->depth = sp->depth;
     st->bytes = sp->bytes;
     st->dead = sp->dead;
@@ -448,4 +525,323 @@ int kp_spool_stats(struct kp_spool *sp, struct kp_spool_stats *st)
         st->oldest_ms = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : KP_EIO;
+}
+
+/* ---- per-row dead letters (dead_row) ------------------------------------------------------ */
+
+static int dead_row_insert(struct kp_spool *sp, const struct kp_spool_dead_row *r, int64_t now)
+{
+    if (!r->file || r->line < 0)
+        return KP_EINVAL;
+    sqlite3_stmt *s = stmt(sp, ST_DEAD_ROW);
+    sqlite3_bind_text(s, 1, r->file, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)r->line);
+    sqlite3_bind_text(s, 3, r->code ? r->code : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, r->msg ? r->msg : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, r->raw ? r->raw : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, (sqlite3_int64)now);
+    return step_done(s);
+}
+
+int kp_spool_dead_rows(struct kp_spool *sp, const struct kp_spool_dead_row *rows, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (!rows)
+        return KP_EINVAL;
+    for (size_t k = 0; k < n; k++)
+        if (!rows[k].file || rows[k].line < 0)
+            return KP_EINVAL;
+    if (txn_begin(sp) != 0)
+        return KP_EIO;
+    int64_t now = kp_now_ms();
+    for (size_t k = 0; k < n; k++)
+        if (dead_row_insert(sp, &rows[k], now) != 0) {
+            txn_rollback(sp);
+            return KP_EIO;
+        }
+    return txn_commit(sp);
+}
+
+int kp_spool_dead_row(struct kp_spool *sp, const char *file, long line, const char *code,
+                      const char *msg, const char *raw)
+{
+    struct kp_spool_dead_row r = {file, line, code, msg, raw, 0};
+    return kp_spool_dead_rows(sp, &r, 1);
+}
+
+int kp_spool_dead_row_scan(struct kp_spool *sp, const char *file,
+                           int (*fn)(const struct kp_spool_dead_row *r, void *arg), void *arg)
+{
+    sqlite3_stmt *s = stmt(sp, ST_DEAD_ROW_SCAN);
+    if (file)
+        sqlite3_bind_text(s, 1, file, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 1);
+    int visited = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct kp_spool_dead_row r;
+        r.file = (const char *)sqlite3_column_text(s, 0);
+        r.line = (long)sqlite3_column_int64(s, 1);
+        r.code = (const char *)sqlite3_column_text(s, 2);
+        r.msg = (const char *)sqlite3_column_text(s, 3);
+        r.raw = (const char *)sqlite3_column_text(s, 4);
+        r.at_ms = sqlite3_column_int64(s, 5);
+        visited++;
+        if (fn(&r, arg) != 0 || visited == INT_MAX) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? visited : KP_EIO;
+}
+
+/* ---- dead letters: inspection and retry (kpctl dlq) ----------------------------------------- */
+
+int kp_spool_open_readonly(const char *path, struct kp_spool **out)
+{
+    *out = NULL;
+    if (!path || !path[0])
+        return KP_EINVAL;
+    sqlite3 *probe = NULL;
+    /* SQLite opens lazily: tell a missing file from a file that is no spool. */
+    if (sqlite3_open_v2(path, &probe, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        sqlite3_close(probe);
+        return access(path, F_OK) == 0 ? KP_EIO : KP_ENOENT;
+    }
+    struct kp_spool *sp = kp_xcalloc(1, sizeof *sp);
+    sp->db = probe;
+    sp->max_bytes = UINT64_MAX;
+    sqlite3_busy_timeout(sp->db, 5000);
+    sqlite3_extended_result_codes(sp->db, 1);
+    /* A table an older kp-adapter did not create leaves its statements NULL (see stmt()). */
+    for (int i = 0; i < ST__COUNT; i++)
+        if (sqlite3_prepare_v3(sp->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &sp->st[i],
+                               NULL) != SQLITE_OK)
+            sp->st[i] = NULL;
+    if (!sp->st[ST_META_GET] || !sp->st[ST_SCAN] ||
+        sqlite3_prepare_v3(sp->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT, &sp->dv,
+                           NULL) != SQLITE_OK ||
+        data_version(sp, &sp->data_version) != 0 || recount(sp) != 0) {
+        kp_spool_close(&sp);
+        return KP_EIO;
+    }
+    *out = sp;
+    return 0;
+}
+
+int kp_spool_dead_scan(struct kp_spool *sp, uint64_t after_seq, size_t max,
+                       int (*fn)(const struct kp_spool_dead_item *it, void *arg), void *arg)
+{
+    if (max == 0 || after_seq >= SEQ_MAX)
+        return 0;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(sp->db,
+                           "SELECT seq, code, msg, at, payload FROM dead WHERE seq > ?1 "
+                           "ORDER BY seq LIMIT ?2",
+                           -1, &s, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return KP_EIO;
+    }
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)after_seq);
+    sqlite3_bind_int64(s, 2, max > (size_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)max);
+    int visited = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct kp_spool_dead_item it;
+        it.seq = (uint64_t)sqlite3_column_int64(s, 0);
+        it.code = (const char *)sqlite3_column_text(s, 1);
+        it.msg = (const char *)sqlite3_column_text(s, 2);
+        it.at_ms = sqlite3_column_int64(s, 3);
+        it.payload = sqlite3_column_blob(s, 4);
+        it.len = (size_t)sqlite3_column_bytes(s, 4);
+        if (!it.code)
+            it.code = "";
+        if (!it.msg)
+            it.msg = "";
+        visited++;
+        if (fn(&it, arg) != 0 || visited == INT_MAX) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? visited : KP_EIO;
+}
+
+int kp_spool_rejected_scan(struct kp_spool *sp, uint64_t seq,
+                           int (*fn)(const struct kp_spool_rejected_item *it, void *arg), void *arg)
+{
+    if (seq >= SEQ_MAX)
+        return 0;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(sp->db,
+                           "SELECT seq, n, code, msg, at FROM rejected "
+                           "WHERE ?1 = 0 OR seq = ?1 ORDER BY seq, n",
+                           -1, &s, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return KP_EIO;
+    }
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+    int visited = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct kp_spool_rejected_item it;
+        it.seq = (uint64_t)sqlite3_column_int64(s, 0);
+        it.n = (uint32_t)sqlite3_column_int64(s, 1);
+        it.code = (const char *)sqlite3_column_text(s, 2);
+        it.msg = (const char *)sqlite3_column_text(s, 3);
+        it.at_ms = sqlite3_column_int64(s, 4);
+        if (!it.code)
+            it.code = "";
+        if (!it.msg)
+            it.msg = "";
+        visited++;
+        if (fn(&it, arg) != 0 || visited == INT_MAX) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? visited : KP_EIO;
+}
+
+static int buf_write(void *data, const char *p, size_t len)
+{
+    kp_buf_append(data, p, len);
+    return 0;
+}
+
+static bool key_is(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+/* The batch frame again with `seq` replaced: every other key and value is re-packed as
+ * decoded (same types, so the same meaning on the wire), values the scorer will refuse
+ * included. Sets *n_obs from the obs array. KP_EINVAL: not a map with an integer seq. */
+static int batch_reseq(const void *frame, size_t len, uint64_t seq, struct kp_buf *out,
+                       uint32_t *n_obs)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    int rc = KP_EINVAL;
+    if (msgpack_unpack_next(&u, frame, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
+        u.data.type != MSGPACK_OBJECT_MAP)
+        goto out;
+    const msgpack_object_map *m = &u.data.via.map;
+    bool seen = false;
+    *n_obs = 0;
+    for (uint32_t k = 0; k < m->size; k++) {
+        const msgpack_object *v = &m->ptr[k].val;
+        if (key_is(&m->ptr[k].key, "seq")) {
+            if (seen || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+                goto out;
+            seen = true;
+        } else if (key_is(&m->ptr[k].key, "obs") && v->type == MSGPACK_OBJECT_ARRAY) {
+            *n_obs = v->via.array.size;
+        }
+    }
+    if (!seen)
+        goto out;
+    kp_buf_reset(out);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, buf_write);
+    msgpack_pack_map(&pk, m->size);
+    for (uint32_t k = 0; k < m->size; k++) {
+        msgpack_pack_object(&pk, m->ptr[k].key);
+        if (key_is(&m->ptr[k].key, "seq"))
+            msgpack_pack_uint64(&pk, seq);
+        else
+            msgpack_pack_object(&pk, m->ptr[k].val);
+    }
+    rc = 0;
+out:
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+int kp_spool_retry_dead(struct kp_spool *sp, uint64_t seq, uint64_t *new_seq)
+{
+    *new_seq = 0;
+    if (seq == 0 || seq >= SEQ_MAX)
+        return KP_ENOENT;
+    sqlite3_stmt *get = NULL, *ins = NULL, *del = NULL;
+    struct kp_buf frame = {0};
+    int rc = KP_EIO;
+    if (sqlite3_prepare_v2(sp->db, "SELECT payload FROM dead WHERE seq = ?1", -1, &get, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(sp->db,
+                           "INSERT INTO batch(seq, payload, n_obs, created_ms) "
+                           "VALUES (?1, ?2, ?3, ?4)",
+                           -1, &ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(sp->db, "DELETE FROM dead WHERE seq = ?1", -1, &del, NULL) != SQLITE_OK)
+        goto done; /* a read-only handle cannot prepare the writes */
+    /* BEGIN IMMEDIATE takes the write lock now (waiting up to the busy timeout for a running
+     * adapter's transaction), so next_seq cannot move under us. */
+    if (txn_begin(sp) != 0)
+        goto done;
+    sqlite3_bind_int64(get, 1, (sqlite3_int64)seq);
+    int st = sqlite3_step(get);
+    if (st != SQLITE_ROW) {
+        rc = st == SQLITE_DONE ? KP_ENOENT : KP_EIO;
+        goto rollback;
+    }
+    uint64_t next = 0, max_seq = 0;
+    if (meta_read(sp, &next, NULL, 0) != 0 ||
+        exec_count(sp->db,
+                   "SELECT max(coalesce((SELECT max(seq) FROM batch), 0),"
+                   "           coalesce((SELECT max(seq) FROM dead), 0))",
+                   &max_seq) != 0)
+        goto rollback;
+    if (max_seq >= next)
+        next = max_seq + 1;
+    if (next >= SEQ_MAX)
+        goto rollback;
+    uint32_t n_obs = 0;
+    rc = batch_reseq(sqlite3_column_blob(get, 0), (size_t)sqlite3_column_bytes(get, 0), next,
+                     &frame, &n_obs);
+    if (rc != 0)
+        goto rollback;
+    rc = KP_EIO;
+    if (frame.len > (size_t)INT_MAX)
+        goto rollback;
+    sqlite3_reset(get);
+    sqlite3_bind_int64(ins, 1, (sqlite3_int64)next);
+    sqlite3_bind_blob(ins, 2, frame.data, (int)frame.len, SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 3, (sqlite3_int64)n_obs);
+    sqlite3_bind_int64(ins, 4, (sqlite3_int64)kp_now_ms());
+    if (step_done(ins) != 0)
+        goto rollback;
+    sqlite3_stmt *s = stmt(sp, ST_PUT_META);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)(next + 1));
+    sqlite3_bind_null(s, 2); /* the source cursor stays as it is */
+    if (step_done(s) != 0)
+        goto rollback;
+    sqlite3_bind_int64(del, 1, (sqlite3_int64)seq);
+    if (step_done(del) != 0)
+        goto rollback;
+    if (txn_commit(sp) != 0)
+        goto done;
+    if (next + 1 > sp->next_seq)
+        sp->next_seq = next + 1;
+    sp->depth++;
+    sp->bytes += frame.len;
+    sp->dead = sp->dead ? sp->dead - 1 : 0;
+    *new_seq = next;
+    rc = 0;
+    goto done;
+rollback:
+    sqlite3_reset(get);
+    txn_rollback(sp);
+done:
+    sqlite3_finalize(get);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(del);
+    kp_buf_fini(&frame);
+    return rc;
 }
