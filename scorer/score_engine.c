@@ -1,15 +1,41 @@
 /*
- * score_engine: the scoring engine proper. It keeps, for one scheme, the latest revision
- * of every observation (one record per (src, ref), interned strings, an open-addressing
- * map), attaches each record to the cell (unit, leaf, period) it targets, and keeps the
- * derived state current after every apply: the leaf's input value (the record with the
- * greatest (at, src, ref), or an event aggregate summed in (src, ref) order), its score,
- * cells of coarser periods the scheme derives (latest/sum/avg/pooled events), the
- * group-relative rescoring, the weighted rollup with coverage, adjustments and veto, ranks
- * and grades. Every derived quantity is recomputed from its inputs in a canonical order,
- * never patched by subtraction, so the state is a function of the set of latest revisions
- * whatever the order of arrival (ARCHITECTURE.md guarantees 2 and 3), and rollback can undo
- * a batch by restoring the records it changed and recomputing the cells they touched.
+ * score_engine: the scoring engine proper. It keeps, for one scheme, the latest revision of
+ * every observation (one record per (src, ref) in an open-addressing map), attaches each
+ * record to the cell (unit, leaf, period) it targets, and derives from the records the
+ * leaf's input value and score, the cells of the coarser periods the scheme derives, the
+ * group-relative rescoring, the weighted rollup with coverage, adjustments, veto, grades and
+ * ranks — as a function of the set of latest revisions, whatever the order of arrival
+ * (ARCHITECTURE.md guarantees 2 and 3).
+ *
+ * An apply updates the record and the exact sums it feeds and queues its cell; the flush
+ * (flush(): at score_engine_changes(), at commit, and at the end of every apply made outside
+ * a unit of work) brings the rest up to date in dependency order, each item once, so a node
+ * that many observations of a batch share is recomputed once (issue 3 "Incremental"):
+ *  - a value leaf holds its records in a list with the winner — the greatest (at, src, ref)
+ *    — at the head, so a new record costs one comparison; only removing the winner rescans;
+ *  - an event leaf (count/sum/avg/rate, adjustments) keeps exact integer sums: each event's
+ *    val and w count in micro-units (round(x·1e6), |x| ≤ 4e12, else out_of_range), summed in
+ *    192-bit two's complement, so a revision subtracts the old contribution and adds the new
+ *    one exactly, and the pooled cells of coarser periods get the same deltas;
+ *  - a derived cell of a value leaf follows its finer cells in O(1): `latest` keeps the latest
+ *    present finer period, `sum`/`avg` an exact fixed-point sum (2^-64) of the finer values;
+ *  - a changed leaf queues its parent; inner nodes are recomputed from their children in
+ *    scheme order (adjacent cells: breadth-first layout), deepest level first, and a node that
+ *    does not change queues nothing: a fixed-threshold change costs O(tree depth);
+ *  - a group-relative leaf re-scores its group in that period; ranks are recomputed once per
+ *    changed (period, group).
+ * Every value that is not an exact integer sum is recomputed from its inputs in a canonical
+ * order, never patched by subtraction, so the state is the same bit for bit whatever the
+ * order of arrival (test_score_engine's permutation tests).
+ *
+ * Rollback undoes the records the unit of work changed (exactly: the sums are integers),
+ * restores every cell and total from the log of their state at first touch — which is also
+ * what score_engine_changes() compares against — and rebuilds the derived value-leaf sums
+ * from the restored finer cells.
+ *
+ * Memory (docs/BENCHMARKS.md): the cells of a (unit, period) are one dense array of 24-byte
+ * cells; records (56 bytes, short refs inline), exact sums (56 bytes) and longer refs live in
+ * chunked arrays addressed by 32-bit indices.
  */
 #include "score_internal.h"
 
@@ -20,194 +46,539 @@
 
 #include "kp_err.h"
 
+/* Event values and weights are counted in micro-units; beyond this magnitude they are
+ * refused (out_of_range) so that round(x·1e6) fits an int64 and the sums cannot overflow. */
+#define EVENT_Q   1e6
+#define EVENT_MAX 4e12
+
+#define NONE           UINT32_MAX
+#define REF_INLINE_MAX 11               /* refs up to this length live in the record */
+#define REF_INLINE     0x80000000u      /* score_rec.meta */
+#define MAX_NODES      65535            /* score_rec.node */
+#define MAX_SRCS       65535            /* score_rec.src: distinct sources an engine takes */
+#define MAX_N_OBS      ((1u << 29) - 1) /* score_cell.n_obs saturates */
+
+/* ---- exact sums: 192-bit two's complement -------------------------------------------------- */
+
+struct acc {
+    uint64_t w[3];
+};
+
+static void mul64(uint64_t a, uint64_t b, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t a0 = a & 0xffffffffu, a1 = a >> 32, b0 = b & 0xffffffffu, b1 = b >> 32;
+    uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+    uint64_t mid = (p00 >> 32) + (p01 & 0xffffffffu) + (p10 & 0xffffffffu);
+    *lo = (p00 & 0xffffffffu) | (mid << 32);
+    *hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+}
+
+static void neg3(uint64_t b[3])
+{
+    b[0] = ~b[0];
+    b[1] = ~b[1];
+    b[2] = ~b[2];
+    if (++b[0] == 0 && ++b[1] == 0)
+        ++b[2];
+}
+
+static inline void acc_add_bits(struct acc *a, const uint64_t b[3]);
+
+/* a += sign · x · y */
+static inline void acc_add(struct acc *a, int64_t x, int64_t y, int sign)
+{
+    uint64_t ux = x < 0 ? 0 - (uint64_t)x : (uint64_t)x;
+    uint64_t uy = y < 0 ? 0 - (uint64_t)y : (uint64_t)y;
+    uint64_t b[3] = {0, 0, 0};
+    mul64(ux, uy, &b[0], &b[1]);
+    if (((x < 0) != (y < 0)) != (sign < 0))
+        neg3(b);
+    acc_add_bits(a, b);
+}
+
+/* A deterministic double of the integer (same integer, same double). */
+static inline double acc_double(const struct acc *a)
+{
+    uint64_t m[3] = {a->w[0], a->w[1], a->w[2]};
+    bool neg = m[2] >> 63;
+    if (neg)
+        neg3(m);
+    const double two64 = 18446744073709551616.0;
+    double d = ((double)m[2] * two64 + (double)m[1]) * two64 + (double)m[0];
+    return neg ? -d : d;
+}
+
+static bool acc_positive(const struct acc *a)
+{
+    return !(a->w[2] >> 63) && (a->w[0] | a->w[1] | a->w[2]) != 0;
+}
+
+static void acc_add_bits(struct acc *a, const uint64_t b[3])
+{
+    uint64_t carry = 0;
+    for (int i = 0; i < 3; i++) {
+        uint64_t s = a->w[i] + b[i];
+        uint64_t c1 = s < b[i];
+        uint64_t t = s + carry;
+        uint64_t c2 = t < carry;
+        a->w[i] = t;
+        carry = c1 | c2;
+    }
+}
+
+/* The fixed-point integer of x at scale 2^64, truncated toward zero below 2^-64 and saturated
+ * at ±2^100: a function of x alone, so sums of them are exact and order-free. */
+#define FIX_SCALE 18446744073709551616.0 /* 2^64 */
+static void acc_add_fixed(struct acc *a, double x, int sign)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    int ex = (int)((bits >> 52) & 0x7ff);
+    uint64_t M = bits & ((1ull << 52) - 1);
+    if (ex == 0x7ff && M) /* NaN */
+        return;
+    if (ex == 0)
+        ex = 1; /* subnormal */
+    else
+        M |= 1ull << 52;
+    if (!M)
+        return;
+    /* |x| = M · 2^(ex − 1075); saturate at 2^100 = 2^52 · 2^48 */
+    if (ex > 1123 || (ex == 1123 && M > (1ull << 52))) {
+        M = 1ull << 52;
+        ex = 1123;
+    }
+    int shift = ex - 1075 + 64;
+    uint64_t b[3] = {0, 0, 0};
+    if (shift <= -64)
+        return;
+    if (shift < 0) {
+        b[0] = M >> -shift;
+    } else {
+        int limb = shift / 64, bit = shift % 64;
+        b[limb] = M << bit;
+        if (bit && limb + 1 < 3)
+            b[limb + 1] = M >> (64 - bit);
+    }
+    if ((bits >> 63) != (sign < 0))
+        neg3(b);
+    acc_add_bits(a, b);
+}
+
+/* ---- state ------------------------------------------------------------------------------- */
+
+/* The latest revision of one (src, ref): 56 bytes. */
 struct score_rec {
-    const struct score__str *src;
-    const struct score__str *ref;
     uint64_t rev;
-    uint32_t unit, node, period;
-    double value, w;
-    int64_t at;
+    double value;
+    union {
+        struct {
+            int64_t at;
+            uint32_t prev, next; /* the value cell's list, NONE-terminated */
+        } v;
+        double w; /* events */
+    } x;
+    uint32_t up; /* unit-period index */
+    uint16_t node;
+    uint16_t src;
+    /* REF_INLINE: the ref is in ref.s; the rest: the number of records in the value cell's
+     * list, kept in the list's head only */
+    uint32_t meta;
+    union {
+        char s[REF_INLINE_MAX + 1];
+        uint32_t h; /* handle of a longer ref in the arena */
+    } ref;
 };
 
+/* Exact sums of one cell: 56 bytes. Events (native or pooled cells), with q = round(x·1e6):
+ * n events; count: nothing more; sum and adjustments: x = Σ qv; avg and rate: x = Σ qw,
+ * y = Σ qw·qv. A derived cell of a value leaf rolled up by sum or avg: n present finer cells
+ * and x = Σ of their values in fixed point (acc_add_fixed). */
+struct score_agg {
+    int64_t n;
+    struct acc x, y;
+};
+
+/* One (unit, node, period): 24 bytes. */
 struct score_cell {
-    struct score_rec **recs; /* sorted by (src, ref) */
-    uint32_t n_recs, cap_recs;
-    bool present;
-    double value, score, cov;
-    uint32_t n_obs;
-    double ev_n, ev_w, ev_wv, ev_v; /* event sums, for pooling into coarser periods */
-    /* the state at the first change in the current unit of work */
-    uint64_t tgen;
-    bool o_present;
-    double o_value, o_score;
-    uint32_t o_n_obs;
+    double a; /* leaf: the input value; inner node: coverage */
+    double score;
+    unsigned n_obs : 29; /* saturates at MAX_N_OBS */
+    unsigned present : 1;
+    unsigned touched : 1; /* logged in the current unit of work */
+    unsigned dirty : 1;   /* queued for the next flush */
+    /* NONE when unset. Native cell of a value leaf: its best record (the head of its list);
+     * event cell: its aggregate; derived cell of a value leaf: the latest present finer
+     * period (rollup latest) or its aggregate (sum, avg). */
+    uint32_t aux;
 };
 
-/* One unit in one period. */
+_Static_assert(sizeof(struct score_rec) == 56, "a record is 56 bytes");
+_Static_assert(sizeof(struct score_cell) == 24, "a cell is 24 bytes");
+_Static_assert(sizeof(struct score_agg) == 56, "an aggregate is 56 bytes");
+
+/* One unit in one period: its cells (all nodes) and its total. */
 struct score_up {
+    struct score_cell *cells; /* n_nodes, at e->slot[node]: breadth-first, siblings adjacent */
     uint32_t unit, period;
-    struct score_cell **cells; /* n_nodes, allocated on first use */
-    bool present;
+    uint32_t idx;      /* in e->ups: what records keep */
+    uint8_t kind;      /* the period's kind */
+    const char *pcode; /* the period's code */
     double total, coverage;
+    double key; /* round(total·1e9): what ranks compare (SCHEMES.md "Ranks") */
     uint32_t rank;
     int grade;
-    bool vetoed;
-    uint64_t tgen;
-    bool o_present;
-    double o_total, o_coverage;
-    uint32_t o_rank;
-    int o_grade;
-    bool o_vetoed;
+    bool present, vetoed, touched;
+    bool dirty; /* total queued for the next flush */
 };
 
 struct score_period {
-    const struct score__str *code;
+    char code[16];
     struct score__period_key key;
-    struct score_up **ups;                /* n_units */
-    uint32_t *kids;                       /* finer periods inside, sorted by (kind, code) */
+    struct score_up **ups; /* n_units */
+    uint32_t *kids;        /* finer periods inside, sorted by (kind, code) */
     uint32_t n_kids, cap_kids;
-    long anc[SCORE_P__COUNT];             /* derived period of each coarser kind, or -1 */
+    long anc[SCORE_P__COUNT]; /* derived period of each coarser kind, or -1 */
+    uint8_t *rank_dirty;      /* n_groups */
 };
 
 struct undo {
-    struct score_rec *rec;
+    uint32_t idx;
     bool created;
     struct score_rec old;
 };
 
+struct cell_log {
+    struct score_up *up;
+    uint32_t node;
+    uint32_t n_obs;
+    bool present;
+    double a, score;
+};
+
+struct total_log {
+    struct score_up *up;
+    double total, coverage, key;
+    uint32_t rank;
+    int grade;
+    bool present, vetoed;
+};
+
 struct cellref {
-    uint32_t period, unit, node;
+    struct score_up *up;
+    uint32_t node;
+};
+
+struct rescoreref {
+    uint32_t period, group, node;
 };
 
 struct rankref {
     uint32_t period;
-    size_t group;
+    uint32_t group;
 };
 
-struct rank_key;
+struct rank_key {
+    struct score_up *up;
+    bool vetoed;
+    double key;
+};
+
+struct slot {
+    uint32_t hash;
+    uint32_t idx1; /* record index + 1; 0 = empty */
+};
+
+#define REC_SHIFT   12 /* records per chunk: 4096 */
+#define AGG_SHIFT   10
+#define ARENA_CHUNK (1u << 18) /* bytes; strings 4-byte aligned, handle = chunk << 16 | off/4 */
+#define ARENA_SMALL 4096       /* longer strings get their own allocation */
+#define BIG_BIT     0x80000000u
 
 struct score_engine {
     const struct score_scheme *s;
-    size_t n_tree; /* nodes [0, n_tree) form the weighted tree; the rest are adjustments */
-    struct score__pool pool;
-    struct score_rec **map;
+    size_t n_tree;     /* nodes [0, n_tree) form the weighted tree; the rest are adjustments */
+    bool *event;       /* per node: input over events (event inputs and adjustment kinds) */
+    uint8_t *src_kind; /* per leaf with a rollup: the period kind it takes */
+    uint32_t *slot;    /* per node: its cell's index in a unit-period's cells */
+    int32_t *parent;   /* per node: the scheme's parent, -1 for the root and adjustment kinds */
+    bool *inner;       /* per node: an inner node of the weighted tree */
+    uint8_t *depth;    /* per node: 0 for the root */
+    size_t n_depth;
+    /* the codes of the last applied observation (a batch repeats them): unit, leaf,
+     * period and source indices, -1 when none */
+    long memo_unit, memo_node, memo_period, memo_src;
+    /* the flush queue (see flush()) */
+    struct cellref *dleaf; /* native leaf cells whose records changed */
+    size_t n_dleaf, cap_dleaf;
+    struct rescoreref *drs; /* group-relative leaves to re-score */
+    size_t n_drs, cap_drs;
+    struct cellref **dq; /* inner nodes by depth */
+    size_t *n_dq, *cap_dq;
+    struct score_up **dtot; /* totals */
+    size_t n_dtot, cap_dtot;
+    /* sources */
+    char **srcs;
+    size_t n_srcs, cap_srcs;
+    struct score__strmap src_map;
+    /* records */
+    struct score_rec **rchunks;
+    size_t n_rchunks, cap_rchunks;
+    uint32_t n_recs;
+    struct slot *map;
     size_t map_cap, map_n;
+    /* ref strings */
+    char **achunks;
+    size_t n_achunks, cap_achunks;
+    size_t a_used; /* bytes used in the last chunk */
+    char **big;
+    size_t n_big, cap_big;
+    /* event sums */
+    struct score_agg **gchunks;
+    size_t n_gchunks, cap_gchunks;
+    uint32_t n_aggs;
+    /* periods and unit-periods */
     struct score_period **periods;
     size_t n_periods, cap_periods;
+    struct score__strmap period_map;
+    struct score_up **ups;
+    size_t n_ups, cap_ups;
+    /* ranks to recompute */
+    struct rankref *rk;
+    size_t n_rk, cap_rk;
+    struct rank_key *rkey;
+    size_t cap_rkey;
+    /* the unit of work */
     bool in_txn;
-    uint64_t gen;
     struct undo *undo;
     size_t n_undo, cap_undo;
-    struct score_up **tc_up; /* touched cells: (up, node) */
-    uint32_t *tc_node;
-    size_t n_tc, cap_tc;
-    struct score_up **tt; /* touched totals */
-    size_t n_tt, cap_tt;
-    struct rankref *rk; /* groups whose ranks need recomputing */
-    size_t n_rk, cap_rk;
-    struct rank_key *rkey; /* ranking scratch */
-    size_t cap_rkey;
-    struct cellref *dirty; /* rollback scratch */
-    size_t n_dirty, cap_dirty;
+    struct cell_log *clog;
+    size_t n_clog, cap_clog;
+    struct total_log *tlog;
+    size_t n_tlog, cap_tlog;
+    uint32_t txn_n_recs;
+    size_t txn_n_achunks, txn_a_used, txn_n_big;
 };
 
 #define GROW(arr, n, cap)                                                                          \
     do {                                                                                           \
         if ((n) == (cap)) {                                                                        \
-            (cap) = (cap) ? (cap) * 2 : 16;                                                        \
+            (cap) = (cap) ? (cap)*2 : 16;                                                          \
             (arr) = kp_xrealloc((arr), (cap) * sizeof *(arr));                                     \
         }                                                                                          \
     } while (0)
+
+/* String equality without a call: the codes compared per observation are short. */
+static inline bool streq(const char *a, const char *b)
+{
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
 
 static bool same(double a, double b)
 {
     return a == b || (isnan(a) && isnan(b));
 }
 
-/* ---- record map ------------------------------------------------------------------------ */
-
-static uint64_t rec_hash(const struct score__str *src, const struct score__str *ref)
+static inline struct score_rec *R(const struct score_engine *e, uint32_t i)
 {
-    return src->hash ^ (ref->hash * 0x9E3779B97F4A7C15ull);
+    return &e->rchunks[i >> REC_SHIFT][i & ((1u << REC_SHIFT) - 1)];
 }
 
-static size_t rec_slot(const struct score_engine *e, const struct score__str *src,
-                       const struct score__str *ref)
+static inline struct score_agg *G(const struct score_engine *e, uint32_t i)
 {
+    return &e->gchunks[i >> AGG_SHIFT][i & ((1u << AGG_SHIFT) - 1)];
+}
+
+/* The cell of node n in a unit-period. */
+#define CELL(e, up, n) (&(up)->cells[(e)->slot[(n)]])
+
+/* ---- ref strings --------------------------------------------------------------------------- */
+
+static const char *ref_str(const struct score_engine *e, uint32_t h);
+
+static const char *rec_ref(const struct score_engine *e, const struct score_rec *r)
+{
+    return r->meta & REF_INLINE ? r->ref.s : ref_str(e, r->ref.h);
+}
+
+static const char *ref_str(const struct score_engine *e, uint32_t h)
+{
+    if (h & BIG_BIT)
+        return e->big[h & ~BIG_BIT];
+    return e->achunks[h >> 16] + ((size_t)(h & 0xffffu) << 2);
+}
+
+static uint32_t ref_store(struct score_engine *e, const char *s, size_t len)
+{
+    if (len + 1 > ARENA_SMALL) {
+        GROW(e->big, e->n_big, e->cap_big);
+        KP_ASSERT(e->n_big < BIG_BIT);
+        e->big[e->n_big] = kp_xmalloc(len + 1);
+        memcpy(e->big[e->n_big], s, len + 1);
+        return BIG_BIT | (uint32_t)e->n_big++;
+    }
+    size_t need = (len + 1 + 3) & ~(size_t)3;
+    if (!e->n_achunks || e->a_used + need > ARENA_CHUNK) {
+        /* 32768 chunks of 256 KiB: 8 GiB of refs */
+        KP_ASSERT(e->n_achunks < (BIG_BIT >> 16));
+        GROW(e->achunks, e->n_achunks, e->cap_achunks);
+        e->achunks[e->n_achunks++] = kp_xmalloc(ARENA_CHUNK);
+        e->a_used = 0;
+    }
+    char *p = e->achunks[e->n_achunks - 1] + e->a_used;
+    memcpy(p, s, len + 1);
+    uint32_t h = (uint32_t)((e->n_achunks - 1) << 16) | (uint32_t)(e->a_used >> 2);
+    e->a_used += need;
+    return h;
+}
+
+/* ---- sources ------------------------------------------------------------------------------- */
+
+static uint32_t src_get(struct score_engine *e, const char *name)
+{
+    long id = score__strmap_get(&e->src_map, name);
+    if (id >= 0)
+        return (uint32_t)id;
+    GROW(e->srcs, e->n_srcs, e->cap_srcs);
+    e->srcs[e->n_srcs] = kp_xstrdup(name);
+    score__strmap_put(&e->src_map, e->srcs[e->n_srcs], (long)e->n_srcs);
+    return (uint32_t)e->n_srcs++;
+}
+
+/* ---- record map ---------------------------------------------------------------------------- */
+
+static uint32_t rec_hash(uint32_t src, const char *ref, size_t len)
+{
+    uint64_t h = score__hash(ref, len) ^ ((uint64_t)(src + 1) * 0x9E3779B97F4A7C15ull);
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+static inline uint32_t rec_find(const struct score_engine *e, uint32_t hash, uint32_t src,
+                                const char *ref)
+{
+    if (!e->map_cap)
+        return NONE;
     size_t mask = e->map_cap - 1;
-    size_t i = rec_hash(src, ref) & mask;
-    while (e->map[i] && !(e->map[i]->src == src && e->map[i]->ref == ref))
-        i = (i + 1) & mask;
-    return i;
+    for (size_t i = hash & mask; e->map[i].idx1; i = (i + 1) & mask) {
+        if (e->map[i].hash != hash)
+            continue;
+        const struct score_rec *r = R(e, e->map[i].idx1 - 1);
+        if (r->src == src && streq(rec_ref(e, r), ref))
+            return e->map[i].idx1 - 1;
+    }
+    return NONE;
 }
 
-static struct score_rec *rec_find(const struct score_engine *e, const struct score__str *src,
-                                  const struct score__str *ref)
+static void map_put(struct slot *map, size_t cap, uint32_t hash, uint32_t idx1)
 {
-    return e->map_cap ? e->map[rec_slot(e, src, ref)] : NULL;
+    size_t mask = cap - 1, i = hash & mask;
+    while (map[i].idx1)
+        i = (i + 1) & mask;
+    map[i].hash = hash;
+    map[i].idx1 = idx1;
 }
 
-static void rec_insert(struct score_engine *e, struct score_rec *r)
+static void rec_insert(struct score_engine *e, uint32_t hash, uint32_t idx)
 {
     if ((e->map_n + 1) * 4 > e->map_cap * 3) {
         size_t oc = e->map_cap;
-        struct score_rec **om = e->map;
+        struct slot *om = e->map;
         e->map_cap = oc ? oc * 2 : 256;
         e->map = kp_xcalloc(e->map_cap, sizeof *e->map);
         for (size_t i = 0; i < oc; i++)
-            if (om[i])
-                e->map[rec_slot(e, om[i]->src, om[i]->ref)] = om[i];
+            if (om[i].idx1)
+                map_put(e->map, e->map_cap, om[i].hash, om[i].idx1);
         free(om);
     }
-    e->map[rec_slot(e, r->src, r->ref)] = r;
+    map_put(e->map, e->map_cap, hash, idx + 1);
     e->map_n++;
 }
 
 /* Linear probing with backward-shift deletion (no tombstones). */
-static void rec_remove(struct score_engine *e, struct score_rec *r)
+static void rec_remove(struct score_engine *e, uint32_t idx)
 {
+    const struct score_rec *r = R(e, idx);
+    const char *ref = rec_ref(e, r);
+    uint32_t hash = rec_hash(r->src, ref, strlen(ref));
     size_t mask = e->map_cap - 1;
-    size_t i = rec_slot(e, r->src, r->ref);
-    KP_ASSERT(e->map[i] == r);
-    e->map[i] = NULL;
+    size_t i = hash & mask;
+    while (e->map[i].idx1 != idx + 1) {
+        KP_ASSERT(e->map[i].idx1 != 0);
+        i = (i + 1) & mask;
+    }
+    e->map[i].idx1 = 0;
     e->map_n--;
-    for (size_t j = (i + 1) & mask; e->map[j]; j = (j + 1) & mask) {
-        size_t home = rec_hash(e->map[j]->src, e->map[j]->ref) & mask;
+    for (size_t j = (i + 1) & mask; e->map[j].idx1; j = (j + 1) & mask) {
+        size_t home = e->map[j].hash & mask;
         /* move j back to i when home is not cyclically in (i, j] */
         bool stay = (i < j) ? (home > i && home <= j) : (home > i || home <= j);
         if (!stay) {
             e->map[i] = e->map[j];
-            e->map[j] = NULL;
+            e->map[j].idx1 = 0;
             i = j;
         }
     }
 }
 
-/* ---- periods, unit-periods and cells ------------------------------------------------------ */
+static uint32_t rec_new(struct score_engine *e)
+{
+    uint32_t idx = e->n_recs;
+    KP_ASSERT(idx < NONE - 1);
+    if ((idx >> REC_SHIFT) == e->n_rchunks) {
+        GROW(e->rchunks, e->n_rchunks, e->cap_rchunks);
+        e->rchunks[e->n_rchunks++] = kp_xmalloc(sizeof(struct score_rec) << REC_SHIFT);
+    }
+    e->n_recs++;
+    memset(R(e, idx), 0, sizeof(struct score_rec));
+    return idx;
+}
+
+static uint32_t agg_new(struct score_engine *e)
+{
+    uint32_t idx = e->n_aggs;
+    KP_ASSERT(idx < NONE - 1);
+    if ((idx >> AGG_SHIFT) == e->n_gchunks) {
+        GROW(e->gchunks, e->n_gchunks, e->cap_gchunks);
+        e->gchunks[e->n_gchunks++] = kp_xmalloc(sizeof(struct score_agg) << AGG_SHIFT);
+    }
+    e->n_aggs++;
+    memset(G(e, idx), 0, sizeof(struct score_agg));
+    return idx;
+}
+
+/* ---- periods and unit-periods -----------------------------------------------------------------
+ */
 
 static int kid_cmp(const struct score_engine *e, uint32_t a, uint32_t b)
 {
     const struct score_period *pa = e->periods[a], *pb = e->periods[b];
     if (pa->key.kind != pb->key.kind)
         return pa->key.kind < pb->key.kind ? -1 : 1;
-    return strcmp(pa->code->s, pb->code->s);
+    return strcmp(pa->code, pb->code);
 }
 
 static uint32_t period_get(struct score_engine *e, const char *code);
 
-static uint32_t period_new(struct score_engine *e, struct score__str *code,
+static uint32_t period_new(struct score_engine *e, const char *code,
                            const struct score__period_key *key)
 {
     struct score_period *p = kp_xcalloc(1, sizeof *p);
-    p->code = code;
+    snprintf(p->code, sizeof p->code, "%s", code);
     p->key = *key;
     p->ups = kp_xcalloc(e->s->n_units ? e->s->n_units : 1, sizeof *p->ups);
+    p->rank_dirty = kp_xcalloc(e->s->n_groups ? e->s->n_groups : 1, 1);
     for (int k = 0; k < SCORE_P__COUNT; k++)
         p->anc[k] = -1;
     GROW(e->periods, e->n_periods, e->cap_periods);
     uint32_t idx = (uint32_t)e->n_periods++;
     e->periods[idx] = p;
-    code->aux = (long)idx;
+    score__strmap_put(&e->period_map, p->code, (long)idx);
     /* the coarser periods the scheme derives, and this one as their kid */
     for (int k = 0; k < (int)key->kind; k++) {
         if (!(e->s->derive & (1u << k)))
@@ -234,100 +605,108 @@ static uint32_t period_new(struct score_engine *e, struct score__str *code,
 /* Index of a period (already validated), created on first use. */
 static uint32_t period_get(struct score_engine *e, const char *code)
 {
-    struct score__str *c = score__intern(&e->pool, code);
-    if (c->aux >= 0)
-        return (uint32_t)c->aux;
+    long idx = score__strmap_get(&e->period_map, code);
+    if (idx >= 0)
+        return (uint32_t)idx;
     struct score__period_key key;
     int rc = score__period_parse(code, &key);
     KP_ASSERT(rc == 0);
-    return period_new(e, c, &key);
+    return period_new(e, code, &key);
 }
 
-static struct score_up *up_get(struct score_engine *e, uint32_t p, uint32_t u)
+static struct score_up *up_new(struct score_engine *e, uint32_t p, uint32_t u)
 {
     struct score_period *per = e->periods[p];
-    if (!per->ups[u]) {
+    {
+        size_t nn = e->s->n_nodes;
         struct score_up *up = kp_xcalloc(1, sizeof *up);
         up->unit = u;
         up->period = p;
-        up->cells = kp_xcalloc(e->s->n_nodes, sizeof *up->cells);
+        up->kind = (uint8_t)per->key.kind;
+        up->pcode = per->code;
+        up->cells = kp_xcalloc(nn, sizeof *up->cells);
+        for (size_t n = 0; n < nn; n++) {
+            CELL(e, up, n)->a = NAN;
+            CELL(e, up, n)->score = NAN;
+            CELL(e, up, n)->aux = NONE;
+        }
         up->grade = -1;
         per->ups[u] = up;
+        GROW(e->ups, e->n_ups, e->cap_ups);
+        KP_ASSERT(e->n_ups < NONE);
+        up->idx = (uint32_t)e->n_ups;
+        e->ups[e->n_ups++] = up;
     }
     return per->ups[u];
 }
 
-static struct score_cell *cell_get(struct score_up *up, uint32_t n)
+static inline struct score_up *up_get(struct score_engine *e, uint32_t p, uint32_t u)
 {
-    if (!up->cells[n]) {
-        struct score_cell *c = kp_xcalloc(1, sizeof *c);
-        c->value = NAN;
-        c->score = NAN;
-        up->cells[n] = c;
-    }
-    return up->cells[n];
+    struct score_up *up = e->periods[p]->ups[u];
+    return up ? up : up_new(e, p, u);
 }
 
-static struct score_cell *cell_peek(const struct score_engine *e, uint32_t p, uint32_t u,
-                                    uint32_t n)
+/* ---- change tracking ------------------------------------------------------------------------ */
+
+/* A derived (coarser-period) cell of a value leaf: its aux and sums follow the finer cells. */
+static bool is_derived_value(const struct score_engine *e, const struct score_up *up, uint32_t n)
 {
-    const struct score_up *up = e->periods[p]->ups[u];
-    return up ? up->cells[n] : NULL;
+    const struct score_node *nd = &e->s->nodes[n];
+    return !e->event[n] && nd->rollup != SCORE_R_NONE && up->kind < e->src_kind[n];
 }
 
-/* ---- change tracking ---------------------------------------------------------------------- */
-
-static void touch_cell(struct score_engine *e, struct score_up *up, uint32_t n,
-                       struct score_cell *c)
+/* Logs a cell's state at its first change in the unit of work: what rollback restores and
+ * what score_engine_changes() compares against. Called before any change of the cell. */
+static inline void touch_cell(struct score_engine *e, struct score_up *up, uint32_t n)
 {
-    if (!e->in_txn || c->tgen == e->gen)
+    struct score_cell *c = CELL(e, up, n);
+    if (!e->in_txn || c->touched)
         return;
-    c->tgen = e->gen;
-    c->o_present = c->present;
-    c->o_value = c->value;
-    c->o_score = c->score;
-    c->o_n_obs = c->n_obs;
-    if (e->n_tc == e->cap_tc) {
-        e->cap_tc = e->cap_tc ? e->cap_tc * 2 : 64;
-        e->tc_up = kp_xrealloc(e->tc_up, e->cap_tc * sizeof *e->tc_up);
-        e->tc_node = kp_xrealloc(e->tc_node, e->cap_tc * sizeof *e->tc_node);
-    }
-    e->tc_up[e->n_tc] = up;
-    e->tc_node[e->n_tc] = n;
-    e->n_tc++;
+    c->touched = true;
+    GROW(e->clog, e->n_clog, e->cap_clog);
+    struct cell_log *l = &e->clog[e->n_clog++];
+    l->up = up;
+    l->node = n;
+    l->present = c->present;
+    l->a = c->a;
+    l->score = c->score;
+    l->n_obs = c->n_obs;
 }
 
 static void touch_total(struct score_engine *e, struct score_up *up)
 {
-    if (!e->in_txn || up->tgen == e->gen)
+    if (!e->in_txn || up->touched)
         return;
-    up->tgen = e->gen;
-    up->o_present = up->present;
-    up->o_total = up->total;
-    up->o_coverage = up->coverage;
-    up->o_rank = up->rank;
-    up->o_grade = up->grade;
-    up->o_vetoed = up->vetoed;
-    GROW(e->tt, e->n_tt, e->cap_tt);
-    e->tt[e->n_tt++] = up;
+    up->touched = true;
+    GROW(e->tlog, e->n_tlog, e->cap_tlog);
+    struct total_log *l = &e->tlog[e->n_tlog++];
+    l->up = up;
+    l->present = up->present;
+    l->total = up->total;
+    l->coverage = up->coverage;
+    l->key = up->key;
+    l->rank = up->rank;
+    l->grade = up->grade;
+    l->vetoed = up->vetoed;
 }
 
 /* Sets a cell's visible state; returns true when anything changed. */
-static bool cell_set(struct score_engine *e, struct score_up *up, uint32_t n,
-                     struct score_cell *c, bool present, double value, double score,
-                     uint32_t n_obs)
+static inline bool cell_set(struct score_engine *e, struct score_up *up, uint32_t n, bool present,
+                            double a, double score, uint32_t n_obs)
 {
+    struct score_cell *c = CELL(e, up, n);
     if (!present) {
-        value = NAN;
+        a = NAN;
         score = NAN;
         n_obs = 0;
     }
-    if (c->present == present && same(c->value, value) && same(c->score, score) &&
-        c->n_obs == n_obs)
+    if (n_obs > MAX_N_OBS)
+        n_obs = MAX_N_OBS;
+    if (c->present == present && same(c->a, a) && same(c->score, score) && c->n_obs == n_obs)
         return false;
-    touch_cell(e, up, n, c);
+    touch_cell(e, up, n);
     c->present = present;
-    c->value = value;
+    c->a = a;
     c->score = score;
     c->n_obs = n_obs;
     return true;
@@ -335,16 +714,17 @@ static bool cell_set(struct score_engine *e, struct score_up *up, uint32_t n,
 
 static void rank_dirty(struct score_engine *e, uint32_t p, size_t g)
 {
-    for (size_t i = 0; i < e->n_rk; i++)
-        if (e->rk[i].period == p && e->rk[i].group == g)
-            return;
+    struct score_period *per = e->periods[p];
+    if (per->rank_dirty[g])
+        return;
+    per->rank_dirty[g] = 1;
     GROW(e->rk, e->n_rk, e->cap_rk);
     e->rk[e->n_rk].period = p;
-    e->rk[e->n_rk].group = g;
+    e->rk[e->n_rk].group = (uint32_t)g;
     e->n_rk++;
 }
 
-/* ---- rollup, ranks, grades ------------------------------------------------------------- */
+/* ---- rollup, ranks, grades ------------------------------------------------------------------- */
 
 static int grade_of(const struct score_scheme *s, double total, bool vetoed)
 {
@@ -358,53 +738,15 @@ static int grade_of(const struct score_scheme *s, double total, bool vetoed)
     return (int)s->n_grades - 1;
 }
 
-/* Recomputes the inner cells and the total of one unit in one period from its leaf cells.
- * Global renormalisation (SCHEMES.md "Rollup"): an inner node's score is
- * sum(w_i * cov_i * s_i) / sum(w_i * cov_i) over its present children, its coverage
- * sum(w_i * cov_i) / sum(w_i) over its applicable children — so the total is the weighted
- * mean of the present leaves with their full-tree weights, and coverage the share of the
- * total weight present. */
-static void rollup(struct score_engine *e, uint32_t p, uint32_t u)
+/* The total of a unit in a period from its root cell, adjustments and veto. */
+static void total_update(struct score_engine *e, struct score_up *up)
 {
     const struct score_scheme *s = e->s;
-    struct score_up *up = up_get(e, p, u);
-    for (size_t i = e->n_tree; i-- > 0;) {
-        const struct score_node *nd = &s->nodes[i];
-        if (nd->leaf || score__w(s, u, i) == 0)
-            continue;
-        double W = 0, P = 0, S = 0;
-        uint32_t nobs = 0;
-        for (size_t k = 0; k < nd->n_kids; k++) {
-            size_t c = nd->kids[k];
-            double w = score__w(s, u, c);
-            if (w == 0)
-                continue;
-            W += w;
-            const struct score_cell *kc = up->cells[c];
-            if (!kc || !kc->present)
-                continue;
-            double cov = s->nodes[c].leaf ? 1.0 : kc->cov;
-            P += w * cov;
-            S += w * cov * kc->score;
-            nobs += kc->n_obs;
-        }
-        struct score_cell *c = up->cells[i];
-        if (P > 0 || (c && c->present)) {
-            c = cell_get(up, (uint32_t)i);
-            double cov = P > 0 ? P / W : 0;
-            if (cell_set(e, up, (uint32_t)i, c, P > 0, NAN, P > 0 ? S / P : NAN, nobs) ||
-                c->cov != cov) {
-                touch_cell(e, up, (uint32_t)i, c);
-                c->cov = cov;
-            }
-        }
-    }
-    /* adjustments and veto */
     double add = 0, deduct = 0;
     bool vetoed = false, any_adj = false;
     for (size_t i = e->n_tree; i < s->n_nodes; i++) {
-        const struct score_cell *c = up->cells[i];
-        if (!c || !c->present)
+        const struct score_cell *c = CELL(e, up, i);
+        if (!c->present)
             continue;
         any_adj = true;
         switch (s->nodes[i].method) {
@@ -425,11 +767,11 @@ static void rollup(struct score_engine *e, uint32_t p, uint32_t u)
         add = s->add_cap;
     if (s->deduct_cap >= 0 && deduct > s->deduct_cap)
         deduct = s->deduct_cap;
-    const struct score_cell *root = up->cells[0];
-    bool rp = root && root->present;
+    const struct score_cell *root = CELL(e, up, 0);
+    bool rp = root->present;
     bool present = rp || any_adj;
     double total = present ? (rp ? root->score : 0) + add - deduct : 0;
-    double coverage = rp ? root->cov : 0;
+    double coverage = rp ? root->a : 0;
     if (!present)
         vetoed = false;
     int grade = present ? grade_of(s, total, vetoed) : -1;
@@ -440,18 +782,85 @@ static void rollup(struct score_engine *e, uint32_t p, uint32_t u)
     up->present = present;
     up->total = total;
     up->coverage = coverage;
+    up->key = present ? round(total * 1e9) : 0;
     up->vetoed = vetoed;
     up->grade = grade;
     if (!present)
         up->rank = 0;
-    rank_dirty(e, p, s->units[u].group);
+    rank_dirty(e, up->period, s->units[up->unit].group);
 }
 
-struct rank_key {
-    struct score_up *up;
-    bool vetoed;
-    double key; /* the total rounded to 1e-9 (SCHEMES.md "Ranks") */
-};
+/* Recomputes inner node i of a unit-period from its children (SCHEMES.md "Rollup"): global
+ * renormalisation, so its score is Σ w·cov·s / Σ w·cov over the present children and its
+ * coverage Σ w·cov / Σ w over the applicable ones (a leaf's cov is 1). Children are taken in
+ * scheme order, so the result is a function of the children alone; their cells are adjacent
+ * (breadth-first layout). Returns whether the node's state (presence, coverage, score,
+ * n_obs) changed. */
+static bool inner_update(struct score_engine *e, struct score_up *up, size_t i)
+{
+    const struct score_scheme *s = e->s;
+    const struct score_node *nd = &s->nodes[i];
+    const double *wrow = &s->w[(size_t)up->unit * s->n_nodes];
+    double W = 0, P = 0, S = 0;
+    uint32_t nobs = 0;
+    for (size_t k = 0; k < nd->n_kids; k++) {
+        size_t c = nd->kids[k];
+        double w = wrow[c];
+        if (w == 0)
+            continue;
+        W += w;
+        const struct score_cell *kc = CELL(e, up, c);
+        if (!kc->present)
+            continue;
+        double cov = e->inner[c] ? kc->a : 1.0;
+        P += w * cov;
+        S += w * cov * kc->score;
+        nobs += kc->n_obs;
+    }
+    bool present = P > 0;
+    return cell_set(e, up, (uint32_t)i, present, present ? P / W : 0, present ? S / P : NAN, nobs);
+}
+
+static inline void mark_total(struct score_engine *e, struct score_up *up)
+{
+    if (up->dirty)
+        return;
+    up->dirty = true;
+    GROW(e->dtot, e->n_dtot, e->cap_dtot);
+    e->dtot[e->n_dtot++] = up;
+}
+
+static inline void mark_inner(struct score_engine *e, struct score_up *up, uint32_t p)
+{
+    struct score_cell *c = CELL(e, up, p);
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    uint8_t d = e->depth[p];
+    GROW(e->dq[d], e->n_dq[d], e->cap_dq[d]);
+    e->dq[d][e->n_dq[d]].up = up;
+    e->dq[d][e->n_dq[d]].node = p;
+    e->n_dq[d]++;
+}
+
+/* Leaf or adjustment n of a unit-period changed: its parent (or the total, for the root's
+ * children's parent and adjustments) is recomputed by the flush. */
+static inline void mark_parent(struct score_engine *e, struct score_up *up, uint32_t n)
+{
+    long p = e->parent[n];
+    if (p < 0)
+        mark_total(e, up);
+    else
+        mark_inner(e, up, (uint32_t)p);
+}
+
+/* Sets a leaf cell's state; a change is rolled up by the flush. */
+static inline void leaf_set(struct score_engine *e, struct score_up *up, uint32_t n, bool present,
+                            double a, double score, uint32_t n_obs)
+{
+    if (cell_set(e, up, n, present, a, score, n_obs))
+        mark_parent(e, up, n);
+}
 
 /* Orders non-vetoed before vetoed, then by total descending; equal keys tie. */
 static int rank_key_cmp(const void *pa, const void *pb)
@@ -478,7 +887,7 @@ static void ranks(struct score_engine *e, uint32_t p, size_t g)
             continue;
         e->rkey[n].up = a;
         e->rkey[n].vetoed = a->vetoed;
-        e->rkey[n].key = round(a->total * 1e9);
+        e->rkey[n].key = a->key;
         n++;
     }
     if (n > 1)
@@ -497,126 +906,94 @@ static void ranks(struct score_engine *e, uint32_t p, size_t g)
 
 static void flush_ranks(struct score_engine *e)
 {
-    for (size_t i = 0; i < e->n_rk; i++)
+    for (size_t i = 0; i < e->n_rk; i++) {
         ranks(e, e->rk[i].period, e->rk[i].group);
+        e->periods[e->rk[i].period]->rank_dirty[e->rk[i].group] = 0;
+    }
     e->n_rk = 0;
 }
 
-/* ---- leaf cells ----------------------------------------------------------------------------- */
-
-static double input_value(const struct score_node *nd, double n, double w, double wv, double v,
-                          bool *present)
+/* The rank of a total, also while its group's ranks wait for flush_ranks() (inside a unit
+ * of work): 1 + the number of units ranked strictly before it. */
+static uint32_t rank_of(const struct score_engine *e, const struct score_up *up)
 {
+    if (!up->present)
+        return 0;
+    const struct score_period *per = e->periods[up->period];
+    size_t g = e->s->units[up->unit].group;
+    if (!per->rank_dirty[g])
+        return up->rank;
+    const struct score_group *gr = &e->s->groups[g];
+    uint32_t r = 1;
+    for (size_t i = 0; i < gr->n_units; i++) {
+        const struct score_up *o = per->ups[gr->units[i]];
+        if (!o || !o->present || o == up)
+            continue;
+        if (o->vetoed != up->vetoed ? !o->vetoed : o->key > up->key)
+            r++;
+    }
+    return r;
+}
+
+/* ---- leaf cells --------------------------------------------------------------------------------
+ */
+
+/* The input value of an event cell from its exact sums: count = n, sum = Σ val,
+ * avg = Σ w·val / Σ w, rate = 100 · Σ w·val / Σ w (absent while Σ w is 0). */
+static bool agg_value(const struct score_node *nd, const struct score_agg *g, double *value)
+{
+    *value = NAN;
+    if (g->n <= 0)
+        return false;
     switch (nd->input) {
     case SCORE_I_COUNT:
-        return n;
+        *value = (double)g->n;
+        return true;
     case SCORE_I_SUM:
-        return v;
+        *value = acc_double(&g->x) / EVENT_Q;
+        return true;
     case SCORE_I_AVG:
-    case SCORE_I_RATE:
-        if (!(w > 0)) {
-            *present = false;
-            return NAN;
-        }
-        return (nd->input == SCORE_I_RATE ? 100.0 : 1.0) * wv / w;
-    default:
-        return NAN;
-    }
-}
-
-/* Input value of a cell from its records: the record with the greatest (at, src, ref) for a
- * value leaf (ARCHITECTURE.md guarantee 3: independent of arrival order), or the event sums
- * taken in (src, ref) order. Returns whether the cell is present. */
-static bool native_value(const struct score_node *nd, struct score_cell *c, double *value,
-                         uint32_t *n_obs)
-{
-    c->ev_n = c->ev_w = c->ev_wv = c->ev_v = 0;
-    *n_obs = c->n_recs;
-    if (!c->n_recs) {
-        *value = NAN;
-        return false;
-    }
-    if (nd->input == SCORE_I_VALUE && !nd->adjust) {
-        const struct score_rec *best = c->recs[0];
-        for (uint32_t i = 1; i < c->n_recs; i++) {
-            const struct score_rec *r = c->recs[i];
-            int cmp = r->at != best->at ? (r->at > best->at ? 1 : -1)
-                                        : strcmp(r->src->s, best->src->s);
-            if (r->at == best->at && cmp == 0)
-                cmp = strcmp(r->ref->s, best->ref->s);
-            if (cmp > 0)
-                best = r;
-        }
-        *value = best->value;
+    case SCORE_I_RATE: {
+        if (!acc_positive(&g->x))
+            return false;
+        double r = acc_double(&g->y) / acc_double(&g->x);
+        *value = (nd->input == SCORE_I_RATE ? r * 100.0 : r) / EVENT_Q;
         return true;
     }
-    for (uint32_t i = 0; i < c->n_recs; i++) {
-        const struct score_rec *r = c->recs[i];
-        c->ev_n += 1;
-        c->ev_w += r->w;
-        c->ev_wv += r->w * r->value;
-        c->ev_v += r->value;
+    default:
+        return false;
     }
-    bool present = true;
-    *value = input_value(nd, c->ev_n, c->ev_w, c->ev_wv, c->ev_v, &present);
-    return present;
 }
 
-/* Input value of a derived cell (a coarser period) from the leaf's cells in the finer
- * periods inside it, in chronological order. */
-static bool derived_value(struct score_engine *e, uint32_t p, uint32_t u, uint32_t n,
-                          struct score_cell *c, double *value, uint32_t *n_obs)
+static inline bool event_value(const struct score_engine *e, uint32_t n, const struct score_cell *c,
+                               double *value, uint32_t *n_obs)
 {
-    const struct score_node *nd = &e->s->nodes[n];
-    const struct score_period *per = e->periods[p];
-    enum score_pkind src_kind = SCORE_P_YEAR;
-    for (int k = 0; k < SCORE_P__COUNT; k++)
-        if (nd->periods & (1u << k))
-            src_kind = (enum score_pkind)k;
-    double sum = 0, last = NAN;
-    uint32_t cnt = 0, nobs = 0;
-    c->ev_n = c->ev_w = c->ev_wv = c->ev_v = 0;
-    for (uint32_t i = 0; i < per->n_kids; i++) {
-        const struct score_period *kp = e->periods[per->kids[i]];
-        if (kp->key.kind != src_kind)
-            continue;
-        const struct score_cell *kc = cell_peek(e, per->kids[i], u, n);
-        if (!kc || !kc->n_recs)
-            continue;
-        nobs += kc->n_obs;
-        c->ev_n += kc->ev_n;
-        c->ev_w += kc->ev_w;
-        c->ev_wv += kc->ev_wv;
-        c->ev_v += kc->ev_v;
-        if (kc->present) {
-            sum += kc->value;
-            last = kc->value;
-            cnt++;
-        }
+    if (c->aux == NONE) {
+        *value = NAN;
+        *n_obs = 0;
+        return false;
     }
-    *n_obs = nobs;
-    bool present = true;
-    switch (nd->rollup) {
-    case SCORE_R_LATEST:
-        *value = last;
-        return cnt > 0;
-    case SCORE_R_SUM:
-        *value = sum;
-        return cnt > 0;
-    case SCORE_R_AVG:
-        *value = cnt ? sum / cnt : NAN;
-        return cnt > 0;
-    case SCORE_R_POOL:
-        if (!nobs) {
-            *value = NAN;
-            return false;
-        }
-        *value = input_value(nd, c->ev_n, c->ev_w, c->ev_wv, c->ev_v, &present);
-        return present;
-    default:
+    const struct score_agg *g = G(e, c->aux);
+    *n_obs = g->n > 0 ? (uint32_t)g->n : 0;
+    return agg_value(&e->s->nodes[n], g, value);
+}
+
+/* Input value of a native cell: the best record of a value leaf (the greatest (at, src, ref),
+ * kept at the head of its list: ARCHITECTURE.md guarantee 3), or the event sums. */
+static inline bool native_value(const struct score_engine *e, uint32_t n,
+                                const struct score_cell *c, double *value, uint32_t *n_obs)
+{
+    if (e->event[n])
+        return event_value(e, n, c, value, n_obs);
+    if (c->aux == NONE) {
+        *n_obs = 0;
         *value = NAN;
         return false;
     }
+    const struct score_rec *r = R(e, c->aux);
+    *n_obs = r->meta & ~REF_INLINE;
+    *value = r->value;
+    return true;
 }
 
 /* Group-relative methods: re-scores leaf n of every unit of group g in period p, and rolls
@@ -629,141 +1006,445 @@ static void rescore_group(struct score_engine *e, uint32_t p, size_t g, uint32_t
     double mx = -INFINITY, mn = INFINITY;
     for (size_t i = 0; i < gr->n_units; i++) {
         const struct score_up *up = per->ups[gr->units[i]];
-        const struct score_cell *c = up ? up->cells[n] : NULL;
-        if (c && c->present) {
-            mx = fmax(mx, c->value);
-            mn = fmin(mn, c->value);
+        if (up && CELL(e, up, n)->present) {
+            mx = fmax(mx, CELL(e, up, n)->a);
+            mn = fmin(mn, CELL(e, up, n)->a);
         }
     }
     for (size_t i = 0; i < gr->n_units; i++) {
         struct score_up *up = per->ups[gr->units[i]];
-        struct score_cell *c = up ? up->cells[n] : NULL;
-        if (!c || !c->present)
+        if (!up || !CELL(e, up, n)->present)
             continue;
+        const struct score_cell *c = CELL(e, up, n);
         double sc;
         if (nd->method == SCORE_M_EFFICACY_REL) {
             double good = nd->lower_better ? mn : mx, bad = nd->lower_better ? mx : mn;
             sc = good == bad ? score__clamp(nd, nd->base + nd->span)
-                             : score__efficacy(nd, c->value, good, bad);
+                             : score__efficacy(nd, c->a, good, bad);
         } else {
             uint32_t r = 1;
             for (size_t j = 0; j < gr->n_units; j++) {
                 const struct score_up *o = per->ups[gr->units[j]];
-                const struct score_cell *oc = o ? o->cells[n] : NULL;
-                if (oc && oc->present &&
-                    (nd->lower_better ? oc->value < c->value : oc->value > c->value))
+                if (o && CELL(e, o, n)->present &&
+                    (nd->lower_better ? CELL(e, o, n)->a < c->a : CELL(e, o, n)->a > c->a))
                     r++;
             }
             sc = score__rank_points(nd, r);
         }
-        if (cell_set(e, up, n, c, true, c->value, sc, c->n_obs))
-            rollup(e, p, gr->units[i]);
+        leaf_set(e, up, n, true, c->a, sc, c->n_obs);
     }
 }
 
 /* A leaf cell's input changed (present, value): rescore it and roll up. */
-static void cell_input(struct score_engine *e, uint32_t p, uint32_t u, uint32_t n,
-                       bool present, double value, uint32_t n_obs)
+static void cell_input(struct score_engine *e, struct score_up *up, uint32_t n, bool present,
+                       double value, uint32_t n_obs)
 {
     const struct score_node *nd = &e->s->nodes[n];
-    struct score_up *up = up_get(e, p, u);
-    struct score_cell *c = cell_get(up, n);
     if (nd->relative) {
         /* keep the held score for now: the group pass below decides it, for this unit and
          * for the others whose thresholds or ranks move with it */
+        const struct score_cell *c = CELL(e, up, n);
         double held = c->present && present ? c->score : NAN;
-        if (!cell_set(e, up, n, c, present, value, held, n_obs))
+        if (!cell_set(e, up, n, present, value, held, n_obs))
             return;
-        rescore_group(e, p, e->s->units[u].group, n);
-        rollup(e, p, u);
+        mark_parent(e, up, n);
+        uint32_t g = (uint32_t)e->s->units[up->unit].group;
+        for (size_t i = 0; i < e->n_drs; i++)
+            if (e->drs[i].period == up->period && e->drs[i].group == g && e->drs[i].node == n)
+                return;
+        GROW(e->drs, e->n_drs, e->cap_drs);
+        e->drs[e->n_drs].period = up->period;
+        e->drs[e->n_drs].group = g;
+        e->drs[e->n_drs].node = n;
+        e->n_drs++;
         return;
     }
-    double sc = present ? score__method_value(nd, value) : NAN;
-    if (cell_set(e, up, n, c, present, value, sc, n_obs))
-        rollup(e, p, u);
+    leaf_set(e, up, n, present, value, present ? score__method_value(nd, value) : NAN, n_obs);
 }
 
-/* The records of native cell (p, u, n) changed. */
-static void leaf_changed(struct score_engine *e, uint32_t p, uint32_t u, uint32_t n)
+/* The latest present finer cell of leaf n inside derived period p, or NONE. */
+static uint32_t latest_scan(const struct score_engine *e, uint32_t p, uint32_t u, uint32_t n)
+{
+    const struct score_period *per = e->periods[p];
+    uint32_t latest = NONE;
+    for (uint32_t i = 0; i < per->n_kids; i++) {
+        const struct score_period *kp = e->periods[per->kids[i]];
+        if ((unsigned)kp->key.kind != e->src_kind[n] || !kp->ups[u] ||
+            !CELL(e, kp->ups[u], n)->present)
+            continue;
+        latest = per->kids[i]; /* kids are in chronological order */
+    }
+    return latest;
+}
+
+/* Recomputes the state of derived cell (dup, n) of a value leaf from its finer cells. */
+static void derived_rebuild(struct score_engine *e, struct score_up *dup, uint32_t n)
+{
+    struct score_cell *dc = CELL(e, dup, n);
+    if (e->s->nodes[n].rollup == SCORE_R_LATEST) {
+        dc->aux = latest_scan(e, dup->period, dup->unit, n);
+        return;
+    }
+    if (dc->aux == NONE)
+        return;
+    struct score_agg *g = G(e, dc->aux);
+    memset(g, 0, sizeof *g);
+    const struct score_period *per = e->periods[dup->period];
+    for (uint32_t i = 0; i < per->n_kids; i++) {
+        const struct score_period *kp = e->periods[per->kids[i]];
+        if ((unsigned)kp->key.kind != e->src_kind[n] || !kp->ups[dup->unit])
+            continue;
+        const struct score_cell *kc = CELL(e, kp->ups[dup->unit], n);
+        if (kc->present) {
+            g->n++;
+            acc_add_fixed(&g->x, kc->a, +1);
+        }
+    }
+}
+
+/* Native cell (up, n) of a value leaf with a rollup changed from (op, ov, on) — presence,
+ * value, n_obs — to its current state: the derived cells of the coarser periods follow in
+ * O(1) each: latest keeps the latest present finer period (a rescan only when that one
+ * disappears), sum and avg keep an exact fixed-point sum of the finer values and their
+ * count, n_obs is the sum over the present finer cells. */
+static void derived_delta(struct score_engine *e, struct score_up *up, uint32_t n, bool op,
+                          double ov, uint32_t on)
 {
     const struct score_node *nd = &e->s->nodes[n];
-    struct score_up *up = up_get(e, p, u);
-    struct score_cell *c = cell_get(up, n);
-    double value;
-    uint32_t nobs;
-    bool present = native_value(nd, c, &value, &nobs);
-    cell_input(e, p, u, n, present, value, nobs);
-    if (nd->rollup == SCORE_R_NONE)
-        return;
-    const struct score_period *per = e->periods[p];
+    const struct score_cell *c = CELL(e, up, n);
+    bool np = c->present;
+    double nv = c->a;
+    uint32_t nn = c->n_obs;
+    const struct score_period *per = e->periods[up->period];
     for (int k = 0; k < (int)per->key.kind; k++) {
         if (per->anc[k] < 0)
             continue;
         uint32_t ap = (uint32_t)per->anc[k];
-        struct score_cell *dc = cell_get(up_get(e, ap, u), n);
-        present = derived_value(e, ap, u, n, dc, &value, &nobs);
-        cell_input(e, ap, u, n, present, value, nobs);
+        struct score_up *dup = up_get(e, ap, up->unit);
+        struct score_cell *dc = CELL(e, dup, n);
+        touch_cell(e, dup, n);
+        uint32_t nobs = (uint32_t)((int64_t)dc->n_obs + nn - on);
+        bool present;
+        double value;
+        if (nd->rollup == SCORE_R_LATEST) {
+            if (np && (dc->aux == NONE || e->periods[dc->aux]->key.sub <= per->key.sub))
+                dc->aux = up->period;
+            else if (!np && dc->aux == up->period)
+                dc->aux = latest_scan(e, ap, up->unit, n);
+            present = dc->aux != NONE;
+            if (present && dc->aux == up->period && !nd->relative) {
+                /* this cell is the latest: same leaf, same value, same score */
+                leaf_set(e, dup, n, true, c->a, c->score, nobs);
+                continue;
+            }
+            value = present ? CELL(e, e->periods[dc->aux]->ups[up->unit], n)->a : NAN;
+        } else {
+            if (dc->aux == NONE)
+                dc->aux = agg_new(e);
+            struct score_agg *g = G(e, dc->aux);
+            if (op) {
+                g->n--;
+                acc_add_fixed(&g->x, ov, -1);
+            }
+            if (np) {
+                g->n++;
+                acc_add_fixed(&g->x, nv, +1);
+            }
+            present = g->n > 0;
+            double sum = acc_double(&g->x) / FIX_SCALE;
+            value = !present ? NAN : nd->rollup == SCORE_R_SUM ? sum : sum / (double)g->n;
+        }
+        cell_input(e, dup, n, present, value, present ? nobs : 0);
     }
 }
 
-/* ---- attaching records to cells -------------------------------------------------------- */
-
-static int rec_cmp(const struct score_rec *a, const struct score_rec *b)
+/* The records of native cell (up, n) changed: queued for the flush. */
+static inline void mark_leaf(struct score_engine *e, struct score_up *up, uint32_t n)
 {
-    int c = strcmp(a->src->s, b->src->s);
-    return c ? c : strcmp(a->ref->s, b->ref->s);
+    struct score_cell *c = CELL(e, up, n);
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    GROW(e->dleaf, e->n_dleaf, e->cap_dleaf);
+    e->dleaf[e->n_dleaf].up = up;
+    e->dleaf[e->n_dleaf].node = n;
+    e->n_dleaf++;
 }
 
-static uint32_t rec_pos(const struct score_cell *c, const struct score_rec *r)
+/* Flush step for a native leaf cell whose records changed: its input, then the cells of the
+ * coarser periods derived from it. */
+static void leaf_changed(struct score_engine *e, struct score_up *up, uint32_t n)
 {
-    uint32_t lo = 0, hi = c->n_recs;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (rec_cmp(c->recs[mid], r) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+    const struct score_node *nd = &e->s->nodes[n];
+    const struct score_cell *c = CELL(e, up, n);
+    bool op = c->present;
+    double ov = c->a;
+    uint32_t on = c->n_obs;
+    double value;
+    uint32_t nobs;
+    bool present = native_value(e, n, c, &value, &nobs);
+    cell_input(e, up, n, present, value, nobs);
+    if (nd->rollup == SCORE_R_NONE)
+        return;
+    if (nd->rollup != SCORE_R_POOL) {
+        if (op != c->present || !same(ov, c->a) || on != c->n_obs)
+            derived_delta(e, up, n, op, ov, on);
+        return;
     }
-    return lo;
-}
-
-static void attach(struct score_engine *e, struct score_rec *r)
-{
-    struct score_cell *c = cell_get(up_get(e, r->period, r->unit), r->node);
-    if (c->n_recs == c->cap_recs) {
-        c->cap_recs = c->cap_recs ? c->cap_recs * 2 : 2;
-        c->recs = kp_xrealloc(c->recs, c->cap_recs * sizeof *c->recs);
+    const struct score_period *per = e->periods[up->period];
+    for (int k = 0; k < (int)per->key.kind; k++) {
+        if (per->anc[k] < 0)
+            continue;
+        struct score_up *dup = up_get(e, (uint32_t)per->anc[k], up->unit);
+        present = event_value(e, n, CELL(e, dup, n), &value, &nobs);
+        cell_input(e, dup, n, present, value, nobs);
     }
-    uint32_t pos = rec_pos(c, r);
-    memmove(c->recs + pos + 1, c->recs + pos, (c->n_recs - pos) * sizeof *c->recs);
-    c->recs[pos] = r;
-    c->n_recs++;
 }
 
-static void detach(struct score_engine *e, struct score_rec *r)
+/* ---- attaching records to cells ------------------------------------------------------------ */
+
+/* The value-leaf order: greater (at, src, ref) wins. */
+static bool rec_better(const struct score_engine *e, const struct score_rec *a,
+                       const struct score_rec *b)
 {
-    struct score_cell *c = cell_peek(e, r->period, r->unit, r->node);
-    KP_ASSERT(c != NULL);
-    uint32_t pos = rec_pos(c, r);
-    KP_ASSERT(pos < c->n_recs && c->recs[pos] == r);
-    memmove(c->recs + pos, c->recs + pos + 1, (c->n_recs - pos - 1) * sizeof *c->recs);
-    c->n_recs--;
+    if (a->x.v.at != b->x.v.at)
+        return a->x.v.at > b->x.v.at;
+    int c = a->src == b->src ? 0 : strcmp(e->srcs[a->src], e->srcs[b->src]);
+    if (c)
+        return c > 0;
+    return strcmp(rec_ref(e, a), rec_ref(e, b)) > 0;
 }
 
-/* ---- public API ---------------------------------------------------------------------------- */
+/* Adds (sign +1) or subtracts (-1) an event's contribution to the sums of cell (up, n). */
+static inline void agg_apply(struct score_engine *e, struct score_up *up, uint32_t n,
+                             const struct score_rec *r, int sign)
+{
+    struct score_cell *c = CELL(e, up, n);
+    if (c->aux == NONE)
+        c->aux = agg_new(e);
+    struct score_agg *g = G(e, c->aux);
+    g->n += sign;
+    switch (e->s->nodes[n].input) {
+    case SCORE_I_COUNT:
+        break;
+    case SCORE_I_AVG:
+    case SCORE_I_RATE: {
+        int64_t qw = llround(r->x.w * EVENT_Q);
+        acc_add(&g->x, qw, 1, sign);
+        acc_add(&g->y, qw, llround(r->value * EVENT_Q), sign);
+        break;
+    }
+    default: /* sum, adjustments */
+        acc_add(&g->x, llround(r->value * EVENT_Q), 1, sign);
+        break;
+    }
+}
+
+/* An event record enters or leaves its native cell and the pooled cells above it. */
+static void event_move(struct score_engine *e, const struct score_rec *r, int sign)
+{
+    struct score_up *up = e->ups[r->up];
+    agg_apply(e, up, r->node, r, sign);
+    if (e->s->nodes[r->node].rollup != SCORE_R_POOL)
+        return;
+    const struct score_period *per = e->periods[up->period];
+    for (int k = 0; k < (int)per->key.kind; k++)
+        if (per->anc[k] >= 0)
+            agg_apply(e, up_get(e, (uint32_t)per->anc[k], up->unit), r->node, r, sign);
+}
+
+static void attach(struct score_engine *e, uint32_t idx)
+{
+    struct score_rec *r = R(e, idx);
+    if (e->event[r->node]) {
+        event_move(e, r, +1);
+        return;
+    }
+    struct score_cell *c = CELL(e, e->ups[r->up], r->node);
+    r->meta &= REF_INLINE;
+    if (c->aux == NONE) {
+        r->x.v.prev = r->x.v.next = NONE;
+        r->meta |= 1;
+        c->aux = idx;
+        return;
+    }
+    struct score_rec *h = R(e, c->aux);
+    if (rec_better(e, r, h)) {
+        r->x.v.prev = NONE;
+        r->x.v.next = c->aux;
+        r->meta |= (h->meta & ~REF_INLINE) + 1;
+        h->x.v.prev = idx;
+        c->aux = idx;
+    } else {
+        h->meta++;
+        r->x.v.prev = c->aux;
+        r->x.v.next = h->x.v.next;
+        if (h->x.v.next != NONE)
+            R(e, h->x.v.next)->x.v.prev = idx;
+        h->x.v.next = idx;
+    }
+}
+
+static void detach(struct score_engine *e, uint32_t idx)
+{
+    struct score_rec *r = R(e, idx);
+    if (e->event[r->node]) {
+        event_move(e, r, -1);
+        return;
+    }
+    struct score_cell *c = CELL(e, e->ups[r->up], r->node);
+    uint32_t prev = r->x.v.prev, next = r->x.v.next;
+    if (prev != NONE)
+        R(e, prev)->x.v.next = next;
+    if (next != NONE)
+        R(e, next)->x.v.prev = prev;
+    if (c->aux != idx) {
+        R(e, c->aux)->meta--;
+        return;
+    }
+    uint32_t count = (r->meta & ~REF_INLINE) - 1;
+    /* the winner leaves: the best of the rest becomes the head (the only O(records) step) */
+    uint32_t best = next;
+    for (uint32_t i = next; i != NONE; i = R(e, i)->x.v.next)
+        if (rec_better(e, R(e, i), R(e, best)))
+            best = i;
+    c->aux = best;
+    if (best != NONE)
+        R(e, best)->meta = (R(e, best)->meta & REF_INLINE) | count;
+    if (best == next)
+        return;
+    struct score_rec *b = R(e, best);
+    R(e, b->x.v.prev)->x.v.next = b->x.v.next;
+    if (b->x.v.next != NONE)
+        R(e, b->x.v.next)->x.v.prev = b->x.v.prev;
+    b->x.v.prev = NONE;
+    b->x.v.next = next;
+    R(e, next)->x.v.prev = best;
+}
+
+/* ---- the flush ------------------------------------------------------------------------------ */
+
+/* Brings every score up to date with the records, in dependency order, each item once:
+ * native leaf cells whose records changed (and the derived cells above them), group-relative
+ * re-scoring, inner nodes from the deepest level up (a node whose state does not change does
+ * not queue its parent), totals and grades, ranks. Within a unit of work an apply only
+ * updates records and exact sums and queues the cell; score_engine_changes() and
+ * score_engine_commit() flush, so a node shared by many observations of a batch (a unit's
+ * total, its year cells) is recomputed once. Outside a unit of work each apply flushes. */
+static void flush(struct score_engine *e)
+{
+    for (size_t i = 0; i < e->n_dleaf; i++) {
+        struct cellref *r = &e->dleaf[i];
+        CELL(e, r->up, r->node)->dirty = false;
+        leaf_changed(e, r->up, r->node);
+    }
+    e->n_dleaf = 0;
+    for (size_t i = 0; i < e->n_drs; i++)
+        rescore_group(e, e->drs[i].period, e->drs[i].group, e->drs[i].node);
+    e->n_drs = 0;
+    for (size_t d = e->n_depth; d-- > 0;) {
+        for (size_t i = 0; i < e->n_dq[d]; i++) {
+            struct cellref *r = &e->dq[d][i];
+            CELL(e, r->up, r->node)->dirty = false;
+            if (!inner_update(e, r->up, r->node))
+                continue;
+            if (r->node == 0)
+                mark_total(e, r->up);
+            else
+                mark_inner(e, r->up, (uint32_t)e->parent[r->node]);
+        }
+        e->n_dq[d] = 0;
+    }
+    for (size_t i = 0; i < e->n_dtot; i++) {
+        e->dtot[i]->dirty = false;
+        total_update(e, e->dtot[i]);
+    }
+    e->n_dtot = 0;
+    flush_ranks(e);
+}
+
+/* Drops the queue (rollback: the cells are restored from the log instead). */
+static void flush_discard(struct score_engine *e)
+{
+    for (size_t i = 0; i < e->n_dleaf; i++)
+        CELL(e, e->dleaf[i].up, e->dleaf[i].node)->dirty = false;
+    e->n_dleaf = 0;
+    e->n_drs = 0;
+    for (size_t d = 0; d < e->n_depth; d++) {
+        for (size_t i = 0; i < e->n_dq[d]; i++)
+            CELL(e, e->dq[d][i].up, e->dq[d][i].node)->dirty = false;
+        e->n_dq[d] = 0;
+    }
+    for (size_t i = 0; i < e->n_dtot; i++)
+        e->dtot[i]->dirty = false;
+    e->n_dtot = 0;
+}
+
+/* ---- public API --------------------------------------------------------------------------------
+ */
 
 int score_engine_new(const struct score_scheme *s, struct score_engine **out)
 {
+    if (s->n_nodes > MAX_NODES)
+        return KP_EINVAL;
     struct score_engine *e = calloc(1, sizeof *e);
     if (!e)
         return KP_ENOMEM;
     e->s = s;
+    e->memo_unit = e->memo_node = e->memo_period = e->memo_src = -1;
     e->n_tree = s->n_nodes;
     for (size_t i = 0; i < s->n_nodes; i++)
         if (s->nodes[i].adjust) {
             e->n_tree = i;
             break;
         }
+    size_t nn = s->n_nodes;
+    e->event = kp_xcalloc(nn + 1, sizeof *e->event);
+    e->src_kind = kp_xcalloc(nn + 1, sizeof *e->src_kind);
+    e->slot = kp_xcalloc(nn + 1, sizeof *e->slot);
+    e->parent = kp_xcalloc(nn + 1, sizeof *e->parent);
+
+    e->inner = kp_xcalloc(nn + 1, sizeof *e->inner);
+    for (size_t i = 0; i < nn; i++) {
+        const struct score_node *nd = &s->nodes[i];
+        e->event[i] = nd->adjust || (nd->leaf && nd->input != SCORE_I_VALUE);
+        e->parent[i] = i < e->n_tree ? (int32_t)nd->parent : -1;
+        e->inner[i] = i < e->n_tree && !nd->leaf;
+        for (int k = 0; k < SCORE_P__COUNT; k++)
+            if (nd->periods & (1u << k))
+                e->src_kind[i] = (uint8_t)k;
+    }
+    /* breadth-first cell layout: the children of a node get adjacent slots, so recomputing
+     * a node reads a few cache lines; adjustment kinds follow the tree */
+    uint32_t next = 0;
+    if (nn) {
+        e->slot[0] = next++;
+        uint32_t *queue = kp_xcalloc(nn, sizeof *queue);
+        size_t head = 0, tail = 0;
+        queue[tail++] = 0;
+        while (head < tail) {
+            const struct score_node *nd = &s->nodes[queue[head++]];
+            for (size_t k = 0; k < nd->n_kids; k++) {
+                e->slot[nd->kids[k]] = next++;
+                queue[tail++] = (uint32_t)nd->kids[k];
+            }
+        }
+        free(queue);
+        for (size_t i = e->n_tree; i < nn; i++)
+            e->slot[i] = next++;
+    }
+    KP_ASSERT(next == nn);
+    e->depth = kp_xcalloc(nn + 1, sizeof *e->depth);
+    for (size_t i = 1; i < e->n_tree; i++) {
+        e->depth[i] = (uint8_t)(e->depth[s->nodes[i].parent] + 1); /* preorder */
+        if ((size_t)e->depth[i] + 1 > e->n_depth)
+            e->n_depth = (size_t)e->depth[i] + 1;
+    }
+    if (!e->n_depth)
+        e->n_depth = 1;
+    e->dq = kp_xcalloc(e->n_depth, sizeof *e->dq);
+    e->n_dq = kp_xcalloc(e->n_depth, sizeof *e->n_dq);
+    e->cap_dq = kp_xcalloc(e->n_depth, sizeof *e->cap_dq);
     *out = e;
     return 0;
 }
@@ -773,42 +1454,67 @@ void score_engine_destroy(struct score_engine **ep)
     if (!ep || !*ep)
         return;
     struct score_engine *e = *ep;
-    for (size_t i = 0; i < e->map_cap; i++)
-        free(e->map[i]);
+    for (size_t i = 0; i < e->n_rchunks; i++)
+        free(e->rchunks[i]);
+    free(e->rchunks);
     free(e->map);
+    for (size_t i = 0; i < e->n_achunks; i++)
+        free(e->achunks[i]);
+    free(e->achunks);
+    for (size_t i = 0; i < e->n_big; i++)
+        free(e->big[i]);
+    free(e->big);
+    for (size_t i = 0; i < e->n_gchunks; i++)
+        free(e->gchunks[i]);
+    free(e->gchunks);
+    for (size_t i = 0; i < e->n_srcs; i++)
+        free(e->srcs[i]);
+    free(e->srcs);
+    score__strmap_fini(&e->src_map);
+    for (size_t i = 0; i < e->n_ups; i++) {
+        free(e->ups[i]->cells);
+        free(e->ups[i]);
+    }
+    free(e->ups);
     for (size_t p = 0; p < e->n_periods; p++) {
-        struct score_period *per = e->periods[p];
-        for (size_t u = 0; u < e->s->n_units; u++) {
-            struct score_up *up = per->ups[u];
-            if (!up)
-                continue;
-            for (size_t n = 0; n < e->s->n_nodes; n++) {
-                if (up->cells[n])
-                    free(up->cells[n]->recs);
-                free(up->cells[n]);
-            }
-            free(up->cells);
-            free(up);
-        }
-        free(per->ups);
-        free(per->kids);
-        free(per);
+        free(e->periods[p]->ups);
+        free(e->periods[p]->kids);
+        free(e->periods[p]->rank_dirty);
+        free(e->periods[p]);
     }
     free(e->periods);
-    free(e->undo);
-    free(e->tc_up);
-    free(e->tc_node);
-    free(e->tt);
+    score__strmap_fini(&e->period_map);
+    free(e->event);
+    free(e->src_kind);
+    free(e->slot);
+    free(e->parent);
+
+    free(e->inner);
+    free(e->depth);
+    for (size_t d = 0; d < e->n_depth; d++)
+        free(e->dq[d]);
+    free(e->dq);
+    free(e->n_dq);
+    free(e->cap_dq);
+    free(e->dleaf);
+    free(e->drs);
+    free(e->dtot);
+
     free(e->rk);
     free(e->rkey);
-    free(e->dirty);
-    score__pool_fini(&e->pool);
+    free(e->undo);
+    free(e->clog);
+    free(e->tlog);
     free(e);
     *ep = NULL;
 }
 
-enum kp_reason score_engine_check(const struct score_engine *e, const struct score_obs *o,
-                                  char *msg, size_t msg_len)
+/* The checks of score_engine_check(); on KP_R_OK *u and *n hold the unit and the leaf and *p
+ * the period's index, or -1 when the engine has not seen the period yet.
+ * Codes equal to the
+ * last applied observation's are recognised without a lookup. */
+static enum kp_reason resolve(const struct score_engine *e, const struct score_obs *o, char *msg,
+                              size_t msg_len, uint32_t *u_out, uint32_t *n_out, long *p_out)
 {
     const struct score_scheme *s = e->s;
     char dummy[1];
@@ -825,12 +1531,16 @@ enum kp_reason score_engine_check(const struct score_engine *e, const struct sco
         snprintf(msg, msg_len, "unit and indicator are required");
         return KP_R_missing_field;
     }
-    long u = score_scheme_unit_find(s, o->unit);
+    long u = e->memo_unit;
+    if (u < 0 || !streq(o->unit, s->units[u].code))
+        u = score_scheme_unit_find(s, o->unit);
     if (u < 0) {
         snprintf(msg, msg_len, "unit '%s' is not in scheme %s", o->unit, s->id);
         return KP_R_unknown_unit;
     }
-    long n = score_scheme_node_find(s, o->indicator);
+    long n = e->memo_node;
+    if (n < 0 || !streq(o->indicator, s->nodes[n].code))
+        n = score_scheme_node_find(s, o->indicator);
     if (n < 0 || !s->nodes[n].leaf) {
         snprintf(msg, msg_len, "indicator '%s' is not a leaf of scheme %s", o->indicator, s->id);
         return KP_R_unknown_indicator;
@@ -844,15 +1554,25 @@ enum kp_reason score_engine_check(const struct score_engine *e, const struct sco
     if (nd->n_srcs) {
         bool ok = false;
         for (size_t i = 0; i < nd->n_srcs && !ok; i++)
-            ok = !strcmp(nd->srcs[i], o->src);
+            ok = streq(nd->srcs[i], o->src);
         if (!ok) {
-            snprintf(msg, msg_len, "source '%s' does not deliver indicator '%s'",
-                     o->src, o->indicator);
+            snprintf(msg, msg_len, "source '%s' does not deliver indicator '%s'", o->src,
+                     o->indicator);
             return KP_R_not_granted_indicator;
         }
     }
+    if (e->n_srcs >= MAX_SRCS && score__strmap_get(&e->src_map, o->src) < 0) {
+        snprintf(msg, msg_len, "source '%s': the engine already takes %d sources", o->src,
+                 MAX_SRCS);
+        return KP_R_not_granted_indicator;
+    }
     struct score__period_key k;
-    if (!o->period || score__period_parse(o->period, &k)) {
+    long known = e->memo_period;
+    if (o->period && (known < 0 || !streq(o->period, e->periods[known]->code)))
+        known = score__strmap_get(&e->period_map, o->period);
+    if (known >= 0 && o->period)
+        k = e->periods[known]->key; /* seen before: valid */
+    else if (!o->period || score__period_parse(o->period, &k)) {
         snprintf(msg, msg_len, "period '%s' is not in the period grammar",
                  o->period ? o->period : "");
         return KP_R_bad_period;
@@ -879,141 +1599,224 @@ enum kp_reason score_engine_check(const struct score_engine *e, const struct sco
         snprintf(msg, msg_len, "weight %g is negative", o->w);
         return KP_R_out_of_range;
     }
+    if (e->event[n] && (fabs(o->value) > EVENT_MAX || o->w > EVENT_MAX)) {
+        snprintf(msg, msg_len, "value %g or weight %g of an event beyond ±%g (indicator '%s')",
+                 o->value, o->w, EVENT_MAX, o->indicator);
+        return KP_R_out_of_range;
+    }
+    *u_out = (uint32_t)u;
+    *n_out = (uint32_t)n;
+    *p_out = known;
     return KP_R_OK;
+}
+
+enum kp_reason score_engine_check(const struct score_engine *e, const struct score_obs *o,
+                                  char *msg, size_t msg_len)
+{
+    uint32_t u, n;
+    long p;
+    return resolve(e, o, msg, msg_len, &u, &n, &p);
 }
 
 void score_engine_begin(struct score_engine *e)
 {
     KP_ASSERT(!e->in_txn);
     e->in_txn = true;
-    e->gen++;
     e->n_undo = 0;
-    e->n_tc = 0;
-    e->n_tt = 0;
+    e->n_clog = 0;
+    e->n_tlog = 0;
+    e->txn_n_recs = e->n_recs;
+    e->txn_n_achunks = e->n_achunks;
+    e->txn_a_used = e->a_used;
+    e->txn_n_big = e->n_big;
 }
 
 enum kp_reason score_engine_apply(struct score_engine *e, const struct score_obs *o)
 {
-    enum kp_reason r = score_engine_check(e, o, NULL, 0);
-    if (r != KP_R_OK)
-        return r;
-    const struct score_scheme *s = e->s;
-    struct score__str *src = score__intern(&e->pool, o->src);
-    struct score__str *ref = score__intern(&e->pool, o->ref);
-    struct score_rec *rec = rec_find(e, src, ref);
+    uint32_t u, n;
+    long p;
+    enum kp_reason reason = resolve(e, o, NULL, 0, &u, &n, &p);
+    if (reason != KP_R_OK)
+        return reason;
+    uint32_t src;
+    if (e->memo_src >= 0 && streq(o->src, e->srcs[e->memo_src]))
+        src = (uint32_t)e->memo_src;
+    else
+        src = src_get(e, o->src);
+    if (p < 0)
+        p = period_get(e, o->period);
+    e->memo_unit = u;
+    e->memo_node = n;
+    e->memo_period = p;
+    e->memo_src = src;
+    size_t len = strlen(o->ref);
+    uint32_t hash = rec_hash(src, o->ref, len);
+    uint32_t idx = rec_find(e, hash, src, o->ref);
     /* ARCHITECTURE.md guarantee 2: a revision lower than or equal to the held one changes
      * nothing. */
-    if (rec && o->rev <= rec->rev)
+    if (idx != NONE && o->rev <= R(e, idx)->rev)
         return KP_R_OK;
-    uint32_t p = period_get(e, o->period);
-    uint32_t u = (uint32_t)score_scheme_unit_find(s, o->unit);
-    uint32_t n = (uint32_t)score_scheme_node_find(s, o->indicator);
+    struct score_up *up = up_get(e, (uint32_t)p, u);
     if (e->in_txn) {
         GROW(e->undo, e->n_undo, e->cap_undo);
         struct undo *ud = &e->undo[e->n_undo++];
-        ud->rec = rec;
-        ud->created = rec == NULL;
-        if (rec)
-            ud->old = *rec;
+        ud->idx = idx;
+        ud->created = idx == NONE;
+        if (idx != NONE)
+            ud->old = *R(e, idx);
     }
-    uint32_t op = 0, ou = 0, on = 0;
+    struct score_up *oup = NULL;
+    uint32_t on = 0;
     bool moved = false;
-    if (rec) {
-        detach(e, rec);
-        op = rec->period;
-        ou = rec->unit;
-        on = rec->node;
-        moved = op != p || ou != u || on != n;
+    if (idx != NONE) {
+        const struct score_rec *r = R(e, idx);
+        detach(e, idx);
+        oup = e->ups[r->up];
+        on = r->node;
+        moved = oup != up || on != n;
     } else {
-        rec = kp_xcalloc(1, sizeof *rec);
-        rec->src = src;
-        rec->ref = ref;
-        rec_insert(e, rec);
+        idx = rec_new(e);
+        struct score_rec *r = R(e, idx);
+        r->src = (uint16_t)src;
+        if (len <= REF_INLINE_MAX) {
+            memcpy(r->ref.s, o->ref, len + 1);
+            r->meta = REF_INLINE;
+        } else {
+            r->ref.h = ref_store(e, o->ref, len);
+        }
+        rec_insert(e, hash, idx);
         if (e->in_txn)
-            e->undo[e->n_undo - 1].rec = rec;
+            e->undo[e->n_undo - 1].idx = idx;
     }
-    rec->rev = o->rev;
-    rec->unit = u;
-    rec->node = n;
-    rec->period = p;
-    rec->value = o->value;
-    rec->w = o->w;
-    rec->at = o->at;
-    attach(e, rec);
+    struct score_rec *r = R(e, idx);
+    r->rev = o->rev;
+    r->up = up->idx;
+    r->node = (uint16_t)n;
+    r->value = o->value;
+    if (e->event[n])
+        r->x.w = o->w;
+    else
+        r->x.v.at = o->at;
+    attach(e, idx);
     if (moved)
-        leaf_changed(e, op, ou, on);
-    leaf_changed(e, p, u, n);
-    flush_ranks(e);
+        mark_leaf(e, oup, on);
+    mark_leaf(e, up, n);
+    if (!e->in_txn)
+        flush(e);
     return KP_R_OK;
 }
 
-static void dirty_add(struct score_engine *e, uint32_t p, uint32_t u, uint32_t n)
+/* Gives back the memory of a log that one large unit of work (a recovery replay) grew. */
+#define SHRINK(arr, n, cap)                                                                        \
+    do {                                                                                           \
+        if ((cap) > 16384 && (n)*4 < (cap)) {                                                      \
+            (cap) = (n)*2 > 1024 ? (n)*2 : 1024;                                                   \
+            (arr) = kp_xrealloc((arr), (cap) * sizeof *(arr));                                     \
+        }                                                                                          \
+    } while (0)
+
+static void txn_end(struct score_engine *e)
 {
-    for (size_t i = 0; i < e->n_dirty; i++)
-        if (e->dirty[i].period == p && e->dirty[i].unit == u && e->dirty[i].node == n)
-            return;
-    GROW(e->dirty, e->n_dirty, e->cap_dirty);
-    e->dirty[e->n_dirty].period = p;
-    e->dirty[e->n_dirty].unit = u;
-    e->dirty[e->n_dirty].node = n;
-    e->n_dirty++;
+    for (size_t i = 0; i < e->n_clog; i++)
+        CELL(e, e->clog[i].up, e->clog[i].node)->touched = false;
+    for (size_t i = 0; i < e->n_tlog; i++)
+        e->tlog[i].up->touched = false;
+    SHRINK(e->undo, e->n_undo, e->cap_undo);
+    SHRINK(e->clog, e->n_clog, e->cap_clog);
+    SHRINK(e->tlog, e->n_tlog, e->cap_tlog);
+    e->n_undo = 0;
+    e->n_clog = 0;
+    e->n_tlog = 0;
+    e->in_txn = false;
 }
 
 void score_engine_commit(struct score_engine *e)
 {
-    e->in_txn = false;
-    e->n_undo = 0;
-    e->n_tc = 0;
-    e->n_tt = 0;
+    flush(e);
+    txn_end(e);
 }
 
 void score_engine_rollback(struct score_engine *e)
 {
     if (!e->in_txn)
         return;
-    e->n_dirty = 0;
+    flush_discard(e);
+    /* the records as at begin: the event sums are integers, so undoing is exact */
     for (size_t i = e->n_undo; i-- > 0;) {
-        struct undo *ud = &e->undo[i];
-        struct score_rec *rec = ud->rec;
-        detach(e, rec);
-        dirty_add(e, rec->period, rec->unit, rec->node);
+        const struct undo *ud = &e->undo[i];
+        detach(e, ud->idx);
         if (ud->created) {
-            rec_remove(e, rec);
-            free(rec);
+            rec_remove(e, ud->idx);
             continue;
         }
-        *rec = ud->old;
-        attach(e, rec);
-        dirty_add(e, rec->period, rec->unit, rec->node);
+        *R(e, ud->idx) = ud->old;
+        attach(e, ud->idx);
     }
-    /* every derived quantity is a function of the records: recomputing the touched cells
-     * restores the state at begin exactly */
-    for (size_t i = 0; i < e->n_dirty; i++)
-        leaf_changed(e, e->dirty[i].period, e->dirty[i].unit, e->dirty[i].node);
-    flush_ranks(e);
-    e->n_dirty = 0;
-    score_engine_commit(e);
+    /* records and ref strings created in the unit of work are the last ones */
+    e->n_recs = e->txn_n_recs;
+    while (e->n_achunks > e->txn_n_achunks)
+        free(e->achunks[--e->n_achunks]);
+    e->a_used = e->n_achunks ? e->txn_a_used : 0;
+    while (e->n_big > e->txn_n_big)
+        free(e->big[--e->n_big]);
+    /* every cell and total as at begin, from the log of their first touch */
+    for (size_t i = e->n_clog; i-- > 0;) {
+        const struct cell_log *l = &e->clog[i];
+        struct score_cell *c = CELL(e, l->up, l->node);
+        c->present = l->present;
+        c->a = l->a;
+        c->score = l->score;
+        c->n_obs = l->n_obs;
+    }
+    /* the derived value-leaf cells' own state follows from their (restored) finer cells:
+     * the latest present one, or the exact sum of their values */
+    for (size_t i = 0; i < e->n_clog; i++) {
+        const struct cell_log *l = &e->clog[i];
+        if (is_derived_value(e, l->up, l->node))
+            derived_rebuild(e, l->up, l->node);
+    }
+    for (size_t i = e->n_tlog; i-- > 0;) {
+        const struct total_log *l = &e->tlog[i];
+        struct score_up *up = l->up;
+        up->present = l->present;
+        up->total = l->total;
+        up->coverage = l->coverage;
+        up->key = l->key;
+        up->rank = l->rank;
+        up->grade = l->grade;
+        up->vetoed = l->vetoed;
+    }
+    for (size_t i = 0; i < e->n_rk; i++)
+        e->periods[e->rk[i].period]->rank_dirty[e->rk[i].group] = 0;
+    e->n_rk = 0;
+    txn_end(e);
 }
 
-static void fill_cell(const struct score_engine *e, const struct score_up *up, uint32_t n,
-                      const struct score_cell *c, struct score_cell_change *out)
+static bool is_inner(const struct score_engine *e, size_t n)
 {
+    return e->inner[n];
+}
+
+static inline void fill_cell(const struct score_engine *e, const struct score_up *up, uint32_t n,
+                             struct score_cell_change *out)
+{
+    const struct score_cell *c = CELL(e, up, n);
     out->unit = up->unit;
     out->node = n;
-    out->period = e->periods[up->period]->code->s;
-    out->value = c && c->present ? c->value : NAN;
-    out->score = c && c->present ? c->score : NAN;
-    out->n_obs = c && c->present ? c->n_obs : 0;
+    out->period = up->pcode;
+    out->value = c->present && !is_inner(e, n) ? c->a : NAN;
+    out->score = c->present ? c->score : NAN;
+    out->n_obs = c->present ? c->n_obs : 0;
 }
 
 static void fill_total(const struct score_engine *e, const struct score_up *up,
                        struct score_total_change *out)
 {
     out->unit = up->unit;
-    out->period = e->periods[up->period]->code->s;
+    out->period = e->periods[up->period]->code;
     out->total = up->present ? up->total : 0;
     out->coverage = up->present ? up->coverage : 0;
-    out->rank = up->present ? up->rank : 0;
+    out->rank = up->present ? rank_of(e, up) : 0;
     out->grade = up->present && up->grade >= 0 ? e->s->grades[up->grade].name : "";
     out->vetoed = up->present && up->vetoed;
 }
@@ -1023,23 +1826,25 @@ void score_engine_changes(struct score_engine *e,
                           void (*total_fn)(const struct score_total_change *t, void *arg),
                           void *arg)
 {
-    for (size_t i = 0; cell_fn && i < e->n_tc; i++) {
-        const struct score_up *up = e->tc_up[i];
-        const struct score_cell *c = up->cells[e->tc_node[i]];
-        if (e->tc_node[i] == 0) /* the root is reported as the total */
+    flush(e);
+    for (size_t i = 0; cell_fn && i < e->n_clog; i++) {
+        const struct cell_log *l = &e->clog[i];
+        if (l->node == 0) /* the root is reported as the total */
             continue;
-        if (c->present == c->o_present && same(c->value, c->o_value) &&
-            same(c->score, c->o_score) && c->n_obs == c->o_n_obs)
+        const struct score_cell *c = CELL(e, l->up, l->node);
+        bool inner = is_inner(e, l->node);
+        if (c->present == l->present && (inner || same(c->a, l->a)) && same(c->score, l->score) &&
+            c->n_obs == l->n_obs)
             continue;
         struct score_cell_change ch;
-        fill_cell(e, up, e->tc_node[i], c, &ch);
+        fill_cell(e, l->up, l->node, &ch);
         cell_fn(&ch, arg);
     }
-    for (size_t i = 0; total_fn && i < e->n_tt; i++) {
-        const struct score_up *up = e->tt[i];
-        if (up->present == up->o_present && same(up->total, up->o_total) &&
-            up->coverage == up->o_coverage && up->rank == up->o_rank &&
-            up->grade == up->o_grade && up->vetoed == up->o_vetoed)
+    for (size_t i = 0; total_fn && i < e->n_tlog; i++) {
+        const struct total_log *l = &e->tlog[i];
+        const struct score_up *up = l->up;
+        if (up->present == l->present && same(up->total, l->total) && up->coverage == l->coverage &&
+            up->rank == l->rank && up->grade == l->grade && up->vetoed == l->vetoed)
             continue;
         struct score_total_change t;
         fill_total(e, up, &t);
@@ -1049,15 +1854,12 @@ void score_engine_changes(struct score_engine *e,
 
 /* ---- read access ------------------------------------------------------------------------- */
 
-static const struct score_up *find_up(const struct score_engine *e, size_t unit,
-                                      const char *period)
+static const struct score_up *find_up(const struct score_engine *e, size_t unit, const char *period)
 {
     if (unit >= e->s->n_units || !period)
         return NULL;
-    const struct score__str *c = score__intern_find(&e->pool, period);
-    if (!c || c->aux < 0)
-        return NULL;
-    return e->periods[c->aux]->ups[unit];
+    long p = score__strmap_get(&e->period_map, period);
+    return p < 0 ? NULL : e->periods[p]->ups[unit];
 }
 
 int score_engine_total(const struct score_engine *e, size_t unit, const char *period,
@@ -1074,9 +1876,9 @@ int score_engine_cell(const struct score_engine *e, size_t unit, size_t node, co
                       struct score_cell_change *out)
 {
     const struct score_up *up = find_up(e, unit, period);
-    if (!up || node >= e->s->n_nodes || !up->cells[node] || !up->cells[node]->present)
+    if (!up || node >= e->s->n_nodes || !CELL(e, up, node)->present)
         return KP_ENOENT;
-    fill_cell(e, up, (uint32_t)node, up->cells[node], out);
+    fill_cell(e, up, (uint32_t)node, out);
     return 0;
 }
 
@@ -1096,8 +1898,7 @@ void score_engine_foreach_total(const struct score_engine *e,
 }
 
 void score_engine_foreach_cell(const struct score_engine *e,
-                               void (*fn)(const struct score_cell_change *c, void *arg),
-                               void *arg)
+                               void (*fn)(const struct score_cell_change *c, void *arg), void *arg)
 {
     for (size_t p = 0; p < e->n_periods; p++)
         for (size_t u = 0; u < e->s->n_units; u++) {
@@ -1105,11 +1906,10 @@ void score_engine_foreach_cell(const struct score_engine *e,
             if (!up)
                 continue;
             for (size_t n = 1; n < e->s->n_nodes; n++) {
-                const struct score_cell *c = up->cells[n];
-                if (!c || !c->present)
+                if (!CELL(e, up, n)->present)
                     continue;
                 struct score_cell_change ch;
-                fill_cell(e, up, (uint32_t)n, c, &ch);
+                fill_cell(e, up, (uint32_t)n, &ch);
                 fn(&ch, arg);
             }
         }

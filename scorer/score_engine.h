@@ -85,13 +85,16 @@ struct score_obs {
 };
 
 /* Caller owns *out; destroy with score_engine_destroy(). The scheme is borrowed and must
- * outlive the engine. Returns 0 or KP_ENOMEM. */
+ * outlive the engine. Returns 0, KP_ENOMEM, or KP_EINVAL for a scheme of more than 65535
+ * nodes. */
 int score_engine_new(const struct score_scheme *s, struct score_engine **out);
 void score_engine_destroy(struct score_engine **e);
 
 /* Checks an observation against the scheme without applying it: KP_R_OK, unknown_unit,
  * unknown_indicator (not a leaf of the scheme), bad_period (a period kind the indicator does
- * not take), out_of_range (outside the leaf's declared bounds). msg gets a human reason. */
+ * not take), out_of_range (outside the leaf's declared bounds; for an event — an event input
+ * or an adjustment kind — also |val| or w beyond 4e12, the range its exact sums take),
+ * not_granted_indicator (also: a 65536th distinct source). msg gets a human reason. */
 enum kp_reason score_engine_check(const struct score_engine *e, const struct score_obs *o,
                                   char *msg, size_t msg_len);
 
@@ -99,7 +102,11 @@ enum kp_reason score_engine_check(const struct score_engine *e, const struct sco
 void score_engine_begin(struct score_engine *e);
 /* Applies one observation (must have passed score_engine_check). A revision lower than or
  * equal to the one held for (src, ref) changes nothing. Returns KP_R_OK or the check's
- * reason. */
+ * reason. Outside a unit of work every score, total, rank and grade is current when it
+ * returns. Inside one, apply records the observation and queues the cells it touches;
+ * score_engine_changes() and score_engine_commit() bring everything up to date (each cell,
+ * total and rank recomputed once per batch), and the read functions below see the state as
+ * of begin or of the last score_engine_changes() until then. */
 enum kp_reason score_engine_apply(struct score_engine *e, const struct score_obs *o);
 void score_engine_commit(struct score_engine *e);
 void score_engine_rollback(struct score_engine *e);
@@ -113,8 +120,8 @@ struct score_cell_change {
     size_t unit;
     size_t node;
     const char *period;
-    double value; /* the leaf's input value (for inner nodes: NAN) */
-    double score; /* 0-100 */
+    double value;   /* the leaf's input value (for inner nodes: NAN) */
+    double score;   /* 0-100 */
     uint32_t n_obs; /* observations (latest revisions) behind it */
 };
 
@@ -124,21 +131,23 @@ struct score_total_change {
     size_t unit;
     const char *period;
     double total;
-    double coverage; /* share of the weight present, 0-1 */
-    uint32_t rank;   /* within the unit's group, standard competition ranking (1,2,2,4) */
+    double coverage;   /* share of the weight present, 0-1 */
+    uint32_t rank;     /* within the unit's group, standard competition ranking (1,2,2,4) */
     const char *grade; /* "" when the scheme has no grades */
     bool vetoed;
 };
 
-/* Reports every cell and total changed since score_engine_begin(): calls cell_fn and
- * total_fn (either may be NULL) once per changed item. Pointers are valid during the call
- * only. Call before commit. */
+/* Brings the scores up to date with the unit of work's observations, then reports every cell
+ * and total changed since score_engine_begin(): calls cell_fn and total_fn (either may be
+ * NULL) once per changed item, with its final state. Pointers are valid during the call
+ * only. Call before commit; may be called more than once. */
 void score_engine_changes(struct score_engine *e,
                           void (*cell_fn)(const struct score_cell_change *c, void *arg),
                           void (*total_fn)(const struct score_total_change *t, void *arg),
                           void *arg);
 
-/* Additions (engine owner): read access, for recovery checks, kpctl and tests. */
+/* Additions (engine owner): read access, for recovery checks, kpctl and tests. Inside a unit
+ * of work they see the state as of begin or of the last score_engine_changes(). */
 
 /* Current total of a unit in a period: 0 and *out filled, or KP_ENOENT when there is none.
  * out->period points into the engine and stays valid while the engine lives. */
@@ -154,8 +163,7 @@ void score_engine_foreach_total(const struct score_engine *e,
 /* Calls fn for every existing cell (not the root: see score_engine_total; score_engine_cell
  * answers for node 0 with the weighted part of the total before adjustments). */
 void score_engine_foreach_cell(const struct score_engine *e,
-                               void (*fn)(const struct score_cell_change *c, void *arg),
-                               void *arg);
+                               void (*fn)(const struct score_cell_change *c, void *arg), void *arg);
 /* Number of records (latest revisions of distinct (src, ref)) held. */
 size_t score_engine_n_records(const struct score_engine *e);
 

@@ -1,8 +1,8 @@
 /*
  * score_internal: what the scoring engine's files share and nobody else sees — the loaded
  * scheme's structures (filled by score_scheme.c, read by score_engine.c), the leaf scoring
- * formulas of score_method.c, period parsing, and the small string hash map and intern pool
- * of score_util.c. Cross-file names carry the `score__` prefix (STYLE.md "Names").
+ * formulas of score_method.c, period parsing, and the small string hash map of
+ * score_util.c. Cross-file names carry the `score__` prefix (STYLE.md "Names").
  */
 #ifndef SCORE_INTERNAL_H
 #define SCORE_INTERNAL_H
@@ -40,7 +40,7 @@ void score__period_up(const struct score__period_key *k, enum score_pkind to,
                       struct score__period_key *out);
 const char *score__pkind_name(enum score_pkind k);
 
-/* ---- string map and intern pool (score_util.c) ---------------------------------------- */
+/* ---- string map (score_util.c) ---------------------------------------- */
 
 uint64_t score__hash(const char *s, size_t len);
 
@@ -48,6 +48,7 @@ uint64_t score__hash(const char *s, size_t len);
 struct score__strmap {
     const char **keys;
     long *vals;
+    uint64_t *hashes;
     size_t cap; /* power of two, 0 when empty */
     size_t n;
 };
@@ -57,26 +58,6 @@ long score__strmap_get(const struct score__strmap *m, const char *key);
  * was new (then val is stored). */
 long score__strmap_put(struct score__strmap *m, const char *key, long val);
 void score__strmap_fini(struct score__strmap *m);
-
-/* An interned string: one copy per distinct value, stable address. */
-struct score__str {
-    uint64_t hash;
-    long aux; /* free for the user (the engine keeps a period index here), -1 initially */
-    uint32_t len;
-    char s[];
-};
-
-struct score__pool {
-    struct score__str **slots;
-    size_t cap;
-    size_t n;
-    size_t bytes; /* memory held by the strings */
-};
-/* Returns the interned copy of s (creating it). Aborts on OOM (STYLE.md "Memory"). */
-struct score__str *score__intern(struct score__pool *p, const char *s);
-/* Returns the interned copy or NULL. */
-struct score__str *score__intern_find(const struct score__pool *p, const char *s);
-void score__pool_fini(struct score__pool *p);
 
 /* ---- the loaded scheme (score_scheme.c) ------------------------------------------------ */
 
@@ -198,6 +179,7 @@ struct score_scheme {
     /* effective weight of node n for unit u: w[u * n_nodes + n]; 0 = not applicable */
     double *w;
     struct score__strmap unit_map, node_map, group_map;
+    struct score_alert_rules *alert_rules; /* `alerts:` (score_alert_rules.c), NULL when none */
 };
 
 static inline double score__w(const struct score_scheme *s, size_t u, size_t n)

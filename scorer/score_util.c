@@ -1,9 +1,8 @@
 /*
  * score_util: the small pieces the scoring engine is built from — period parsing and
- * containment (PROTOCOL.md period grammar), FNV-1a hashing, an open-addressing string map
- * for the scheme's code lookups and the intern pool that keeps one copy of every source,
- * ref and period string the engine holds (memory stays modest however many revisions of a
- * record arrive).
+ * containment (PROTOCOL.md period grammar), string hashing, and the open-addressing string
+ * map of the scheme's and the engine's code lookups (units, nodes, groups, periods,
+ * sources).
  */
 #include "score_internal.h"
 
@@ -148,34 +147,81 @@ void score__period_up(const struct score__period_key *k, enum score_pkind to,
 
 const char *score__pkind_name(enum score_pkind k)
 {
-    static const char *const names[SCORE_P__COUNT] = {"year", "half", "quarter", "month",
-                                                      "day"};
+    static const char *const names[SCORE_P__COUNT] = {"year", "half", "quarter", "month", "day"};
     return (unsigned)k < SCORE_P__COUNT ? names[k] : "?";
 }
 
 /* ---- hashing and the string map ------------------------------------------------------- */
 
+/* Short strings (codes, periods, refs) in two overlapping loads, longer ones eight bytes at
+ * a time; multiply-xorshift mixing (after wyhash's treatment of small inputs). The engine
+ * hashes a ref and a few codes per observation. */
+static uint64_t rd64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static uint64_t rd32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t mix(uint64_t a, uint64_t b)
+{
+    uint64_t h = (a ^ 0xA0761D6478BD642Full) * (b ^ 0xE7037ED1A0B428DBull);
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 32);
+}
+
 uint64_t score__hash(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
+    uint64_t a, b, seed = 0x9E3779B97F4A7C15ull ^ len;
+    if (len <= 16) {
+        if (len >= 4) {
+            size_t q = (len >> 3) << 2;
+            a = (rd32(s) << 32) | rd32(s + q);
+            b = (rd32(s + len - 4) << 32) | rd32(s + len - 4 - q);
+        } else if (len > 0) {
+            a = ((uint64_t)(unsigned char)s[0] << 16) |
+                ((uint64_t)(unsigned char)s[len >> 1] << 8) | (unsigned char)s[len - 1];
+            b = 0;
+        } else {
+            a = b = 0;
+        }
+    } else {
+        size_t i = len;
+        const char *p = s;
+        while (i > 16) {
+            seed = mix(rd64(p) ^ 0x8EBC6AF09C88C6E3ull, rd64(p + 8) ^ seed);
+            p += 16;
+            i -= 16;
+        }
+        a = rd64(p + i - 16);
+        b = rd64(p + i - 8);
     }
-    return h;
+    return mix(a ^ seed, b ^ 0x589965CC75374CC3ull);
+}
+
+/* The map keeps each key's hash, so a probe compares strings only on a hash match. */
+static size_t strmap_find(const struct score__strmap *m, const char *key, uint64_t h)
+{
+    size_t mask = m->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask)
+        if (!m->keys[i] || (m->hashes[i] == h && strcmp(m->keys[i], key) == 0))
+            return i;
 }
 
 long score__strmap_get(const struct score__strmap *m, const char *key)
 {
     if (!m->cap)
         return -1;
-    size_t mask = m->cap - 1;
-    for (size_t i = score__hash(key, strlen(key)) & mask;; i = (i + 1) & mask) {
-        if (!m->keys[i])
-            return -1;
-        if (strcmp(m->keys[i], key) == 0)
-            return m->vals[i];
-    }
+    size_t i = strmap_find(m, key, score__hash(key, strlen(key)));
+    return m->keys[i] ? m->vals[i] : -1;
 }
 
 static void strmap_grow(struct score__strmap *m)
@@ -184,11 +230,19 @@ static void strmap_grow(struct score__strmap *m)
     n.cap = m->cap ? m->cap * 2 : 16;
     n.keys = kp_xcalloc(n.cap, sizeof *n.keys);
     n.vals = kp_xcalloc(n.cap, sizeof *n.vals);
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->keys[i])
-            score__strmap_put(&n, m->keys[i], m->vals[i]);
+    n.hashes = kp_xcalloc(n.cap, sizeof *n.hashes);
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->keys[i])
+            continue;
+        size_t j = strmap_find(&n, m->keys[i], m->hashes[i]);
+        n.keys[j] = m->keys[i];
+        n.vals[j] = m->vals[i];
+        n.hashes[j] = m->hashes[i];
+        n.n++;
+    }
     free(m->keys);
     free(m->vals);
+    free(m->hashes);
     *m = n;
 }
 
@@ -196,13 +250,13 @@ long score__strmap_put(struct score__strmap *m, const char *key, long val)
 {
     if ((m->n + 1) * 2 > m->cap)
         strmap_grow(m);
-    size_t mask = m->cap - 1;
-    size_t i = score__hash(key, strlen(key)) & mask;
-    for (; m->keys[i]; i = (i + 1) & mask)
-        if (strcmp(m->keys[i], key) == 0)
-            return m->vals[i];
+    uint64_t h = score__hash(key, strlen(key));
+    size_t i = strmap_find(m, key, h);
+    if (m->keys[i])
+        return m->vals[i];
     m->keys[i] = key;
     m->vals[i] = val;
+    m->hashes[i] = h;
     m->n++;
     return -1;
 }
@@ -211,72 +265,6 @@ void score__strmap_fini(struct score__strmap *m)
 {
     free(m->keys);
     free(m->vals);
+    free(m->hashes);
     memset(m, 0, sizeof *m);
-}
-
-/* ---- intern pool -------------------------------------------------------------------------- */
-
-static void pool_grow(struct score__pool *p)
-{
-    size_t cap = p->cap ? p->cap * 2 : 64;
-    struct score__str **slots = kp_xcalloc(cap, sizeof *slots);
-    for (size_t i = 0; i < p->cap; i++) {
-        struct score__str *x = p->slots[i];
-        if (!x)
-            continue;
-        size_t j = x->hash & (cap - 1);
-        while (slots[j])
-            j = (j + 1) & (cap - 1);
-        slots[j] = x;
-    }
-    free(p->slots);
-    p->slots = slots;
-    p->cap = cap;
-}
-
-static struct score__str **pool_slot(const struct score__pool *p, const char *s, size_t len,
-                                     uint64_t h)
-{
-    size_t mask = p->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        struct score__str *x = p->slots[i];
-        if (!x || (x->hash == h && x->len == len && memcmp(x->s, s, len) == 0))
-            return &p->slots[i];
-    }
-}
-
-struct score__str *score__intern_find(const struct score__pool *p, const char *s)
-{
-    if (!p->cap)
-        return NULL;
-    size_t len = strlen(s);
-    return *pool_slot(p, s, len, score__hash(s, len));
-}
-
-struct score__str *score__intern(struct score__pool *p, const char *s)
-{
-    if ((p->n + 1) * 2 > p->cap)
-        pool_grow(p);
-    size_t len = strlen(s);
-    uint64_t h = score__hash(s, len);
-    struct score__str **slot = pool_slot(p, s, len, h);
-    if (*slot)
-        return *slot;
-    struct score__str *x = kp_xmalloc(sizeof *x + len + 1);
-    x->hash = h;
-    x->aux = -1;
-    x->len = (uint32_t)len;
-    memcpy(x->s, s, len + 1);
-    *slot = x;
-    p->n++;
-    p->bytes += sizeof *x + len + 1;
-    return x;
-}
-
-void score__pool_fini(struct score__pool *p)
-{
-    for (size_t i = 0; i < p->cap; i++)
-        free(p->slots[i]);
-    free(p->slots);
-    memset(p, 0, sizeof *p);
 }

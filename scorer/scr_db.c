@@ -70,19 +70,31 @@ static const char SQL_UNITS[] =
     "WHERE (kp_unit.name, kp_unit.grp) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.grp)";
 
 static const char SQL_INDICATORS[] =
-    "INSERT INTO kp_indicator (scheme, indicator, name, parent, is_leaf, method) "
-    "SELECT $1, i, n, p, l, m "
-    "FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::text[]) AS t(i, n, p, l, m) "
+    "INSERT INTO kp_indicator (scheme, indicator, name, parent, is_leaf, method, ord) "
+    "SELECT $1, i, n, p, l, m, o "
+    "FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::int[]) "
+    "AS t(i, n, p, l, m, o) "
     "ON CONFLICT (scheme, indicator) DO UPDATE SET name = EXCLUDED.name, "
-    "parent = EXCLUDED.parent, is_leaf = EXCLUDED.is_leaf, method = EXCLUDED.method "
-    "WHERE (kp_indicator.name, kp_indicator.parent, kp_indicator.is_leaf, kp_indicator.method) "
-    "IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.parent, EXCLUDED.is_leaf, EXCLUDED.method)";
+    "parent = EXCLUDED.parent, is_leaf = EXCLUDED.is_leaf, method = EXCLUDED.method, "
+    "ord = EXCLUDED.ord "
+    "WHERE (kp_indicator.name, kp_indicator.parent, kp_indicator.is_leaf, kp_indicator.method, "
+    "kp_indicator.ord) IS DISTINCT FROM "
+    "(EXCLUDED.name, EXCLUDED.parent, EXCLUDED.is_leaf, EXCLUDED.method, EXCLUDED.ord)";
+
+/* The effective weight of every node for every unit it applies to (migration 002), so that
+ * `kpctl explain` can show a score's formula from the database alone (guarantee 6). */
+static const char SQL_WEIGHTS_CLEAR[] = "DELETE FROM indicator_weight WHERE scheme = $1";
+static const char SQL_WEIGHTS[] =
+    "INSERT INTO indicator_weight (scheme, unit, indicator, weight) "
+    "SELECT $1, u, i, w FROM unnest($2::text[], $3::text[], $4::float8[]) AS t(u, i, w)";
 
 static void db_err(struct scr *s, const char *what, char *err, size_t errlen)
 {
     snprintf(err, errlen, "%s: %s%s%s", what, kp_pg_sqlstate(s->pg),
              kp_pg_sqlstate(s->pg)[0] ? ": " : "", kp_pg_errmsg(s->pg));
 }
+
+_Static_assert(SCR_A__COUNT > 13, "scr__db_sync_scheme borrows 14 batch buffers");
 
 int scr__db_sync_scheme(struct scr *s, const struct score_scheme *sc, char *err, size_t errlen)
 {
@@ -116,7 +128,7 @@ int scr__db_sync_scheme(struct scr *s, const struct score_scheme *sc, char *err,
     /* Node 0 is the root (the unit total, kept in unit_score), not an indicator: its
      * children get parent NULL. */
     size_t nn = score_scheme_n_nodes(sc);
-    for (int k = 5; k <= 9; k++)
+    for (int k = 5; k <= 10; k++)
         kp_pg_array_begin(&a[k]);
     for (size_t n = 1; n < nn; n++) {
         const char *method = score_scheme_node_method(sc, n);
@@ -126,25 +138,44 @@ int scr__db_sync_scheme(struct scr *s, const struct score_scheme *sc, char *err,
         kp_pg_array_add(&a[7], parent > 0 ? score_scheme_node_code(sc, (size_t)parent) : NULL);
         kp_pg_array_add(&a[8], score_scheme_node_is_leaf(sc, n) ? "t" : "f");
         kp_pg_array_add(&a[9], method ? method : "");
+        kp_pg_array_add_i64(&a[10], (long long)n);
     }
-    for (int k = 5; k <= 9; k++)
+    for (int k = 5; k <= 10; k++)
+        kp_pg_array_end(&a[k]);
+
+    for (int k = 11; k <= 13; k++)
+        kp_pg_array_begin(&a[k]);
+    for (size_t u = 0; u < nu; u++)
+        for (size_t n = 1; n < nn; n++) {
+            double w = score_scheme_node_weight(sc, u, n);
+            if (score_scheme_node_is_adjustment(sc, n) || !(w > 0))
+                continue;
+            kp_pg_array_add(&a[11], score_scheme_unit_code(sc, u));
+            kp_pg_array_add(&a[12], score_scheme_node_code(sc, n));
+            kp_pg_array_add_double(&a[13], w);
+        }
+    for (int k = 11; k <= 13; k++)
         kp_pg_array_end(&a[k]);
 
     const char *p_scheme[2] = {id, name ? name : id};
     const char *p_groups[3] = {id, kp_buf_cstr(&a[0]), kp_buf_cstr(&a[1])};
     const char *p_units[4] = {id, kp_buf_cstr(&a[2]), kp_buf_cstr(&a[3]), kp_buf_cstr(&a[4])};
-    const char *p_ind[6] = {id,
+    const char *p_ind[7] = {id,
                             kp_buf_cstr(&a[5]),
                             kp_buf_cstr(&a[6]),
                             kp_buf_cstr(&a[7]),
                             kp_buf_cstr(&a[8]),
-                            kp_buf_cstr(&a[9])};
+                            kp_buf_cstr(&a[9]),
+                            kp_buf_cstr(&a[10])};
+    const char *p_w[4] = {id, kp_buf_cstr(&a[11]), kp_buf_cstr(&a[12]), kp_buf_cstr(&a[13])};
     const char *step = "begin";
     if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL) ||
         (step = "kp_scheme", kp_pg_exec(s->pg, SQL_SCHEME, 2, p_scheme, NULL)) ||
         (step = "kp_group", kp_pg_exec(s->pg, SQL_GROUPS, 3, p_groups, NULL)) ||
         (step = "kp_unit", kp_pg_exec(s->pg, SQL_UNITS, 4, p_units, NULL)) ||
-        (step = "kp_indicator", kp_pg_exec(s->pg, SQL_INDICATORS, 6, p_ind, NULL)) ||
+        (step = "kp_indicator", kp_pg_exec(s->pg, SQL_INDICATORS, 7, p_ind, NULL)) ||
+        (step = "indicator_weight", kp_pg_exec(s->pg, SQL_WEIGHTS_CLEAR, 1, p_scheme, NULL)) ||
+        (step = "indicator_weight", kp_pg_exec(s->pg, SQL_WEIGHTS, 4, p_w, NULL)) ||
         (step = "commit", kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL))) {
         db_err(s, step, err, errlen);
         scr__db_rollback(s);
@@ -367,60 +398,81 @@ static int sync_scores(struct scr *s, struct scr_scheme *sch, long long *synced)
     return 0;
 }
 
-int scr__db_replay(struct scr *s, struct scr_scheme *sch, char *err, size_t errlen)
+int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync, uint64_t *applied,
+                     char *err, size_t errlen)
 {
-    struct score_engine *e = NULL;
-    if (score_engine_new(sch->scheme, &e)) {
+    bool fresh = full || !sch->engine || sch->known_max_id < 0;
+    struct score_engine *e = sch->engine;
+    long long upto = fresh ? 0 : sch->known_max_id;
+    if (fresh && score_engine_new(sch->scheme, &e)) {
         snprintf(err, errlen, "%s: out of memory for the engine", sch->id);
         return KP_ENOMEM;
     }
     uint64_t t0 = kp_mono_ns();
     uint64_t n_rows = 0, skipped = 0;
-    char last_id[32] = "0";
     for (;;) {
+        char last_id[32];
+        snprintf(last_id, sizeof last_id, "%lld", upto);
         const char *p[2] = {sch->id, last_id};
         struct kp_pg_res *r = NULL;
         if (kp_pg_exec(s->pg, SQL_REPLAY, 2, p, &r)) {
             db_err(s, "replay", err, errlen);
-            score_engine_destroy(&e);
-            return KP_EDB;
+            if (fresh)
+                score_engine_destroy(&e);
+            return KP_EDB; /* in place: the engine still holds the ids up to known_max_id */
         }
         int n = kp_pg_res_ntuples(r);
         if (n > 0) {
-            snprintf(last_id, sizeof last_id, "%s", kp_pg_res_value(r, n - 1, 0));
+            upto = strtoll(kp_pg_res_value(r, n - 1, 0), NULL, 10);
             replay_chunk(e, r, &skipped);
+            if (!fresh)
+                sch->known_max_id = upto;
         }
         kp_pg_res_free(&r);
         n_rows += (uint64_t)n;
         if (n < REPLAY_CHUNK)
             break;
     }
-    struct score_engine *old = sch->engine;
-    sch->engine = e;
-    long long synced = 0;
-    if (sync_scores(s, sch, &synced)) {
-        db_err(s, "replay sync", err, errlen);
-        scr__db_rollback(s);
-        sch->engine = old;
-        score_engine_destroy(&e);
-        return KP_EDB;
+    if (fresh) {
+        score_engine_destroy(&sch->engine);
+        sch->engine = e;
+        sch->known_max_id = upto;
+        s->stats.replays++;
     }
-    score_engine_destroy(&old);
+    if (fresh || n_rows > 0)
+        sch->need_sync = true;
     s->stats.replayed += n_rows;
-    s->stats.replay_rows_synced += (uint64_t)synced;
-    s->stats.replays++;
+    if (applied)
+        *applied = n_rows;
     double secs = (double)(kp_mono_ns() - t0) / 1e9;
     if (skipped)
         KP_WARN("replay_skipped",
                 "scheme=%s skipped=%" PRIu64 " msg=\"stored observations the scheme no longer "
                 "takes\"",
                 sch->id, skipped);
+    if (fresh)
+        KP_INFO("replayed", "scheme=%s observations=%" PRIu64 " records=%zu seconds=%.3f",
+                sch->id, n_rows, score_engine_n_records(e), secs);
+    else if (n_rows)
+        KP_DEBUG("caught_up", "scheme=%s observations=%" PRIu64 " upto=%lld seconds=%.3f", sch->id,
+                 n_rows, upto, secs);
+    if (!sync || !sch->need_sync)
+        return 0;
+    long long synced = 0;
+    uint64_t t1 = kp_mono_ns();
+    if (sync_scores(s, sch, &synced)) {
+        db_err(s, "replay sync", err, errlen);
+        scr__db_rollback(s);
+        return KP_EDB; /* need_sync stays: the next attempt syncs */
+    }
+    sch->need_sync = false;
+    s->stats.replay_rows_synced += (uint64_t)synced;
     if (synced)
         KP_INFO("replay_synced",
                 "scheme=%s rows=%lld msg=\"score rows rewritten to match the "
                 "engine\"",
                 sch->id, synced);
-    KP_INFO("replayed", "scheme=%s observations=%" PRIu64 " records=%zu seconds=%.3f", sch->id,
-            n_rows, score_engine_n_records(e), secs);
+    KP_DEBUG("scores_synced", "scheme=%s rows=%lld seconds=%.3f", sch->id, synced,
+             (double)(kp_mono_ns() - t1) / 1e9);
     return 0;
 }

@@ -181,17 +181,24 @@ static void test_efficacy_worked_check(void **state)
 
 /*
  * Anshan 2015, period 2015-03 (weights from schemas/schemes/anshan-2015.yaml):
- *   total = (55·cov_result·result + 30·process + 10·leader + 5·public) / (present weight)
- * with global renormalisation, so a present leaf weighs its full-tree weight:
- *   gdp_growth: result 55 × econ 40% × 30% = 6.6;  politics: 55 × 10% = 5.5;  process: 30.
+ *   total = Σ (full-tree weight × score) / Σ (full-tree weight) over the present leaves
+ * (global renormalisation), where a leaf's full-tree weight is the product of the weights on
+ * its path (each as a share of its parent's total):
+ *   gdp_growth:     result 55 × econ 40% × 30% = 6.6
+ *   politics:       55 × 5% = 2.75
+ *   process:        30
+ *   governance:     55 × 10% = 5.5, split budget_execution 35% → 1.925, audit_findings 15%
+ *                   → 0.825, audit_rectification 20% → 1.1, approval_ontime 30% → 1.65
+ *   (group 4) duty: 55 × 90% = 49.5, split key_tasks 60% → 29.7, provincial_tasks 40% → 19.8
  *
  * Group 2 (districts), each with gdp_growth, politics and process:
- *   total = (6.6·s_gdp + 5.5·s_pol + 30·s_proc) / 42.1, coverage 0.421
- *   AS-TD: gdp 12 → 100, pol 90, proc 95:  (660 + 495 + 2850)/42.1 = 4005/42.1 = 95.1306…  优 1
- *   AS-TX: gdp 9 → 80,   pol 80, proc 90:  (528 + 440 + 2700)/42.1 = 3668/42.1 = 87.1258…  良 2
- *   AS-LS: gdp 10.5 → 90, pol 68, proc 90: (594 + 374 + 2700)/42.1 = 3668/42.1 = 87.1258…  良 2
+ *   total = (6.6·s_gdp + 2.75·s_pol + 30·s_proc) / 39.35, coverage 0.3935
+ *   AS-TD: gdp 12 → 100, pol 90, proc 95:  (660 + 247.5 + 2850)/39.35 = 3757.5/39.35
+ *          = 95.4891…                                                               优 1
+ *   AS-TX: gdp 9 → 80,   pol 80, proc 90:  (528 + 220 + 2700)/39.35 = 3448/39.35 = 87.6238…  良 2
+ *   AS-LS: gdp 10.5 → 90, pol 56, proc 90: (594 + 154 + 2700)/39.35 = 3448/39.35 = 87.6238…  良 2
  *          (a tie reached through different inputs: compared after rounding to 1e-9)
- *   AS-QS: gdp 6 → 60,   pol 60, proc 70:  (396 + 330 + 2100)/42.1 = 2826/42.1 = 67.1258…  中 4
+ *   AS-QS: gdp 6 → 60,   pol 60, proc 70:  (396 + 165 + 2100)/39.35 = 2661/39.35 = 67.6238…  中 4
  *
  * Group 1 (counties), different leaves present:
  *   AS-HC: gdp 5.81 → 58.7333…, process 50:
@@ -200,6 +207,21 @@ static void test_efficacy_worked_check(void **state)
  *          alone → total 80, cov = 55% × 15% × 60% = 0.0495                              良 2
  *   AS-XY: fiscal_revenue_growth 15 (good 10, bad 0) → 120, clamped [0,100] → 100;
  *          + commendation 1 − interview 5 → 96, cov = 55% × 40% × 25% = 0.055              优 1
+ *
+ * Group 4 (departments) with the governance events (finance, audit, e-supervision):
+ *   AS-FGW: key_tasks 90; process 80; budget_execution 85 (completion, target 100) → 85;
+ *           audit findings aud-FGW-1..4 → count 4 → band [3,6) → 70;
+ *           rectification flags rect-FGW-1..4 = 1,1,0,1 → rate 100·3/4 = 75 → direct 75;
+ *           e-supervision cases apr-FGW-1..5 = 1,1,1,1,0 (one overdue) → rate 80 → 80
+ *     governance = (35·85 + 15·70 + 20·75 + 30·80)/100 = (2975+1050+1500+2400)/100 = 79.25
+ *     result = (duty 90 × cov 0.6 × 90 + 10 × 79.25)/(54 + 10) = 5652.5/64 = 88.3203125
+ *     total = (29.7·90 + 1.925·85 + 0.825·70 + 1.1·75 + 1.65·80 + 30·80)/(29.7 + 5.5 + 30)
+ *           = (2673 + 163.625 + 57.75 + 82.5 + 132 + 2400)/65.2 = 5508.875/65.2
+ *           = 84.4919…, coverage 0.652                                             良 1
+ *   AS-SJJ: key_tasks 80, provincial_tasks 70, process 90; cases apr-SJJ-1..2 on time → 100
+ *     total = (29.7·80 + 19.8·70 + 1.65·100 + 30·90)/(29.7 + 19.8 + 1.65 + 30)
+ *           = (2376 + 1386 + 165 + 2700)/81.15 = 6627/81.15 = 81.6635…, coverage 0.8115  良 2
+ *     (no audit finding is no cell: the audit leaves are missing and renormalised away)
  */
 static void feed_anshan_march(struct score_engine *e)
 {
@@ -210,7 +232,7 @@ static void feed_anshan_march(struct score_engine *e)
     apply_ok(e, ob("office", "pol-TX-03", 0, "AS-TX", "politics", "2015-03", 80));
     apply_ok(e, ob("tasks", "proc-TX-03", 0, "AS-TX", "process", "2015-03", 90));
     apply_ok(e, ob("stats", "gdp-LS-03", 0, "AS-LS", "gdp_growth", "2015-03", 10.5));
-    apply_ok(e, ob("office", "pol-LS-03", 0, "AS-LS", "politics", "2015-03", 68));
+    apply_ok(e, ob("office", "pol-LS-03", 0, "AS-LS", "politics", "2015-03", 56));
     apply_ok(e, ob("tasks", "proc-LS-03", 0, "AS-LS", "process", "2015-03", 90));
     apply_ok(e, ob("stats", "gdp-QS-03", 0, "AS-QS", "gdp_growth", "2015-03", 6));
     apply_ok(e, ob("office", "pol-QS-03", 0, "AS-QS", "politics", "2015-03", 60));
@@ -222,6 +244,28 @@ static void feed_anshan_march(struct score_engine *e)
     apply_ok(e, ob("stats", "fis-XY-03", 0, "AS-XY", "fiscal_revenue_growth", "2015-03", 15));
     apply_ok(e, ob("office", "praise-XY-1", 0, "AS-XY", "commendation", "2015-03", 1));
     apply_ok(e, ob("office", "talk-XY-1", 0, "AS-XY", "interview", "2015-03", 1));
+
+    apply_ok(e, ob("office", "key-FGW-03", 0, "AS-FGW", "key_tasks", "2015-03", 90));
+    apply_ok(e, ob("tasks", "proc-FGW-03", 0, "AS-FGW", "process", "2015-03", 80));
+    apply_ok(e, ob("finance", "bud-FGW-03", 0, "AS-FGW", "budget_execution", "2015-03", 85));
+    static const double rect[4] = {1, 1, 0, 1}, ontime[5] = {1, 1, 1, 1, 0};
+    for (int i = 0; i < 4; i++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "aud-FGW-%d", i + 1);
+        apply_ok(e, ob("audit", ref, 0, "AS-FGW", "audit_findings", "2015-03", 1));
+        snprintf(ref, sizeof ref, "rect-FGW-%d", i + 1);
+        apply_ok(e, ob("audit", ref, 0, "AS-FGW", "audit_rectification", "2015-03", rect[i]));
+    }
+    for (int i = 0; i < 5; i++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "apr-FGW-%d", i + 1);
+        apply_ok(e, ob("esup", ref, 0, "AS-FGW", "approval_ontime", "2015-03", ontime[i]));
+    }
+    apply_ok(e, ob("office", "key-SJJ-03", 0, "AS-SJJ", "key_tasks", "2015-03", 80));
+    apply_ok(e, ob("office", "prov-SJJ-03", 0, "AS-SJJ", "provincial_tasks", "2015-03", 70));
+    apply_ok(e, ob("tasks", "proc-SJJ-03", 0, "AS-SJJ", "process", "2015-03", 90));
+    apply_ok(e, ob("esup", "apr-SJJ-1", 0, "AS-SJJ", "approval_ontime", "2015-03", 1));
+    apply_ok(e, ob("esup", "apr-SJJ-2", 0, "AS-SJJ", "approval_ontime", "2015-03", 1));
 }
 
 static void expect_total(const struct score_engine *e, const struct score_scheme *s,
@@ -244,19 +288,19 @@ static void test_anshan_table(void **state)
     assert_int_equal(score_engine_new(s, &e), 0);
     feed_anshan_march(e);
 
-    expect_total(e, s, "AS-TD", "2015-03", 4005 / 42.1, 0.421, 1, "优");
-    expect_total(e, s, "AS-TX", "2015-03", 3668 / 42.1, 0.421, 2, "良");
-    expect_total(e, s, "AS-LS", "2015-03", 3668 / 42.1, 0.421, 2, "良");
-    expect_total(e, s, "AS-QS", "2015-03", 2826 / 42.1, 0.421, 4, "中");
-    assert_near(4005 / 42.1, 95.130641330166271);
-    assert_near(3668 / 42.1, 87.125890736342043);
+    expect_total(e, s, "AS-TD", "2015-03", 3757.5 / 39.35, 0.3935, 1, "优");
+    expect_total(e, s, "AS-TX", "2015-03", 3448 / 39.35, 0.3935, 2, "良");
+    expect_total(e, s, "AS-LS", "2015-03", 3448 / 39.35, 0.3935, 2, "良");
+    expect_total(e, s, "AS-QS", "2015-03", 2661 / 39.35, 0.3935, 4, "中");
+    assert_near(3757.5 / 39.35, 95.489199491740788);
+    assert_near(3448 / 39.35, 87.623888182973316);
 
     expect_total(e, s, "AS-XY", "2015-03", 96, 0.055, 1, "优");
     expect_total(e, s, "AS-TA", "2015-03", 80, 0.0495, 2, "良");
     expect_total(e, s, "AS-HC", "2015-03", 1887.64 / 36.6, 0.366, 3, "差");
     assert_near(1887.64 / 36.6, 51.574863387978142);
 
-    /* inner cells: AS-TX result = (12·80 + 10·80)/22 = 80, coverage behind it 0.22 */
+    /* inner cells: AS-TX result = (econ 40 × cov 0.3 × 80 + politics 5 × 80)/(12 + 5) = 80 */
     struct score_cell_change c = cell(e, s, "AS-TX", "result", "2015-03");
     assert_near(c.score, 80);
     assert_true(isnan(c.value));
@@ -267,32 +311,85 @@ static void test_anshan_table(void **state)
     c = cell(e, s, "AS-XY", "interview", "2015-03");
     assert_near(c.score, 5); /* points deducted */
     c = cell(e, s, "AS-TD", "total", "2015-03");
-    assert_near(c.score, 4005 / 42.1);
+    assert_near(c.score, 3757.5 / 39.35);
+
+    /* group 4 with the governance events */
+    expect_total(e, s, "AS-FGW", "2015-03", 5508.875 / 65.2, 0.652, 1, "良");
+    assert_near(5508.875 / 65.2, 84.491947852760736);
+    expect_total(e, s, "AS-SJJ", "2015-03", 6627 / 81.15, 0.8115, 2, "良");
+    assert_near(6627 / 81.15, 81.663585951940855);
+    c = cell(e, s, "AS-FGW", "audit_findings", "2015-03");
+    assert_near(c.value, 4);
+    assert_near(c.score, 70);
+    assert_int_equal(c.n_obs, 4);
+    c = cell(e, s, "AS-FGW", "audit_rectification", "2015-03");
+    assert_near(c.value, 75);
+    assert_near(c.score, 75);
+    c = cell(e, s, "AS-FGW", "approval_ontime", "2015-03");
+    assert_near(c.value, 80);
+    assert_int_equal(c.n_obs, 5);
+    c = cell(e, s, "AS-FGW", "budget_execution", "2015-03");
+    assert_near(c.score, 85);
+    c = cell(e, s, "AS-FGW", "governance", "2015-03");
+    assert_near(c.score, 79.25);
+    assert_int_equal(c.n_obs, 1 + 4 + 4 + 5);
+    c = cell(e, s, "AS-FGW", "result", "2015-03");
+    assert_near(c.score, 88.3203125);
+    assert_true(no_cell(e, s, "AS-SJJ", "audit_findings", "2015-03"));
 
     /* derived periods: Q1, H1 and the year equal March while March is the only month */
-    expect_total(e, s, "AS-TD", "2015-Q1", 4005 / 42.1, 0.421, 1, "优");
-    expect_total(e, s, "AS-TD", "2015", 4005 / 42.1, 0.421, 1, "优");
+    expect_total(e, s, "AS-TD", "2015-Q1", 3757.5 / 39.35, 0.3935, 1, "优");
+    expect_total(e, s, "AS-TD", "2015", 3757.5 / 39.35, 0.3935, 1, "优");
     expect_total(e, s, "AS-XY", "2015-H1", 96, 0.055, 1, "优");
+    expect_total(e, s, "AS-FGW", "2015-Q1", 5508.875 / 65.2, 0.652, 1, "良");
 
     /* January politics 70 for AS-TD: the Q1 politics cell is avg(70, 90) = 80, gdp the latest
      * month (March, 12 → 100), process avg of March only (95):
-     *   Q1 = (660 + 5.5·80 + 2850)/42.1 = 3950/42.1 = 93.8242…; January alone: politics 70,
-     *   total 70, coverage 5.5/100 = 0.055. */
+     *   Q1 = (660 + 2.75·80 + 2850)/39.35 = 3730/39.35 = 94.7903…; January alone: politics 70,
+     *   total 70, coverage 2.75/100 = 0.0275. */
     apply_ok(e, ob("office", "pol-TD-01", 0, "AS-TD", "politics", "2015-01", 70));
-    expect_total(e, s, "AS-TD", "2015-01", 70, 0.055, 1, "中");
-    expect_total(e, s, "AS-TD", "2015-Q1", 3950 / 42.1, 0.421, 1, "优");
+    expect_total(e, s, "AS-TD", "2015-01", 70, 0.0275, 1, "中");
+    expect_total(e, s, "AS-TD", "2015-Q1", 3730 / 39.35, 0.3935, 1, "优");
     c = cell(e, s, "AS-TD", "politics", "2015-Q1");
     assert_near(c.value, 80);
     assert_int_equal(c.n_obs, 2);
     /* the March table is untouched */
-    expect_total(e, s, "AS-TD", "2015-03", 4005 / 42.1, 0.421, 1, "优");
+    expect_total(e, s, "AS-TD", "2015-03", 3757.5 / 39.35, 0.3935, 1, "优");
 
     /* the year with leader 90 and public 80:
-     *   (3950 + 10·90 + 5·80)/(42.1 + 10 + 5) = 5250/57.1 = 91.9439…, coverage 0.571 */
+     *   (3730 + 10·90 + 5·80)/(39.35 + 10 + 5) = 5030/54.35 = 92.5482…, coverage 0.5435 */
     apply_ok(e, ob("office", "lead-TD", 0, "AS-TD", "leader", "2015", 90));
     apply_ok(e, ob("survey", "pub-TD", 0, "AS-TD", "public", "2015", 80));
-    expect_total(e, s, "AS-TD", "2015", 5250 / 57.1, 0.571, 1, "优");
-    assert_near(5250 / 57.1, 91.943957968476357);
+    expect_total(e, s, "AS-TD", "2015", 5030 / 54.35, 0.5435, 1, "优");
+    assert_near(5030 / 54.35, 92.548298068077276);
+
+    /* governance events move FGW:
+     * - February: two more findings (aud-FGW-5, 6) → February count 2 → band [1,3) → 85, alone:
+     *   total 85, coverage 0.00825; Q1 pools the events: count 6 → band [6,∞) → 50, so Q1 =
+     *   (5508.875 − 0.825·(70 − 50))/65.2 = 5492.375/65.2 = 84.2388… (March unchanged).
+     * - rect-FGW-3 rectified (rev 1, val 1): March rate 100 → +1.1·25 = +27.5;
+     *   apr-FGW-2 found overdue at a later stage (rev 1, val 0): 3/5 → 60 → −1.65·20 = −33;
+     *   March = (5508.875 + 27.5 − 33)/65.2 = 5503.375/65.2 = 84.4076…,
+     *   governance = (2975 + 1050 + 2000 + 1800)/100 = 78.25;
+     *   Q1 = (5492.375 + 27.5 − 33)/65.2 = 5486.875/65.2 = 84.1545…
+     * - SJJ stays at 81.6635… (rank 2) */
+    apply_ok(e, ob("audit", "aud-FGW-5", 0, "AS-FGW", "audit_findings", "2015-02", 1));
+    apply_ok(e, ob("audit", "aud-FGW-6", 0, "AS-FGW", "audit_findings", "2015-02", 1));
+    expect_total(e, s, "AS-FGW", "2015-02", 85, 0.00825, 1, "良");
+    expect_total(e, s, "AS-FGW", "2015-Q1", 5492.375 / 65.2, 0.652, 1, "良");
+    c = cell(e, s, "AS-FGW", "audit_findings", "2015-Q1");
+    assert_near(c.value, 6);
+    assert_near(c.score, 50);
+    assert_int_equal(c.n_obs, 6);
+    apply_ok(e, ob("audit", "rect-FGW-3", 1, "AS-FGW", "audit_rectification", "2015-03", 1));
+    apply_ok(e, ob("esup", "apr-FGW-2", 1, "AS-FGW", "approval_ontime", "2015-03", 0));
+    expect_total(e, s, "AS-FGW", "2015-03", 5503.375 / 65.2, 0.652, 1, "良");
+    assert_near(5503.375 / 65.2, 84.407592024539877);
+    assert_near(cell(e, s, "AS-FGW", "governance", "2015-03").score, 78.25);
+    assert_near(cell(e, s, "AS-FGW", "approval_ontime", "2015-03").value, 60);
+    assert_int_equal(cell(e, s, "AS-FGW", "approval_ontime", "2015-03").n_obs, 5);
+    expect_total(e, s, "AS-FGW", "2015-Q1", 5486.875 / 65.2, 0.652, 1, "良");
+    expect_total(e, s, "AS-SJJ", "2015-03", 6627 / 81.15, 0.8115, 2, "良");
 
     score_engine_destroy(&e);
     score_scheme_destroy(&s);
@@ -1128,6 +1225,224 @@ static void test_count_sum(void **state)
     score_scheme_destroy(&s);
 }
 
+/* ---- exact sums, limits, refs, crowded cells (the incremental engine) ------------------- */
+
+/*
+ * Event sums are exact: ten events of val 0.1 (w 0.3) in one rate cell, nine of them then
+ * moved away by revisions, leave exactly the cell of the one that stays — bit for bit the
+ * same as a fresh engine fed only that event (an incremental float sum would keep a residue).
+ * rate = 100 · 0.3·0.1 / 0.3 = 10. The moved events form their own cell in B: also 10.
+ */
+static void test_exact_event_sums(void **state)
+{
+    (void)state;
+    struct score_scheme *s = load_text("t1.yaml", T1);
+    struct score_engine *e = NULL, *f = NULL;
+    assert_int_equal(score_engine_new(s, &e), 0);
+    assert_int_equal(score_engine_new(s, &f), 0);
+    char ref[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(ref, sizeof ref, "ev%d", i);
+        struct score_obs o = ob("esup", ref, 0, "A", "r", "2015-03", 0.1);
+        o.w = 0.3;
+        apply_ok(e, o);
+    }
+    for (int i = 1; i < 10; i++) {
+        snprintf(ref, sizeof ref, "ev%d", i);
+        struct score_obs o = ob("esup", ref, 1, "B", "r", "2015-03", 0.1);
+        o.w = 0.3;
+        apply_ok(e, o);
+    }
+    struct score_obs o = ob("esup", "ev0", 0, "A", "r", "2015-03", 0.1);
+    o.w = 0.3;
+    apply_ok(f, o);
+    struct score_cell_change a = cell(e, s, "A", "r", "2015-03"),
+                             b = cell(f, s, "A", "r", "2015-03");
+    assert_true(a.value == b.value && a.score == b.score);
+    assert_near(a.value, 10);
+    assert_int_equal(a.n_obs, 1);
+    assert_near(cell(e, s, "B", "r", "2015-03").value, 10);
+    assert_int_equal(cell(e, s, "B", "r", "2015-03").n_obs, 9);
+    /* the quarter pools both months' events of A: still the one event */
+    assert_true(cell(e, s, "A", "r", "2015-Q1").value == cell(f, s, "A", "r", "2015-Q1").value);
+    assert_true(total(e, s, "A", "2015-03").total == total(f, s, "A", "2015-03").total);
+    score_engine_destroy(&e);
+    score_engine_destroy(&f);
+    score_scheme_destroy(&s);
+}
+
+/* An event's val and w count in micro-units, within ±4e12 (SCHEMES.md "Inputs"); a value leaf
+ * has no such limit beyond its own bounds. */
+static void test_event_limits(void **state)
+{
+    (void)state;
+    struct score_scheme *s = load_text("t3.yaml",
+                                       "scheme: t3\n"
+                                       "name: 限值\n"
+                                       "groups: [{code: g, name: G, units: [{code: A, name: A}]}]\n"
+                                       "indicators:\n"
+                                       "  - {code: amt, name: 金额, weight: 50, input: sum, method: direct}\n"
+                                       "  - {code: v, name: 值, weight: 50, method: direct}\n");
+    struct score_engine *e = NULL;
+    assert_int_equal(score_engine_new(s, &e), 0);
+    char msg[256];
+    struct score_obs o = ob("s", "x", 0, "A", "amt", "2015-03", 4e12);
+    assert_int_equal(score_engine_check(e, &o, msg, sizeof msg), KP_R_OK);
+    o.value = 4.0001e12;
+    assert_int_equal(score_engine_check(e, &o, msg, sizeof msg), KP_R_out_of_range);
+    assert_non_null(strstr(msg, "amt"));
+    o.value = -4.0001e12;
+    assert_int_equal(score_engine_check(e, &o, msg, sizeof msg), KP_R_out_of_range);
+    o.value = 1;
+    o.w = 5e12;
+    assert_int_equal(score_engine_check(e, &o, msg, sizeof msg), KP_R_out_of_range);
+    o = ob("s", "y", 0, "A", "v", "2015-03", 5e12); /* a value leaf: no event limit */
+    assert_int_equal(score_engine_check(e, &o, msg, sizeof msg), KP_R_OK);
+    /* sums of large events stay exact: 3e12 + 1e12 − 3e12 (moved away) = 1e12 */
+    apply_ok(e, ob("s", "a1", 0, "A", "amt", "2015-03", 3e12));
+    apply_ok(e, ob("s", "a2", 0, "A", "amt", "2015-03", 1e12));
+    apply_ok(e, ob("s", "a1", 1, "A", "amt", "2015-04", 3e12));
+    assert_true(cell(e, s, "A", "amt", "2015-03").value == 1e12);
+    score_engine_destroy(&e);
+    score_scheme_destroy(&s);
+}
+
+/* Refs of every length: short ones live in the record, longer ones in the engine's arena, very
+ * long ones on their own; revisions find them, rollback drops the ones its unit of work made. */
+static void test_ref_lengths(void **state)
+{
+    (void)state;
+    struct score_scheme *s = load_text("t1.yaml", T1);
+    struct score_engine *e = NULL;
+    assert_int_equal(score_engine_new(s, &e), 0);
+    static char big[6000];
+    memset(big, 'r', sizeof big - 1);
+    const size_t lens[] = {1, 11, 12, 40, 4095, 4096, sizeof big - 1};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        char *ref = malloc(lens[i] + 1);
+        assert_non_null(ref);
+        memcpy(ref, big, lens[i]);
+        ref[lens[i]] = '\0';
+        apply_ok(e, ob("s", ref, 0, "A", "x", "2015-01", (double)i));
+        apply_ok(e, ob("s", ref, 0, "A", "x", "2015-01", 99)); /* same rev: ignored */
+        assert_int_equal(score_engine_n_records(e), i + 1);
+        free(ref);
+    }
+    struct snap before = snapshot(e);
+    score_engine_begin(e);
+    for (int i = 0; i < 50; i++) {
+        char ref[64];
+        snprintf(ref, sizeof ref, "a-rather-long-reference-number-%d", i);
+        apply_ok(e, ob("s", ref, 0, "B", "x", "2015-02", i));
+    }
+    char *ref = malloc(sizeof big);
+    assert_non_null(ref);
+    memcpy(ref, big, sizeof big);
+    apply_ok(e, ob("s", ref, 1, "B", "x", "2015-02", 5)); /* a revision of the longest */
+    score_engine_rollback(e);
+    struct snap after = snapshot(e);
+    assert_snap_equal(&before, &after);
+    assert_int_equal(score_engine_n_records(e), sizeof lens / sizeof lens[0]);
+    /* the engine still finds every ref after the rollback */
+    apply_ok(e, ob("s", ref, 1, "C", "x", "2015-01", 42));
+    assert_near(cell(e, s, "C", "x", "2015-01").value, 42);
+    assert_int_equal(score_engine_n_records(e), sizeof lens / sizeof lens[0]);
+    free(ref);
+    free(before.v);
+    free(after.v);
+    score_engine_destroy(&e);
+    score_scheme_destroy(&s);
+}
+
+/* A value cell with many records: the winner (greatest (at, src, ref)) keeps leaving; the
+ * cell always shows the best of the rest, as a scan would find it. */
+static void test_crowded_value_cell(void **state)
+{
+    (void)state;
+    struct score_scheme *s = load_text("t1.yaml", T1);
+    struct score_engine *e = NULL;
+    assert_int_equal(score_engine_new(s, &e), 0);
+    enum { N = 300 };
+    static int64_t at[N];
+    static bool here[N];
+    rng_state = 5;
+    for (int i = 0; i < N; i++) {
+        char ref[16];
+        snprintf(ref, sizeof ref, "c%03d", i);
+        at[i] = (int64_t)rnd(50) * 1000; /* ties in at: then src, then ref decide */
+        struct score_obs o = ob(i % 2 ? "s1" : "s2", ref, 0, "A", "x", "2015-05", i);
+        o.at = at[i];
+        apply_ok(e, o);
+        here[i] = true;
+    }
+    for (int round = 0; round < N - 1; round++) {
+        /* the expected winner: greatest (at, src, ref); src "s2" (even i) > "s1" */
+        int best = -1;
+        for (int i = 0; i < N; i++) {
+            if (!here[i])
+                continue;
+            if (best < 0 || at[i] > at[best] ||
+                (at[i] == at[best] && ((i % 2 ? 1 : 2) > (best % 2 ? 1 : 2) ||
+                                       ((i % 2) == (best % 2) && i > best))))
+                best = i;
+        }
+        struct score_cell_change c = cell(e, s, "A", "x", "2015-05");
+        assert_near(c.value, best);
+        assert_int_equal(c.n_obs, N - round);
+        /* move the winner away every other round, else a random other record */
+        int victim = best;
+        if (round % 2) {
+            do
+                victim = (int)rnd(N);
+            while (!here[victim]);
+        }
+        char ref[16];
+        snprintf(ref, sizeof ref, "c%03d", victim);
+        apply_ok(e, ob(victim % 2 ? "s1" : "s2", ref, 1, "B", "x", "2015-05", victim));
+        here[victim] = false;
+    }
+    score_engine_destroy(&e);
+    score_scheme_destroy(&s);
+}
+
+/* Inside a unit of work the reads show the state as of begin until score_engine_changes();
+ * changes() brings everything up to date and may be called again; a rollback after it and
+ * after more applies still restores the state at begin exactly. */
+static void test_unit_of_work_reads(void **state)
+{
+    (void)state;
+    struct score_scheme *s = load_text("t1.yaml", T1);
+    struct score_engine *e = NULL;
+    assert_int_equal(score_engine_new(s, &e), 0);
+    apply_ok(e, ob("o", "a", 0, "A", "x", "2015-06", 70));
+    struct snap before = snapshot(e);
+    score_engine_begin(e);
+    apply_ok(e, ob("o", "a", 1, "A", "x", "2015-06", 90));
+    assert_near(total(e, s, "A", "2015-06").total, 70); /* as of begin */
+    struct seen got = {{0}, {0}};
+    score_engine_changes(e, seen_cell, seen_total, &got);
+    assert_near(total(e, s, "A", "2015-06").total, 90);
+    assert_int_equal(got.cells.n, 3); /* June, Q2, 2015 */
+    assert_int_equal(got.totals.n, 3);
+    apply_ok(e, ob("o", "b", 0, "B", "x", "2015-06", 95));
+    apply_ok(e, ob("o", "c", 0, "A", "y", "2015-05", 9));
+    struct seen again = {{0}, {0}};
+    score_engine_changes(e, seen_cell, seen_total, &again);
+    assert_int_equal(total(e, s, "B", "2015-06").rank, 1);
+    assert_int_equal(total(e, s, "A", "2015-06").rank, 2);
+    score_engine_rollback(e);
+    struct snap after = snapshot(e);
+    assert_snap_equal(&before, &after);
+    free(got.cells.v);
+    free(got.totals.v);
+    free(again.cells.v);
+    free(again.totals.v);
+    free(before.v);
+    free(after.v);
+    score_engine_destroy(&e);
+    score_scheme_destroy(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1142,6 +1457,11 @@ int main(void)
         cmocka_unit_test(test_changes_ranks),
         cmocka_unit_test(test_relative_methods),
         cmocka_unit_test(test_count_sum),
+        cmocka_unit_test(test_exact_event_sums),
+        cmocka_unit_test(test_event_limits),
+        cmocka_unit_test(test_ref_lengths),
+        cmocka_unit_test(test_crowded_value_cell),
+        cmocka_unit_test(test_unit_of_work_reads),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

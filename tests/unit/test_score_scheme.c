@@ -395,12 +395,42 @@ static void test_anshan_units(void **state)
                 30);
     assert_true(score_scheme_node_weight(s, hc, (size_t)score_scheme_node_find(s, "leader")) == 10);
     assert_true(score_scheme_node_weight(s, hc, (size_t)score_scheme_node_find(s, "public")) == 5);
-    /* 5+2 for counties, duty for departments */
+    /* 5+2 plus governance for counties (40+5+5+15+15+5+5+10), duty plus governance for
+     * departments (90+10) */
     size_t fgw = (size_t)score_scheme_unit_find(s, "AS-FGW");
     long econ = score_scheme_node_find(s, "econ"), duty = score_scheme_node_find(s, "duty");
+    long gov = score_scheme_node_find(s, "governance");
     assert_true(score_scheme_node_weight(s, hc, (size_t)econ) == 40);
+    assert_true(score_scheme_node_weight(s, hc, (size_t)score_scheme_node_find(s, "politics")) ==
+                5);
+    assert_true(score_scheme_node_weight(s, hc, (size_t)score_scheme_node_find(s, "culture")) ==
+                5);
     assert_true(score_scheme_node_weight(s, fgw, (size_t)econ) == 0);
-    assert_true(score_scheme_node_weight(s, fgw, (size_t)duty) == 100);
+    assert_true(score_scheme_node_weight(s, fgw, (size_t)duty) == 90);
+    assert_true(score_scheme_node_weight(s, hc, (size_t)duty) == 0);
+    assert_true(score_scheme_node_weight(s, hc, (size_t)gov) == 10);
+    assert_true(score_scheme_node_weight(s, fgw, (size_t)gov) == 10);
+    assert_int_equal(score_scheme_node_parent(s, (size_t)gov), score_scheme_node_find(s, "result"));
+    double leaves = 0;
+    static const char *const gov_leaves[] = {"budget_execution", "audit_findings",
+                                             "audit_rectification", "approval_ontime"};
+    for (size_t i = 0; i < 4; i++) {
+        long n = score_scheme_node_find(s, gov_leaves[i]);
+        assert_true(n > 0);
+        assert_true(score_scheme_node_is_leaf(s, (size_t)n));
+        assert_int_equal(score_scheme_node_parent(s, (size_t)n), gov);
+        leaves += score_scheme_node_weight(s, fgw, (size_t)n);
+    }
+    assert_true(leaves == 100); /* 35 + 15 + 20 + 30 */
+    assert_string_equal(
+        score_scheme_node_method(s, (size_t)score_scheme_node_find(s, "audit_findings")),
+        "band [-inf,1)=100 [1,3)=85 [3,6)=70 [6,inf)=50 else=0 input=count rollup=pool");
+    assert_string_equal(
+        score_scheme_node_method(s, (size_t)score_scheme_node_find(s, "approval_ontime")),
+        "direct clamp=none input=rate rollup=pool");
+    assert_string_equal(
+        score_scheme_node_method(s, (size_t)score_scheme_node_find(s, "budget_execution")),
+        "completion target=100 cap=1 clamp=none rollup=latest");
     assert_string_equal(score_scheme_node_method(s, (size_t)score_scheme_node_find(s, "gdp_growth")),
                         "efficacy good=12 bad=6 base=60 span=40 clamp=none rollup=latest");
     long fals = score_scheme_node_find(s, "falsification");
