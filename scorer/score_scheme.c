@@ -9,6 +9,7 @@
  * loads is consistent, so the engine never has to second-guess it.
  */
 #include "score_internal.h"
+#include "score_alert_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1015,7 +1016,7 @@ static int parse_root(struct ld *L, const yaml_node_t *top)
     static const char *const keys[] = {"scheme",        "name",        "year",   "weight_total",
                                        "derive",        "root",        "grades", "groups",
                                        "indicators",    "adjustments", "weight_overrides",
-                                       "note",          "assumed",     "source", NULL};
+                                       "note",          "assumed",     "source", "alerts", NULL};
     static const char *const rkeys[] = {"code", "name", "total", NULL};
     struct score_scheme *s = L->s;
     yaml_node_t *v, *ind;
@@ -1151,6 +1152,8 @@ int score_scheme_load(const char *path, struct score_scheme **out, char *err, si
         rc = -1;
     } else {
         rc = parse_root(&L, top);
+        if (rc == 0) /* the `alerts:` section, once the tree is known (score_alert_rules.c) */
+            rc = score__alert_rules_parse(s, &L.doc, top, path, L.err, L.errlen);
     }
     yaml_document_delete(&L.doc);
     free(L.allowed);
@@ -1200,6 +1203,7 @@ void score_scheme_destroy(struct score_scheme **sp)
     score__strmap_fini(&s->unit_map);
     score__strmap_fini(&s->node_map);
     score__strmap_fini(&s->group_map);
+    score__alert_rules_destroy(&s->alert_rules);
     free(s);
     *sp = NULL;
 }
