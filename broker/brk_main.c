@@ -20,7 +20,7 @@ int main(int argc, char **argv)
         .cfg_size = sizeof(struct brk_config),
         .off_instance = offsetof(struct brk_config, instance),
         .off_log_level = offsetof(struct brk_config, log_level),
-        .off_insecure = -1,
+        .off_insecure = offsetof(struct brk_config, insecure),
         .run = run,
     };
     return kp_daemon_main(&desc, argc, argv);

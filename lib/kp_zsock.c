@@ -15,6 +15,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -22,11 +24,14 @@
 #include "kp_err.h"
 #include "kp_msg.h"
 
-#define RECV_BUDGET    256 /* messages delivered per socket per loop turn */
+#define RECV_BUDGET      256 /* messages delivered per socket per loop turn */
+#define KP_ZSOCK_MAX_EPS 8   /* connect endpoints remembered for re-connection */
+#define RECONN_MIN_MS    500 /* first wait before connecting again after a failed handshake */
+#define RECONN_MAX_MS    16000
 #define ENVELOPE_BYTES (64 * 1024)
 
-/* ZMQ_ZAP_ENFORCE_DOMAIN is a draft option in libzmq 4.3; set it by number when the library
- * knows it and go on without it when it does not. */
+/* ZMQ_ZAP_ENFORCE_DOMAIN is a draft option in libzmq 4.3; set it by number. A library that
+ * does not know it makes kp_zsock_open fail for a socket with a zap_domain. */
 #ifndef ZMQ_ZAP_ENFORCE_DOMAIN
 #define ZMQ_ZAP_ENFORCE_DOMAIN 93
 #endif
@@ -47,6 +52,24 @@ struct kp_zsock {
     void *close_arg;
     uint64_t received;
     uint64_t dropped;
+    /* connection monitor (kp_zsock_monitor): a PAIR socket fed by zmq_socket_monitor */
+    void *mon;
+    uv_poll_t mon_poll;
+    int peers;
+    kp_zsock_peers_cb peers_cb;
+    void *peers_arg;
+    /* the last part of the message being delivered, for kp_zsock_msg_user_id() (NULL
+     * outside the receive callback) */
+    zmq_msg_t *cur;
+    /* Re-connection after a failed handshake (issue 6): libzmq ends a connecting session
+     * for good when the CURVE handshake fails (a key the server does not admit yet), so the
+     * monitor's HANDSHAKE_FAILED events make the socket connect again after reconn_ms. */
+    char *eps[KP_ZSOCK_MAX_EPS]; /* endpoints given to kp_zsock_connect */
+    size_t n_eps;
+    uv_timer_t reconn;
+    bool reconn_init;
+    uint64_t reconn_ms;
+    uint64_t hs_failed;
 };
 
 /* --- context ------------------------------------------------------------------------------ */
@@ -160,7 +183,9 @@ static int recv_one(struct kp_zsock *s)
     s->received++;
     /* The callback may send, pause or even close s: s stays allocated until the close_cb of
      * its handles, and the loop in drain() checks s->closing before touching zs again. */
+    s->cur = &parts[n - 1];
     s->cb(s, frames, n, s->arg);
+    s->cur = NULL;
     close_parts(parts, n);
     return 1;
 }
@@ -232,7 +257,11 @@ static int apply_opts(void *zs, enum kp_zsock_type type, const struct kp_zsock_o
     if (o->zap_domain) {
         if (setopt_str(zs, ZMQ_ZAP_DOMAIN, o->zap_domain) != 0)
             return KP_EINVAL;
-        (void)setopt_int(zs, ZMQ_ZAP_ENFORCE_DOMAIN, 1); /* draft option: best effort */
+        /* Without ZAP_ENFORCE_DOMAIN a CURVE server whose ZAP handler is missing admits
+         * every key (the "Stonehouse" legacy mode): refuse to run rather than run open
+         * (ARCHITECTURE.md guarantee 5). */
+        if (setopt_int(zs, ZMQ_ZAP_ENFORCE_DOMAIN, 1) != 0)
+            return KP_EZMQ;
     }
     return 0;
 }
@@ -245,6 +274,7 @@ int kp_zsock_open(uv_loop_t *loop, enum kp_zsock_type type, const struct kp_zsoc
         [KP_ZSOCK_DEALER] = ZMQ_DEALER,
         [KP_ZSOCK_PUB] = ZMQ_PUB,
         [KP_ZSOCK_SUB] = ZMQ_SUB,
+        [KP_ZSOCK_REP] = ZMQ_REP,
     };
     if (!loop || !out || (int)type < 0 || (size_t)type >= sizeof ztype / sizeof ztype[0])
         return KP_EINVAL;
@@ -305,6 +335,8 @@ int kp_zsock_connect(struct kp_zsock *s, const char *endpoint)
     if (s->closing)
         return KP_ECLOSED;
     int rc = zmq_connect(s->zs, endpoint) == 0 ? 0 : endpoint_err();
+    if (rc == 0 && s->n_eps < KP_ZSOCK_MAX_EPS)
+        s->eps[s->n_eps++] = kp_xstrdup(endpoint);
     recheck(s);
     return rc;
 }
@@ -418,6 +450,159 @@ int kp_zsock_send(struct kp_zsock *s, const struct kp_frame *frames, size_t n)
     return rc;
 }
 
+/* --- connection monitor ------------------------------------------------------------------ */
+
+/* A handshake of a connecting socket failed (the server refused our CURVE key, or the
+ * server's key is not the one we have): libzmq has ended that session, so connect every
+ * endpoint again, with a doubling wait up to RECONN_MAX_MS (reset by a handshake that
+ * succeeds). Loop thread. */
+static void on_reconn(uv_timer_t *t)
+{
+    struct kp_zsock *s = t->data;
+    if (s->closing)
+        return;
+    for (size_t i = 0; i < s->n_eps; i++) {
+        (void)zmq_disconnect(s->zs, s->eps[i]); /* ENOENT when the session is gone: fine */
+        (void)zmq_connect(s->zs, s->eps[i]);
+    }
+    recheck(s);
+}
+
+static void handshake_failed(struct kp_zsock *s)
+{
+    s->hs_failed++;
+    if (!s->reconn_init || s->n_eps == 0 || uv_is_active((uv_handle_t *)&s->reconn))
+        return;
+    uint64_t wait = s->reconn_ms ? s->reconn_ms : RECONN_MIN_MS;
+    s->reconn_ms = wait * 2 > RECONN_MAX_MS ? RECONN_MAX_MS : wait * 2;
+    uv_timer_start(&s->reconn, on_reconn, wait, 0);
+}
+
+/* Reads every pending monitor event (frame 1: uint16 event + uint32 value, frame 2: the
+ * endpoint) and counts connections. Draining to EAGAIN re-arms the level-triggered ZMQ_FD. */
+static void on_mon(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct kp_zsock *s = h->data;
+    int before = s->peers;
+    while (s->mon && !s->closing) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            if (zmq_errno() == EINTR)
+                continue;
+            /* ZMQ_EVENTS processes the mailbox and may make an event readable whose edge
+             * it consumed: keep reading while it says POLLIN. */
+            int zev = 0;
+            size_t len = sizeof zev;
+            if (zmq_getsockopt(s->mon, ZMQ_EVENTS, &zev, &len) == 0 && (zev & ZMQ_POLLIN))
+                continue;
+            break;
+        }
+        uint16_t ev = 0;
+        bool first = zmq_msg_size(&m) >= 6;
+        if (first)
+            memcpy(&ev, zmq_msg_data(&m), sizeof ev);
+        bool more = zmq_msg_more(&m) != 0;
+        zmq_msg_close(&m);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, s->mon, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            more = zmq_msg_more(&m) != 0;
+            zmq_msg_close(&m);
+        }
+        if (!first)
+            continue;
+        if (ev == ZMQ_EVENT_CONNECTED || ev == ZMQ_EVENT_ACCEPTED)
+            s->peers++;
+        else if (ev == ZMQ_EVENT_DISCONNECTED && s->peers > 0)
+            s->peers--;
+        else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+                 ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            handshake_failed(s);
+        else if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+            s->reconn_ms = 0;
+    }
+    if (s->peers != before && s->peers_cb && !s->closing)
+        s->peers_cb(s, s->peers, s->peers_arg);
+}
+
+int kp_zsock_monitor(struct kp_zsock *s, kp_zsock_peers_cb cb, void *arg)
+{
+    if (!s)
+        return KP_EINVAL;
+    if (s->closing)
+        return KP_ECLOSED;
+    if (s->mon)
+        return KP_EINVAL;
+    /* A unique name: libzmq unregisters a closed socket's inproc name asynchronously, so a
+     * new struct at a freed one's address must not reuse its name. */
+    static atomic_ulong mon_seq;
+    char ep[80];
+    snprintf(ep, sizeof ep, "inproc://kp-zsock-mon-%p-%lu", (void *)s,
+             (unsigned long)atomic_fetch_add(&mon_seq, 1));
+    if (zmq_socket_monitor(s->zs, ep,
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
+        return KP_EZMQ;
+    void *mon = zmq_socket(kp_zctx(), ZMQ_PAIR);
+    int fd = -1;
+    size_t fdlen = sizeof fd;
+    if (!mon || setopt_int(mon, ZMQ_LINGER, 0) != 0 || zmq_connect(mon, ep) != 0 ||
+        zmq_getsockopt(mon, ZMQ_FD, &fd, &fdlen) != 0 ||
+        uv_poll_init(s->loop, &s->mon_poll, fd) != 0) {
+        if (mon)
+            zmq_close(mon);
+        (void)zmq_socket_monitor(s->zs, NULL, 0);
+        return KP_EZMQ;
+    }
+    s->mon = mon;
+    s->mon_poll.data = s;
+    s->open_handles++;
+    uv_timer_init(s->loop, &s->reconn);
+    s->reconn.data = s;
+    s->reconn_init = true;
+    s->open_handles++;
+    s->peers = 0;
+    s->peers_cb = cb;
+    s->peers_arg = arg;
+    uv_poll_start(&s->mon_poll, UV_READABLE, on_mon);
+    /* A fresh pipe's reader is not asleep, so the first events would not signal ZMQ_FD:
+     * read until EAGAIN once, after which every new event wakes the poll. */
+    on_mon(&s->mon_poll, 0, 0);
+    return 0;
+}
+
+uint64_t kp_zsock_handshake_failures(const struct kp_zsock *s)
+{
+    return s ? s->hs_failed : 0;
+}
+
+int kp_zsock_peers(const struct kp_zsock *s)
+{
+    return s && s->mon ? s->peers : -1;
+}
+
+const char *kp_zsock_msg_property(const struct kp_zsock *s, const char *name)
+{
+    if (!s || !s->cur || !name)
+        return NULL;
+    /* zmq_msg_gets takes a non-const message; it only reads its metadata. */
+    return zmq_msg_gets(s->cur, name);
+}
+
+const char *kp_zsock_msg_user_id(const struct kp_zsock *s)
+{
+    return kp_zsock_msg_property(s, "User-Id");
+}
+
 uint64_t kp_zsock_received(const struct kp_zsock *s)
 {
     return s ? s->received : 0;
@@ -435,6 +620,8 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     kp_zsock_close_cb cb = s->close_cb;
     void *arg = s->close_arg;
+    for (size_t i = 0; i < s->n_eps; i++)
+        free(s->eps[i]);
     free(s);
     if (cb)
         cb(arg);
@@ -454,6 +641,14 @@ void kp_zsock_close(struct kp_zsock **sp, kp_zsock_close_cb close_cb, void *arg)
      * away with the socket now; the struct itself lives until both close callbacks ran. */
     uv_close((uv_handle_t *)&s->poll, on_handle_closed);
     uv_close((uv_handle_t *)&s->idle, on_handle_closed);
+    if (s->reconn_init)
+        uv_close((uv_handle_t *)&s->reconn, on_handle_closed);
+    if (s->mon) {
+        uv_close((uv_handle_t *)&s->mon_poll, on_handle_closed);
+        (void)zmq_socket_monitor(s->zs, NULL, 0);
+        zmq_close(s->mon);
+        s->mon = NULL;
+    }
     zmq_close(s->zs);
     s->zs = NULL;
 }

@@ -26,7 +26,9 @@ struct kp_frame {
 
 #define KP_ZSOCK_MAX_FRAMES 16 /* multipart messages with more frames are dropped and counted */
 
-enum kp_zsock_type { KP_ZSOCK_ROUTER, KP_ZSOCK_DEALER, KP_ZSOCK_PUB, KP_ZSOCK_SUB };
+/* KP_ZSOCK_REP: strict request/reply, one reply per request sent from the receive callback
+ * (the ZAP handler of kp_zap.c). */
+enum kp_zsock_type { KP_ZSOCK_ROUTER, KP_ZSOCK_DEALER, KP_ZSOCK_PUB, KP_ZSOCK_SUB, KP_ZSOCK_REP };
 
 struct kp_zsock_opts {
     int64_t max_msg_bytes; /* ZMQ_MAXMSGSIZE; 0 = KP_DEFAULT_MAX_BYTES + 64k envelope, <0 = none */
@@ -81,6 +83,32 @@ void kp_zsock_resume(struct kp_zsock *s);
  * is not connected; KP_EINVAL for n == 0; KP_ECLOSED after close; KP_EZMQ otherwise (e.g. a
  * SUB socket). On error nothing was sent. */
 int kp_zsock_send(struct kp_zsock *s, const struct kp_frame *frames, size_t n);
+
+/* Called on the loop whenever the number of connected peers of a monitored socket changes. */
+typedef void (*kp_zsock_peers_cb)(struct kp_zsock *s, int peers, void *arg);
+
+/* Counts the socket's connections with a ZeroMQ socket monitor read on the loop: a connect
+ * or accept adds one, a disconnect removes one (operations: "connected adapters" on the
+ * collector, "broker reachable" for /readyz). Call before bind/connect, or connections made
+ * earlier are not counted. cb (may be NULL) runs on the loop after each change. Returns 0;
+ * KP_EINVAL when already monitored; KP_ECLOSED after close; KP_EZMQ. If it returns an error,
+ * cb is never called. */
+int kp_zsock_monitor(struct kp_zsock *s, kp_zsock_peers_cb cb, void *arg);
+/* Connected peers counted by the monitor, or -1 when the socket is not monitored. */
+int kp_zsock_peers(const struct kp_zsock *s);
+/* A monitored socket also connects again by itself after a failed handshake (issue 6: a
+ * CURVE key the server did not admit yet; libzmq would otherwise give that connection up for
+ * good), after 0.5 s doubling up to 16 s. Handshakes that failed so far: */
+uint64_t kp_zsock_handshake_failures(const struct kp_zsock *s);
+
+/* The ZAP User-Id of the connection the message being delivered came from (under CURVE the
+ * id the ZAP handler answered, kp_zap.h), or NULL when the connection was not authenticated
+ * through ZAP (plain TCP, inproc). Valid only inside the receive callback of s, for the
+ * message it is called with; the string stays valid until the callback returns. */
+const char *kp_zsock_msg_user_id(const struct kp_zsock *s);
+/* Any ZMTP/ZAP metadata property of that message ("Peer-Address", "User-Id", ...), same
+ * rules as kp_zsock_msg_user_id. */
+const char *kp_zsock_msg_property(const struct kp_zsock *s, const char *name);
 
 /* Counters of this socket (messages received, dropped for too many frames). */
 uint64_t kp_zsock_received(const struct kp_zsock *s);

@@ -519,6 +519,61 @@ static void test_pub_sub(void **state)
     t_fini(&t);
 }
 
+/* --- connection monitor ------------------------------------------------------------------- */
+
+struct mon_t {
+    struct t *t;
+    int calls, last, want;
+    struct kp_zsock *extra; /* a second DEALER */
+};
+
+static void peers_cb(struct kp_zsock *s, int peers, void *arg)
+{
+    (void)s;
+    struct mon_t *m = arg;
+    m->calls++;
+    m->last = peers;
+    if (peers == m->want)
+        uv_stop(&m->t->loop);
+}
+
+/* A monitored ROUTER counts two DEALERs connecting and one going away; a monitored DEALER
+ * counts its connection to the ROUTER. */
+static void test_monitor_peers(void **state)
+{
+    (void)state;
+    struct t t;
+    t_init(&t, 5000);
+    struct mon_t m = {.t = &t, .want = 2};
+    assert_int_equal(kp_zsock_open(&t.loop, KP_ZSOCK_ROUTER, NULL, &t.r), 0);
+    assert_int_equal(kp_zsock_peers(t.r), -1);
+    assert_int_equal(kp_zsock_monitor(t.r, peers_cb, &m), 0);
+    assert_int_equal(kp_zsock_monitor(t.r, peers_cb, &m), KP_EINVAL);
+    assert_int_equal(kp_zsock_peers(t.r), 0);
+    char ep[128];
+    bind_tcp(t.r, ep, sizeof ep);
+    assert_int_equal(kp_zsock_open(&t.loop, KP_ZSOCK_DEALER, NULL, &t.d), 0);
+    struct mon_t dm = {.t = &t, .want = -5};
+    assert_int_equal(kp_zsock_monitor(t.d, peers_cb, &dm), 0);
+    assert_int_equal(kp_zsock_connect(t.d, ep), 0);
+    assert_int_equal(kp_zsock_open(&t.loop, KP_ZSOCK_DEALER, NULL, &m.extra), 0);
+    assert_int_equal(kp_zsock_connect(m.extra, ep), 0);
+    run(&t);
+    assert_false(t.timed_out);
+    assert_int_equal(kp_zsock_peers(t.r), 2);
+    assert_int_equal(kp_zsock_peers(t.d), 1);
+    assert_int_equal(dm.last, 1);
+    m.want = 1;
+    int closed_before = t.closed;
+    kp_zsock_close(&m.extra, on_closed, &t);
+    run(&t);
+    assert_false(t.timed_out);
+    assert_int_equal(t.closed, closed_before + 1);
+    assert_int_equal(kp_zsock_peers(t.r), 1);
+    assert_int_equal(m.last, 1);
+    t_fini(&t);
+}
+
 /* --- argument and state errors ------------------------------------------------------------ */
 
 static void noop_cb(struct kp_zsock *s, const struct kp_frame *f, size_t n, void *arg)
@@ -657,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_pause_before_start),
         cmocka_unit_test(test_curve),
+        cmocka_unit_test(test_monitor_peers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
