@@ -37,8 +37,14 @@ struct adp_config {
     long long ack_timeout_ms;
     long long retry_min_ms;
     long long retry_max_ms;
+    long long drain_ms; /* SIGTERM: wait this long for the acks of batches in flight */
     char *driver;      /* source.driver */
     long long poll_ms; /* source.poll_ms */
+    /* CURVE to the collector (issue 6, PROTOCOL.md "Transport"); plain TCP only with insecure */
+    bool insecure;
+    char *curve_secret_file;        /* the adapter's secret key (mode 0600) */
+    char *curve_public_file;        /* optional: checked against the secret */
+    char *curve_server_public_file; /* the collector's public key */
     /* the sources' config blocks follow in the same allocation (adp_source_config) */
 };
 
@@ -60,6 +66,12 @@ void *adp_source_config(struct adp_config *cfg, const struct adp_source *s);
 struct adp_config *adp_config_new(void);
 void adp_config_destroy(struct adp_config **cfg);
 
+/* The CURVE keys of the adapter -> collector hop (kp_keys_load_client): *curve with the keys
+ * filled (wipe sec after use), or plain TCP when none are configured and insecure is set.
+ * Returns 0 or KP_E* with err. */
+int adp_config_curve(const struct adp_config *cfg, char pub[41], char sec[41], char srv[41],
+                     bool *curve, char *err, size_t errlen);
+
 /* Checks what the table cannot: codes, the driver, the source's own check. Returns 0 or
  * KP_ECONFIG with err = "key: reason". */
 int adp_config_check(struct adp_config *cfg, char *err, size_t errlen);
@@ -76,6 +88,13 @@ int adp_start(uv_loop_t *loop, struct adp_config *cfg, struct adp **out, char *e
  * source and the spool; the struct is freed once the loop has run the close callbacks. Sets
  * *a to NULL; accepts NULL. Loop thread. */
 void adp_stop(struct adp **a);
+
+/* SIGTERM's first step: stops pulling (a poll in progress still stores its batch) and sending
+ * new batches, while the batches in flight wait for their acks (adp_deliver_drain). Then call
+ * adp_stop, when adp_inflight() is 0 or a deadline has passed. Loop thread. */
+void adp_drain(struct adp *a);
+/* Batches sent and not yet answered. */
+size_t adp_inflight(const struct adp *a);
 
 /* Introspection for tests and /readyz. */
 int adp_admin_port(const struct adp *a);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kp_err.h"
+#include "kp_keys.h"
 #include "kp_msg.h"
 
 #define CFG(field) offsetof(struct adp_config, field)
@@ -46,8 +47,20 @@ static const struct kp_cfg_entry runtime_config[] = {
      "first backoff after a retry:true nack; doubles per nack, with jitter"},
     {"retry_max_ms", KP_CFG_MS, "60000", 1, 86400000, CFG(retry_max_ms), false, false,
      "longest wait between two transmissions of a batch"},
+    {"drain_ms", KP_CFG_MS, "2s", 0, 60000, CFG(drain_ms), false, true,
+     "on SIGTERM, how long to wait for the acks of the batches in flight before closing (no new "
+     "batch is sent meanwhile; what is not acked stays in the spool)"},
+    {"insecure", KP_CFG_BOOL, "false", 0, 0, CFG(insecure), false, false,
+     "send to the collector over plain TCP without CURVE (local tests only; also --insecure)"},
+    {"curve.secret_file", KP_CFG_STR, "", 0, 0, CFG(curve_secret_file), false, false,
+     "the adapter's CURVE secret key file (mode 0600; kpctl keygen NAME)"},
+    {"curve.public_file", KP_CFG_STR, "", 0, 0, CFG(curve_public_file), false, false,
+     "its public key file (optional: checked against the secret key); the collector's key "
+     "file lists it with this adapter's aid and grants"},
+    {"curve.server_public_file", KP_CFG_STR, "", 0, 0, CFG(curve_server_public_file), false,
+     false, "the collector's public key file"},
     {"source.driver", KP_CFG_STR, "sql", 0, 0, CFG(driver), false, false, "the source plugin: sql"},
-    {"source.poll_ms", KP_CFG_MS, "1000", 10, 86400000, CFG(poll_ms), false, false,
+    {"source.poll_ms", KP_CFG_MS, "1000", 10, 86400000, CFG(poll_ms), false, true,
      "pause between polls of the source once it has nothing new"},
 };
 #define N_RUNTIME (sizeof runtime_config / sizeof runtime_config[0])
@@ -140,6 +153,14 @@ static int code_check(const char *key, const char *v, char *err, size_t errlen)
         return 0;
     snprintf(err, errlen, "%s: must be 1-64 bytes of [A-Za-z0-9._:-]", key);
     return KP_ECONFIG;
+}
+
+int adp_config_curve(const struct adp_config *cfg, char pub[41], char sec[41], char srv[41],
+                     bool *curve, char *err, size_t errlen)
+{
+    return kp_keys_load_client(cfg->curve_secret_file, cfg->curve_public_file,
+                               cfg->curve_server_public_file, cfg->insecure, pub, sec, srv, curve,
+                               err, errlen);
 }
 
 int adp_config_check(struct adp_config *cfg, char *err, size_t errlen)

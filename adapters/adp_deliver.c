@@ -50,6 +50,7 @@ struct adp_deliver {
     size_t n;
     uint64_t last_queued; /* highest seq taken into the window in this session */
     uint64_t rng;
+    bool draining; /* adp_deliver_drain: the window only shrinks */
     int open_handles;
     void (*close_cb)(void *arg);
     void *close_arg;
@@ -206,7 +207,7 @@ static bool transmit(struct adp_deliver *d, struct slot *s)
 /* Takes the next spooled batches into the window while there is room. */
 static void fill(struct adp_deliver *d)
 {
-    while (!d->close_cb && d->n < d->o.inflight) {
+    while (!d->close_cb && !d->draining && d->n < d->o.inflight) {
         struct xmit x = {.d = d};
         int rc = kp_spool_scan(d->sp, d->last_queued, 1, xmit_fn, &x);
         if (rc < 0) {
@@ -434,9 +435,19 @@ int adp_deliver_open(uv_loop_t *loop, struct kp_spool *sp, const struct adp_deli
         d->rng = 1;
 
     /* The send queue holds what the window allows plus room for a few retransmissions. */
-    struct kp_zsock_opts zo = {.sndhwm = (int)(o->inflight * 4 < 1000 ? o->inflight * 4 : 1000),
-                               .linger_ms = 0};
+    int hwm = (int)(o->inflight * 4 < 1000 ? o->inflight * 4 : 1000);
+    struct kp_zsock_opts zo = {.sndhwm = hwm,
+                               .rcvhwm = hwm,
+                               .linger_ms = 0,
+                               .curve_public = o->curve_public,
+                               .curve_secret = o->curve_secret,
+                               .curve_serverkey = o->curve_serverkey};
+    d->o.curve_public = d->o.curve_secret = d->o.curve_serverkey = NULL; /* not kept */
     int rc = kp_zsock_open(loop, KP_ZSOCK_DEALER, &zo, &d->sock);
+    /* monitored: a handshake the collector refused (a key not yet in its key file) is tried
+     * again instead of given up (kp_zsock.h, issue 6) */
+    if (rc == 0)
+        rc = kp_zsock_monitor(d->sock, NULL, NULL);
     if (rc == 0)
         rc = kp_zsock_connect(d->sock, o->endpoint);
     if (rc == 0)
@@ -491,6 +502,11 @@ static void on_sock_closed(void *arg)
 static void noop_close(void *arg)
 {
     (void)arg;
+}
+
+void adp_deliver_drain(struct adp_deliver *d)
+{
+    d->draining = true;
 }
 
 void adp_deliver_close(struct adp_deliver **dp, void (*close_cb)(void *arg), void *arg)

@@ -28,6 +28,9 @@ struct adp_deliver_opts {
     int64_t ack_timeout_ms;   /* first wait for an answer; doubles per retransmit */
     int64_t retry_min_ms;     /* first backoff after a retry:true nack */
     int64_t retry_max_ms;     /* cap of every wait */
+    /* CURVE (PROTOCOL.md "Transport"): Z85 keys, read only by adp_deliver_open (not kept);
+     * NULL = plain TCP */
+    const char *curve_public, *curve_secret, *curve_serverkey;
 };
 
 /* Called after acks or dead letters freed spool space (the runtime resumes a paused pull). */
@@ -45,6 +48,12 @@ void adp_deliver_kick(struct adp_deliver *d);
 
 /* Batches sent and not yet answered (or waiting for their retransmission). */
 size_t adp_deliver_inflight(const struct adp_deliver *d);
+
+/* Draining before a stop (SIGTERM): no new batch is taken into the window from now on; the
+ * batches in flight go on (retransmitted when due) until answered, and acks still delete them
+ * from the spool. Irreversible; close the delivery when adp_deliver_inflight() reaches 0 or a
+ * deadline passes. */
+void adp_deliver_drain(struct adp_deliver *d);
 
 /* Stops sending and closes the socket; unanswered batches stay in the spool. close_cb(arg)
  * runs (may be NULL) once the socket's handles are closed and the struct is freed. Sets *d

@@ -27,7 +27,7 @@ int main(int argc, char **argv)
         .cfg_size = adp_config_size(),
         .off_instance = offsetof(struct adp_config, instance),
         .off_log_level = offsetof(struct adp_config, log_level),
-        .off_insecure = -1,
+        .off_insecure = offsetof(struct adp_config, insecure),
         .check = check,
         .run = run,
     };

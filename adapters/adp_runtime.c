@@ -20,6 +20,7 @@
 #include "adp_pump.h"
 #include "kp_admin.h"
 #include "kp_err.h"
+#include "kp_keys.h"
 #include "kp_log.h"
 #include "kp_metrics.h"
 #include "kp_spool.h"
@@ -42,6 +43,7 @@ struct adp {
     uv_work_t work;
     bool polling; /* a poll runs on a worker thread */
     bool stopping;
+    bool draining; /* adp_drain: no new poll */
     bool full; /* the spool refused the last batch: pulling waits for acks */
     bool full_logged;
     int poll_rc; /* written by the worker, read in after_work */
@@ -81,9 +83,14 @@ static void update_stats(struct adp *a)
     kp_gauge_set(a->am.spool_oldest_age, age > 0 ? age : 0);
 }
 
+/* Once a second: refresh the spool gauges, and look at the spool for batches that appeared
+ * outside this process (`kpctl dlq retry` re-queues dead letters while the adapter runs). */
 static void on_stats_timer(uv_timer_t *t)
 {
-    update_stats(t->data);
+    struct adp *a = t->data;
+    update_stats(a);
+    if (!a->stopping)
+        adp_deliver_kick(a->dlv);
 }
 
 /* ---- pulling --------------------------------------------------------------------------- */
@@ -92,7 +99,7 @@ static void on_poll_timer(uv_timer_t *t);
 
 static void schedule_poll(struct adp *a, uint64_t ms)
 {
-    if (!a->stopping)
+    if (!a->stopping && !a->draining)
         uv_timer_start(&a->poll_timer, on_poll_timer, ms, 0);
 }
 
@@ -151,6 +158,9 @@ static void poll_done(uv_work_t *w, int status)
             a->full_logged = true;
         }
         update_stats(a);
+        /* What fills the spool must be on its way, also batches another process put there
+         * (kpctl dlq retry) while the window was empty: else nothing would ever free space. */
+        adp_deliver_kick(a->dlv);
         return; /* resumed by on_freed */
     }
     if (rc != 0) {
@@ -173,7 +183,7 @@ static void poll_done(uv_work_t *w, int status)
 static void on_poll_timer(uv_timer_t *t)
 {
     struct adp *a = t->data;
-    if (a->stopping || a->polling || a->full)
+    if (a->stopping || a->draining || a->polling || a->full)
         return;
     a->polling = true;
     a->work.data = a;
@@ -227,6 +237,13 @@ int adp_start(uv_loop_t *loop, struct adp_config *cfg, struct adp **out, char *e
     int rc = adp_config_check(cfg, err, errlen);
     if (rc != 0)
         return rc;
+    /* CURVE keys (issue 6): checked before anything is opened, read again for the socket. */
+    char pub[KP_KEY_Z85_LEN + 1] = "", sec[KP_KEY_Z85_LEN + 1] = "", srv[KP_KEY_Z85_LEN + 1] = "";
+    bool curve = false;
+    rc = adp_config_curve(cfg, pub, sec, srv, &curve, err, errlen);
+    kp_keys_wipe(sec, sizeof sec);
+    if (rc != 0)
+        return rc;
     struct adp *a = kp_xcalloc(1, sizeof *a);
     a->loop = loop;
     a->cfg = cfg;
@@ -242,6 +259,17 @@ int adp_start(uv_loop_t *loop, struct adp_config *cfg, struct adp **out, char *e
     }
     a->metrics = kp_metrics_new();
     adp_metrics_init(&a->am, a->metrics);
+    {
+        /* Prometheus "info" convention: who this adapter is, for joins in rules and for kpctl
+         * status (aid, scheme and src are codes: nothing to escape). */
+        char labels[256];
+        snprintf(labels, sizeof labels, "aid=\"%s\",scheme=\"%s\",src=\"%s\",driver=\"%s\"",
+                 cfg->aid, cfg->scheme, cfg->src, cfg->driver);
+        kp_gauge_set(kp_metrics_gauge(a->metrics, "kaoping_adapter_info",
+                                      "Always 1; labels name the adapter, its scheme and source",
+                                      labels),
+                     1);
+    }
 
     struct adp_pump_opts po = {cfg->aid, cfg->scheme, cfg->src, (uint32_t)cfg->batch_max_obs};
     rc = adp_pump_open(a->source, adp_source_config(cfg, a->source), a->sp, &po, &a->am, &a->pump,
@@ -266,10 +294,18 @@ int adp_start(uv_loop_t *loop, struct adp_config *cfg, struct adp **out, char *e
         release(a);
         return rc;
     }
-    rc = adp_deliver_open(loop, a->sp, &dop, &a->am, on_freed, a, &a->dlv);
+    int krc = 0;
+    if (curve && (krc = adp_config_curve(cfg, pub, sec, srv, &curve, err, errlen)) == 0) {
+        dop.curve_public = pub;
+        dop.curve_secret = sec;
+        dop.curve_serverkey = srv;
+    }
+    rc = krc ? krc : adp_deliver_open(loop, a->sp, &dop, &a->am, on_freed, a, &a->dlv);
+    kp_keys_wipe(sec, sizeof sec); /* libzmq holds its own copy */
     if (rc != 0) {
-        snprintf(err, errlen, "collector: cannot connect to %s: %s", cfg->collector,
-                 kp_strerror(rc));
+        if (!krc)
+            snprintf(err, errlen, "collector: cannot connect to %s: %s", cfg->collector,
+                     kp_strerror(rc));
         kp_admin_close(&a->admin);
         adp_pump_close(&a->pump);
         release(a);
@@ -329,6 +365,20 @@ void adp_stop(struct adp **ap)
     if (!a->polling)
         finish_stop(a);
     /* else poll_done() finishes the stop when the worker returns */
+}
+
+void adp_drain(struct adp *a)
+{
+    if (a->stopping || a->draining)
+        return;
+    a->draining = true;
+    uv_timer_stop(&a->poll_timer);
+    adp_deliver_drain(a->dlv);
+}
+
+size_t adp_inflight(const struct adp *a)
+{
+    return a->dlv ? adp_deliver_inflight(a->dlv) : 0;
 }
 
 int adp_admin_port(const struct adp *a)

@@ -9,6 +9,10 @@ PKGS=(
   libzmq3-dev libmsgpack-dev libuv1-dev libcmocka-dev libpq-dev
   libsqlite3-dev libyaml-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
   postgresql postgresql-client sqlite3 procps util-linux
+  prometheus-alertmanager   # issue 7: the alert tests start a real Alertmanager
+  prometheus systemd
+  clang libclang-rt-14-dev  # issue 5: the libFuzzer targets (tests/fuzz/run.sh)
+  curl                      # tests: /readyz and /metrics of the daemons
 )
 
 missing=()

@@ -12,10 +12,22 @@
 
 extern const struct kpctl_cmd kpctl_cmd_scores;
 extern const struct kpctl_cmd kpctl_cmd_scheme;
+extern const struct kpctl_cmd kpctl_cmd_dlq;
+extern const struct kpctl_cmd kpctl_cmd_status;
+extern const struct kpctl_cmd kpctl_cmd_alerts;
+extern const struct kpctl_cmd kpctl_cmd_tap;
+extern const struct kpctl_cmd kpctl_cmd_keygen;
+extern const struct kpctl_cmd kpctl_cmd_explain;
 
 static const struct kpctl_cmd *const commands[] = {
     &kpctl_cmd_scores,
     &kpctl_cmd_scheme,
+    &kpctl_cmd_dlq,
+    &kpctl_cmd_status,
+    &kpctl_cmd_alerts,
+    &kpctl_cmd_tap,
+    &kpctl_cmd_keygen,
+    &kpctl_cmd_explain,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -29,6 +29,74 @@ static void usage(const struct kp_daemon_desc *d, FILE *out)
     kp_config_print_help(d->table, out);
 }
 
+/* What kp_daemon_on_hup needs: the descriptor, the command line (its strings point into
+ * argv, which lives as long as the process) and the live configuration. Set while run runs. */
+static const struct kp_daemon_desc *live_desc;
+static struct kp_cli live_cli;
+static void *live_cfg;
+static unsigned long reloads; /* SIGHUPs handled: names each reload in the log */
+
+/* Appends key to a comma-separated list in buf. */
+static void key_append(char *buf, size_t len, const char *key)
+{
+    size_t n = strlen(buf);
+    snprintf(buf + n, len - n, "%s%s", n ? "," : "", key);
+}
+
+void kp_daemon_on_hup(void *arg)
+{
+    (void)arg;
+    const struct kp_daemon_desc *d = live_desc;
+    if (!d || !live_cfg) {
+        KP_WARN("config_reload_unavailable", "msg=\"not running under kp_daemon_main\"");
+        return;
+    }
+    char err[512], q[600];
+    reloads++;
+    void *fresh = kp_xcalloc(1, d->cfg_size);
+    enum kp_log_level level = KP_LOG_INFO;
+    const char *level_s = NULL;
+    if (kp_config_from_cli(&live_cli, d->table, fresh, err, sizeof err) != 0)
+        goto failed;
+    if (d->off_insecure >= 0 && live_cli.insecure)
+        *(bool *)((char *)fresh + d->off_insecure) = true;
+    level_s = *(char **)((char *)fresh + d->off_log_level);
+    if (level_s && kp_log_level_parse(level_s, &level) != 0) {
+        snprintf(err, sizeof err, "log_level: expected debug|info|warn|error, got \"%s\"",
+                 level_s);
+        goto failed;
+    }
+    if (d->check && d->check(fresh, err, sizeof err) != 0)
+        goto failed;
+    /* Which keys differ, each compared alone (an entry marked not reloadable only reports). */
+    char changed[512] = "", restart[512] = "";
+    for (const struct kp_cfg_entry *e = d->table; e->key; e++) {
+        struct kp_cfg_entry one[2] = {*e, KP_CFG_END};
+        one[0].reloadable = false;
+        bool diff = false;
+        kp_config_apply_reload(one, live_cfg, fresh, &diff);
+        if (diff)
+            key_append(e->reloadable ? changed : restart,
+                       e->reloadable ? sizeof changed : sizeof restart, e->key);
+    }
+    kp_config_apply_reload(d->table, live_cfg, fresh, NULL);
+    if (level_s)
+        kp_log_set_level(level);
+    char qc[600];
+    KP_INFO("config_reloaded", "reload=%lu file=%s changed=%s restart_needed=%s log_level=%s",
+            reloads, live_cli.config_path ? live_cli.config_path : "-",
+            kp_log_q(qc, sizeof qc, changed[0] ? changed : "none"),
+            kp_log_q(q, sizeof q, restart[0] ? restart : "none"), level_s ? level_s : "info");
+    kp_config_fini(d->table, fresh);
+    free(fresh);
+    return;
+failed:
+    KP_WARN("config_reload_failed", "reload=%lu msg=%s keeping=\"the running configuration\"",
+            reloads, kp_log_q(q, sizeof q, err));
+    kp_config_fini(d->table, fresh);
+    free(fresh);
+}
+
 int kp_daemon_main(const struct kp_daemon_desc *d, int argc, char **argv)
 {
     struct kp_cli cli;
@@ -79,7 +147,15 @@ int kp_daemon_main(const struct kp_daemon_desc *d, int argc, char **argv)
         rc = 1;
         goto out;
     }
+    /* A SIGHUP during start-up (systemd reload racing a restart) must not kill the daemon: the
+     * configuration was just read anyway. kp_signals_open takes SIGHUP over once running. */
+    signal(SIGHUP, SIG_IGN);
+    live_desc = d;
+    live_cli = cli;
+    live_cfg = cfg;
     rc = d->run(cfg, &loop);
+    live_desc = NULL;
+    live_cfg = NULL;
     /* Let close callbacks of everything the daemon closed run, then close the loop. */
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)

@@ -33,6 +33,17 @@ struct kp_daemon_desc {
  * failure, 2 usage or configuration error). */
 int kp_daemon_main(const struct kp_daemon_desc *d, int argc, char **argv);
 
+/* SIGHUP reload of the daemon that kp_daemon_main is running (pass it as kp_signals_open's
+ * on_hup; arg is ignored): reads the configuration again from the same command line (the file,
+ * then every --set), validates it like start-up (the table, log_level, d->check), copies the
+ * reloadable keys into the live configuration (kp_config_apply_reload; the daemon reads them
+ * from its cfg from then on) and applies log_level at once. Logs one line: `config_reloaded
+ * changed=KEYS restart_needed=KEYS` (keys that changed but are not reloadable keep their old
+ * value until a restart), or `config_reload_failed msg=...` when the file no longer loads, in
+ * which case nothing changes: a bad edit never stops a running daemon. Buffered data is not
+ * touched. Loop thread only; blocks while it reads the file (and d->check's files). */
+void kp_daemon_on_hup(void *arg);
+
 struct kp_signals;
 typedef void (*kp_signal_cb)(void *arg);
 
