@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # The main job: a whole local kaoping cluster on this machine. It builds kaoping, starts a
-# throwaway PostgreSQL in a temp directory (or uses KP_DSN when given), creates simulated
-# department databases (statistics bureau, assessment office, task tracking) for the 70
-# units of Anshan 2015, starts kp-broker, kp-collector, kp-scorer and one kp-adapter per
-# department, keeps publishing and revising monthly indicators, and prints the live ranking
-# of every group every few seconds until Ctrl-C. Then it stops everything cleanly and says
-# where the logs are.
+# throwaway PostgreSQL in a temp directory (or scores into KP_DSN when given), starts
+# simulated department systems for the 70 units of Anshan 2015 and one kp-adapter per
+# department (profiles in deploy/profiles/), plus kp-broker, kp-collector and kp-scorer with
+# CURVE between them, keeps the departments publishing and revising, and prints the live
+# ranking of every group every few seconds until Ctrl-C. Then it stops everything cleanly
+# and says where the logs are.
+#
+#   statistics bureau  sql  monthly growth indicators (efficacy)          deploy/sim/department.sh
+#   assessment office  sql  monthly reviews, bonus/deduction events, the
+#                           yearly leader evaluation                       deploy/sim/department.sh
+#   task tracking      sql  monthly on-time node completion (process)     deploy/sim/department.sh
+#   public survey      sql  the yearly public evaluation                  deploy/sim/department.sh
+#   e-supervision      sql  approval cases as on-time/overdue events      deploy/sim/esup.sh
+#   finance bureau     csv  GBK budget-execution exports in a drop folder deploy/sim/finance.sh
+#   audit bureau       http findings and their rectification (JSON API)   deploy/sim/audit.sh
 #
 #   deploy/run-local.sh                       until Ctrl-C
 #   KP_RUN_SECONDS=60 deploy/run-local.sh     stop by itself after 60 s
@@ -22,6 +31,10 @@ user_dsn=${KP_DSN:-}
 "$top/deploy/build.sh" "$bdir" >/dev/null
 . "$top/tests/harness/pg.sh"
 . "$top/tests/harness/cluster.sh"
+. "$top/deploy/sim/department.sh"
+. "$top/deploy/sim/esup.sh"
+. "$top/deploy/sim/finance.sh"
+. "$top/deploy/sim/audit.sh"
 
 work=$(mktemp -d /tmp/kaoping-local.XXXXXX)
 chmod 755 "$work"
@@ -32,7 +45,11 @@ cleanup() {
     trap - INT TERM EXIT
     echo
     echo "stopping kaoping ..."
-    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+    if [ -n "$sim_pid" ]; then
+        kill "$sim_pid" 2>/dev/null || true
+        wait "$sim_pid" 2>/dev/null || true
+    fi
+    sim_esup_stop >/dev/null 2>&1 || true
     kp_cluster_stop_all
     kp_pg_stop "$work/pg" >/dev/null 2>&1 || true
     echo "stopped. logs are in $work/logs"
@@ -43,56 +60,98 @@ kp_pg_start "$work/pg" "$(kp_pg_free_port)" >"$work/logs/postgres-start.log" 2>&
 dsn=${user_dsn:-$(kp_pg_dsn "$work/pg" kaoping)}
 kp_cluster_init "$work" "$bdir" "$top" "$top/schemas/schemes/anshan-2015.yaml" "$dsn"
 
-# The simulated department systems, one database each (deploy/sim/department.sql): the
-# statistics bureau (src stats), the assessment office's review platform (src office) and
-# its task-node tracking (src tasks). Each publishes the leaves deploy/sim/targets.tsv gives
-# it, for every unit of the scheme the leaf applies to.
-departments=(stats office tasks)
-"$bdir/kpctl/kpctl" scheme "$KP_SCHEME_FILE" >"$work/scheme.tsv"
-for d in "${departments[@]}"; do
-    kp_pg_createdb "$work/pg" "dept_$d"
-    ddsn=$(kp_pg_dsn "$work/pg" "dept_$d")
-    psql -X -q -v ON_ERROR_STOP=1 "$ddsn" -f "$top/deploy/sim/department.sql" >/dev/null
-    awk -F'\t' -v d="$d" 'NR == FNR { if ($1 == d) { mean[$2] = $3; sd[$2] = $4 }; next }
-        $1 == "cell" && ($3 in mean) { printf "%s\t%s\t%s\t%s\n", $2, $3, mean[$3], sd[$3] }' \
-        "$top/deploy/sim/targets.tsv" "$work/scheme.tsv" >"$work/targets-$d.tsv"
-    psql -X -q -v ON_ERROR_STOP=1 "$ddsn" -c "\\copy sim_target FROM '$work/targets-$d.tsv'"
-    kp_cluster_adapter "$d" "$d" "$ddsn" "$top/deploy/sim/department_query.sql"
+# The sql departments of deploy/sim/department.sql (the survey publishes no monthly leaf:
+# only the yearly public evaluation, written by the loop below).
+for d in stats office tasks; do
+    sim_department_start "$work" "$d"
+    kp_cluster_adapter_profile "$d" "$top/deploy/profiles/$d.yaml" SOURCE_DSN="$SIM_DEPT_DSN"
 done
+kp_pg_createdb "$work/pg" dept_survey
+psql -X -q -v ON_ERROR_STOP=1 "$(sim_department_dsn survey)" -f "$top/deploy/sim/department.sql" >/dev/null
+kp_cluster_adapter_profile survey "$top/deploy/profiles/office.yaml" \
+    SOURCE_DSN="$(sim_department_dsn survey)" 'instance: survey' 'aid: survey' 'src: survey' \
+    "spool: $work/spool/survey.db"
+sim_esup_start "$work"
+kp_cluster_adapter_profile esup "$top/deploy/profiles/esup.yaml" SOURCE_DSN="$SIM_ESUP_DSN"
+sim_finance_start "$work"
+kp_cluster_adapter_profile finance "$top/deploy/profiles/finance.yaml" SCHEME_FILE="$KP_SCHEME_FILE"
+sim_audit_start "$work"
+kp_cluster_adapter_profile audit "$top/deploy/profiles/audit.yaml" \
+    AUDIT_URL="$AUDIT_URL" AUDIT_TOKEN_FILE="$AUDIT_TOKEN_FILE"
+adapters=(stats office tasks survey esup finance audit)
 
 kp_cluster_start broker
 kp_cluster_start collector
 kp_cluster_start scorer
-for d in "${departments[@]}"; do kp_cluster_start "adapter-$d"; done
+for a in "${adapters[@]}"; do kp_cluster_start "adapter-$a"; done
 
-# Every step each department publishes the next month and revises a few earlier rows; the
-# statistics bureau now and then writes a row for a unit the scheme does not know (it ends
-# as an unknown_unit rejection, visible in kp_rejection).
+# All units of the scheme, for the yearly evaluations and the office's events.
+"$bdir/kpctl/kpctl" scheme "$KP_SCHEME_FILE" | awk -F'\t' '$1 == "unit" { print $2 }' >"$work/units.txt"
+unit_array="ARRAY[$(sed "s/.*/'&'/" "$work/units.txt" | paste -sd, -)]"
+
+# The assessment office now and then commends or criticises a unit (加分/扣分 events), and
+# publishes the yearly leader evaluation; the survey publishes the public evaluation; both
+# revise them later in the year.
+office_events() { # MONTH
+    psql -X -q -v ON_ERROR_STOP=1 "$(sim_department_dsn office)" -c "
+        INSERT INTO indicator_value (unit_code, indicator_code, period, value)
+        SELECT u, k, '$1', 1
+          FROM (SELECT u FROM unnest($unit_array) u ORDER BY random() LIMIT 3) x,
+               (VALUES ('commendation'), ('criticism')) AS kinds(k)
+         WHERE random() < 0.5
+        ON CONFLICT DO NOTHING"
+}
+yearly() { # DEPT LEAF
+    psql -X -q -v ON_ERROR_STOP=1 "$(sim_department_dsn "$1")" -c "
+        INSERT INTO indicator_value (unit_code, indicator_code, period, value)
+        SELECT u, '$2', '2015', round((70 + random() * 28)::numeric, 1) FROM unnest($unit_array) u
+        ON CONFLICT (unit_code, indicator_code, period) DO UPDATE
+           SET value = least(100, round((excluded.value + 1)::numeric, 1))"
+}
+
 simulate() {
-    local month=1 p d bad
+    local month=1 p
     while :; do
         p=$(printf '2015-%02d' "$month")
-        for d in "${departments[@]}"; do
-            bad=false
-            [ "$d" = stats ] && [ $((month % 3)) -eq 0 ] && bad=true
-            psql -X -q -t -v ON_ERROR_STOP=1 "$(kp_pg_dsn "$work/pg" "dept_$d")" \
-                -c "SELECT sim_publish('$p', 5, $bad)" >>"$work/logs/simulator.log" 2>&1 || true
-        done
+        for d in stats office tasks; do sim_department_step "$d" "$p" || true; done
+        office_events "$p" || true
+        if [ "$month" -eq 1 ] || [ "$month" -eq 6 ] || [ "$month" -eq 12 ]; then
+            yearly office leader || true
+            yearly survey public || true
+        fi
+        sim_finance_step "$p" >/dev/null || true
+        sim_audit_step "$month" >/dev/null || true
+        SIM_ESUP_CASES_PER_DAY=${SIM_ESUP_CASES_PER_DAY:-300} sim_esup_step "$p" || true
         [ "$month" -lt 12 ] && month=$((month + 1))
         sleep "$refresh"
     done
 }
-simulate &
+simulate >>"$work/logs/simulator.log" 2>&1 &
 sim_pid=$!
 
+# For operations staff: the cluster description for kpctl status and a Prometheus config
+# scraping every daemon (prometheus --config.file=... shows the pipeline-health rules).
+kp_cluster_prometheus_config "$work/etc/prometheus.yml"
 echo "kaoping local cluster in $work (logs in $work/logs); Ctrl-C to stop"
+echo "  pipeline health: KP_DSN='$dsn' $bdir/kpctl/kpctl status --cluster $KP_CLUSTER"
+echo "  Prometheus:      prometheus --config.file=$work/etc/prometheus.yml"
 started=$(date +%s)
 while :; do
     sleep "$refresh"
     out=$(KP_DSN=$dsn "$bdir/kpctl/kpctl" scores "$KP_SCHEME" 2>&1 || true)
+    year=$(KP_DSN=$dsn "$bdir/kpctl/kpctl" scores "$KP_SCHEME" --period 2015 --group g1 2>&1 || true)
+    alerts=$(KP_DSN=$dsn "$bdir/kpctl/kpctl" alerts "$KP_SCHEME" 2>&1 | head -n 12 || true)
     [ -t 1 ] && printf '\033[2J\033[H'
-    echo "$(date '+%H:%M:%S')  live ranking (Ctrl-C to stop)"
+    echo "$(date '+%H:%M:%S')  live ranking (Ctrl-C to stop; logs in $work/logs)"
     echo "$out"
+    echo
+    echo "the year so far, all parts (result, process, leader, public, bonus/deductions):"
+    echo "$year"
+    echo
+    echo "firing alerts:"
+    echo "$alerts"
+    echo
+    echo "pipeline health: KP_DSN='$dsn' $bdir/kpctl/kpctl status --cluster $KP_CLUSTER"
     for f in "$work"/pids/*; do
         if ! kp_cluster_alive "$(basename "$f")"; then
             echo "$(basename "$f") exited; see $work/logs" >&2
