@@ -537,8 +537,8 @@ static int cmd_status(int argc, char **argv)
          * lock (failover): expected, not a problem; the broker says whether schemes are live. */
         bool standby =
             d->kind == K_SCORER && d->up && !d->ready && metric(d, "kaoping_scorer_db_up") == 1;
-        if (!d->up)
-            snprintf(det, sizeof det, "%s: %s", d->admin, d->why);
+        if (!d->up) /* %.*s: the detail column is a summary, a long reason may be cut */
+            snprintf(det, sizeof det, "%.100s: %.180s", d->admin, d->why);
         else if (!d->ready && !standby)
             snprintf(det, sizeof det, "%s", d->why);
         else

@@ -7,6 +7,7 @@
  * value refuses the whole file with `file:line: reason`.
  */
 #include "score_alert_internal.h"
+#include "score_yaml.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,124 +28,19 @@ const char *const score__alert_kind_names[SCORE_AK__COUNT] = {
 #define AL_MAX_DATES 4096
 
 struct al {
-    const char *path;
-    yaml_document_t *doc;
-    char *err;
-    size_t errlen;
-    bool failed;
+    struct score__yaml y; /* path, document, error buffer */
     struct score_scheme *s;
     struct score_alert_rules *r;
     /* section defaults */
     int64_t for_ms, keep_ms, hold_ms;
 };
 
-__attribute__((format(printf, 3, 4))) static int fail(struct al *A, const yaml_node_t *n,
-                                                      const char *fmt, ...)
-{
-    if (A->failed)
-        return -1;
-    A->failed = true;
-    int off = snprintf(A->err, A->errlen, "%s:%d: ", A->path, n ? (int)n->start_mark.line + 1 : 0);
-    if (off >= 0 && (size_t)off < A->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(A->err + off, A->errlen - (size_t)off, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-static yaml_node_t *node_at(struct al *A, int i)
-{
-    return yaml_document_get_node(A->doc, i);
-}
-
-static bool is_scalar(const yaml_node_t *n)
-{
-    return n && n->type == YAML_SCALAR_NODE;
-}
-
-static const char *scalar(const yaml_node_t *n)
-{
-    return (const char *)n->data.scalar.value;
-}
-
-static int map_check(struct al *A, const yaml_node_t *n, const char *what,
-                     const char *const *allowed)
-{
-    if (!n || n->type != YAML_MAPPING_NODE)
-        return fail(A, n, "%s: expected a mapping", what);
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node_at(A, p->key);
-        if (!is_scalar(k))
-            return fail(A, k, "%s: keys must be strings", what);
-        bool known = false;
-        for (const char *const *a = allowed; *a; a++)
-            if (!strcmp(*a, scalar(k)))
-                known = true;
-        if (!known)
-            return fail(A, k, "%s: unknown key '%s'", what, scalar(k));
-        for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++)
-            if (!strcmp(scalar(node_at(A, q->key)), scalar(k)))
-                return fail(A, k, "%s: duplicate key '%s'", what, scalar(k));
-    }
-    return 0;
-}
-
-static yaml_node_t *map_get(struct al *A, const yaml_node_t *n, const char *key)
-{
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node_at(A, p->key);
-        if (is_scalar(k) && !strcmp(scalar(k), key))
-            return node_at(A, p->value);
-    }
-    return NULL;
-}
-
-static bool code_ok(const char *s)
-{
-    size_t len = strlen(s);
-    if (len < 1 || len > SCORE_ALERT_CODE_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 static int get_code(struct al *A, const yaml_node_t *n, const char *key, char **out)
 {
-    if (!is_scalar(n) || !code_ok(scalar(n)))
-        return fail(A, n, "%s: expected a code (1-64 bytes of [A-Za-z0-9._:-])", key);
-    *out = kp_xstrdup(scalar(n));
-    return 0;
-}
-
-static int get_num(struct al *A, const yaml_node_t *n, const char *key, double *out)
-{
-    if (!is_scalar(n))
-        return fail(A, n, "%s: expected a number", key);
-    const char *s = scalar(n);
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !isfinite(v))
-        return fail(A, n, "%s: '%s' is not a finite number", key, s);
-    *out = v;
-    return 0;
-}
-
-static int get_int(struct al *A, const yaml_node_t *n, const char *key, int lo, int hi, int *out)
-{
-    double v;
-    if (get_num(A, n, key, &v))
-        return -1;
-    if (v != floor(v) || v < lo || v > hi)
-        return fail(A, n, "%s: expected an integer in %d..%d", key, lo, hi);
-    *out = (int)v;
+    if (!score__yaml_is_scalar(n) || !score__yaml_code_ok(score__yaml_scalar(n)))
+        return score__yaml_fail(&A->y, n, "%s: expected a code (1-64 bytes of [A-Za-z0-9._:-])",
+                                key);
+    *out = kp_xstrdup(score__yaml_scalar(n));
     return 0;
 }
 
@@ -178,18 +74,20 @@ int64_t score__alert_duration(const char *s)
 
 static int get_dur(struct al *A, const yaml_node_t *n, const char *key, int64_t *out)
 {
-    int64_t v = is_scalar(n) ? score__alert_duration(scalar(n)) : -1;
+    int64_t v = score__yaml_is_scalar(n) ? score__alert_duration(score__yaml_scalar(n)) : -1;
     if (v < 0)
-        return fail(A, n, "%s: expected a duration (250ms, 5s, 10m, 2h, 7d; at most 3650d)", key);
+        return score__yaml_fail(
+            &A->y, n, "%s: expected a duration (250ms, 5s, 10m, 2h, 7d; at most 3650d)", key);
     *out = v;
     return 0;
 }
 
 static int get_sev(struct al *A, const yaml_node_t *n, const char *key, enum score_alert_sev *out)
 {
-    enum score_alert_sev v = is_scalar(n) ? score_alert_sev_parse(scalar(n)) : SCORE_SEV_NONE;
+    enum score_alert_sev v =
+        score__yaml_is_scalar(n) ? score_alert_sev_parse(score__yaml_scalar(n)) : SCORE_SEV_NONE;
     if (v == SCORE_SEV_NONE)
-        return fail(A, n, "%s: expected warning, yellow or red", key);
+        return score__yaml_fail(&A->y, n, "%s: expected warning, yellow or red", key);
     *out = v;
     return 0;
 }
@@ -199,14 +97,16 @@ static int get_date(struct al *A, const yaml_node_t *n, const char *key, int32_t
 {
     int y, m, d;
     char tail;
-    if (!is_scalar(n) || sscanf(scalar(n), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
-        strlen(scalar(n)) != 10 || m < 1 || m > 12 || d < 1 || y < 1900 || y > 9999)
-        return fail(A, n, "%s: expected a date YYYY-MM-DD", key);
+    if (!score__yaml_is_scalar(n) ||
+        sscanf(score__yaml_scalar(n), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
+        strlen(score__yaml_scalar(n)) != 10 || m < 1 || m > 12 || d < 1 || y < 1900 || y > 9999)
+        return score__yaml_fail(&A->y, n, "%s: expected a date YYYY-MM-DD", key);
     int32_t z = score_alert_days_from_civil(y, m, d);
     int yy, mm, dd;
     score_alert_civil_from_days(z, &yy, &mm, &dd);
     if (yy != y || mm != m || dd != d)
-        return fail(A, n, "%s: %s is not a calendar day", key, scalar(n));
+        return score__yaml_fail(&A->y, n, "%s: %s is not a calendar day", key,
+                                score__yaml_scalar(n));
     *out = z;
     return 0;
 }
@@ -221,15 +121,15 @@ static int get_dates(struct al *A, const yaml_node_t *n, const char *key, int32_
                      size_t *n_out)
 {
     if (!n || n->type != YAML_SEQUENCE_NODE)
-        return fail(A, n, "%s: expected a sequence of dates", key);
+        return score__yaml_fail(&A->y, n, "%s: expected a sequence of dates", key);
     size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     if (cnt > AL_MAX_DATES)
-        return fail(A, n, "%s: at most %d dates", key, AL_MAX_DATES);
+        return score__yaml_fail(&A->y, n, "%s: at most %d dates", key, AL_MAX_DATES);
     int32_t *d = kp_xcalloc(cnt + 1, sizeof *d);
     size_t k = 0;
     for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
          it++) {
-        if (get_date(A, node_at(A, *it), key, &d[k])) {
+        if (get_date(A, score__yaml_node_at(&A->y, *it), key, &d[k])) {
             free(d);
             return -1;
         }
@@ -244,21 +144,22 @@ static int get_dates(struct al *A, const yaml_node_t *n, const char *key, int32_
 static int get_kinds(struct al *A, const yaml_node_t *n, const char *key, unsigned *mask)
 {
     if (!n || n->type != YAML_SEQUENCE_NODE)
-        return fail(A, n, "%s: expected a sequence of period kinds", key);
+        return score__yaml_fail(&A->y, n, "%s: expected a sequence of period kinds", key);
     *mask = 0;
     for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
          it++) {
-        yaml_node_t *v = node_at(A, *it);
+        yaml_node_t *v = score__yaml_node_at(&A->y, *it);
         int found = -1;
-        for (int k = 0; is_scalar(v) && k < SCORE_P__COUNT; k++)
-            if (!strcmp(scalar(v), score__pkind_name((enum score_pkind)k)))
+        for (int k = 0; score__yaml_is_scalar(v) && k < SCORE_P__COUNT; k++)
+            if (!strcmp(score__yaml_scalar(v), score__pkind_name((enum score_pkind)k)))
                 found = k;
         if (found < 0)
-            return fail(A, v, "%s: expected year, half, quarter, month or day", key);
+            return score__yaml_fail(&A->y, v, "%s: expected year, half, quarter, month or day",
+                                    key);
         *mask |= 1u << found;
     }
     if (!*mask)
-        return fail(A, n, "%s: must not be empty", key);
+        return score__yaml_fail(&A->y, n, "%s: must not be empty", key);
     return 0;
 }
 
@@ -275,11 +176,11 @@ static void add_node(struct score_alert_rule *r, size_t n)
 
 static int find_node(struct al *A, const yaml_node_t *v, const char *key, size_t *out)
 {
-    if (!is_scalar(v))
-        return fail(A, v, "%s: expected an indicator code", key);
-    long n = score__strmap_get(&A->s->node_map, scalar(v));
+    if (!score__yaml_is_scalar(v))
+        return score__yaml_fail(&A->y, v, "%s: expected an indicator code", key);
+    long n = score__strmap_get(&A->s->node_map, score__yaml_scalar(v));
     if (n < 0)
-        return fail(A, v, "%s: unknown indicator '%s'", key, scalar(v));
+        return score__yaml_fail(&A->y, v, "%s: unknown indicator '%s'", key, score__yaml_scalar(v));
     *out = (size_t)n;
     return 0;
 }
@@ -289,24 +190,24 @@ static int get_nodes(struct al *A, struct score_alert_rule *r, const yaml_node_t
 {
     yaml_node_t *v;
     size_t n;
-    if ((v = map_get(A, m, "indicator"))) {
+    if ((v = score__yaml_map_get(&A->y, m, "indicator"))) {
         if (find_node(A, v, "indicator", &n))
             return -1;
         add_node(r, n);
     }
-    if ((v = map_get(A, m, "indicators"))) {
+    if ((v = score__yaml_map_get(&A->y, m, "indicators"))) {
         if (v->type != YAML_SEQUENCE_NODE)
-            return fail(A, v, "indicators: expected a sequence of indicator codes");
+            return score__yaml_fail(&A->y, v, "indicators: expected a sequence of indicator codes");
         for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
              it++) {
-            if (find_node(A, node_at(A, *it), "indicators", &n))
+            if (find_node(A, score__yaml_node_at(&A->y, *it), "indicators", &n))
                 return -1;
             add_node(r, n);
         }
     }
-    if (allow_src && (v = map_get(A, m, "src"))) {
-        if (!is_scalar(v) || !code_ok(scalar(v)))
-            return fail(A, v, "src: expected a source code");
+    if (allow_src && (v = score__yaml_map_get(&A->y, m, "src"))) {
+        if (!score__yaml_is_scalar(v) || !score__yaml_code_ok(score__yaml_scalar(v)))
+            return score__yaml_fail(&A->y, v, "src: expected a source code");
         const struct score_scheme *s = A->s;
         size_t before = r->n_nodes;
         for (size_t i = 1; i < s->n_nodes; i++) {
@@ -314,11 +215,13 @@ static int get_nodes(struct al *A, struct score_alert_rule *r, const yaml_node_t
             if (!nd->leaf)
                 continue;
             for (size_t k = 0; k < nd->n_srcs; k++)
-                if (!strcmp(nd->srcs[k], scalar(v)))
+                if (!strcmp(nd->srcs[k], score__yaml_scalar(v)))
                     add_node(r, i);
         }
         if (r->n_nodes == before)
-            return fail(A, v, "src: no leaf of the scheme is granted to source '%s'", scalar(v));
+            return score__yaml_fail(&A->y, v,
+                                    "src: no leaf of the scheme is granted to source '%s'",
+                                    score__yaml_scalar(v));
     }
     return 0;
 }
@@ -376,27 +279,30 @@ static int parse_bands(struct al *A, struct score_alert_rule *r, const yaml_node
     static const char *const keys[] = {"severity", "lo", "hi", "note", NULL};
     if (!v || v->type != YAML_SEQUENCE_NODE ||
         v->data.sequence.items.top == v->data.sequence.items.start)
-        return fail(A, v, "bands: expected a non-empty sequence of {severity, lo, hi}");
+        return score__yaml_fail(&A->y, v,
+                                "bands: expected a non-empty sequence of {severity, lo, hi}");
     size_t cnt = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
     r->bands = kp_xcalloc(cnt, sizeof *r->bands);
     for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
          it++) {
-        yaml_node_t *b = node_at(A, *it), *x;
-        if (map_check(A, b, "band", keys))
+        yaml_node_t *b = score__yaml_node_at(&A->y, *it), *x;
+        if (score__yaml_map_check(&A->y, b, "band", keys))
             return -1;
         struct score_alert_band *bd = &r->bands[r->n_bands++];
         bd->lo = -INFINITY;
         bd->hi = INFINITY;
-        if (!(x = map_get(A, b, "severity")))
-            return fail(A, b, "band: missing 'severity'");
+        if (!(x = score__yaml_map_get(&A->y, b, "severity")))
+            return score__yaml_fail(&A->y, b, "band: missing 'severity'");
         if (get_sev(A, x, "severity", &bd->sev))
             return -1;
-        if ((x = map_get(A, b, "lo")) && get_num(A, x, "lo", &bd->lo))
+        if ((x = score__yaml_map_get(&A->y, b, "lo")) &&
+            score__yaml_get_num(&A->y, x, "lo", &bd->lo))
             return -1;
-        if ((x = map_get(A, b, "hi")) && get_num(A, x, "hi", &bd->hi))
+        if ((x = score__yaml_map_get(&A->y, b, "hi")) &&
+            score__yaml_get_num(&A->y, x, "hi", &bd->hi))
             return -1;
         if (!(bd->lo < bd->hi))
-            return fail(A, b, "band: lo must be < hi");
+            return score__yaml_fail(&A->y, b, "band: lo must be < hi");
     }
     return 0;
 }
@@ -418,22 +324,23 @@ static int parse_rule(struct al *A, const yaml_node_t *m, struct score_alert_rul
 {
     yaml_node_t *v;
     if (!m || m->type != YAML_MAPPING_NODE)
-        return fail(A, m, "rule: expected a mapping");
+        return score__yaml_fail(&A->y, m, "rule: expected a mapping");
     r->line = (int)m->start_mark.line + 1;
     r->not_above = -1;
     r->hmin = -INFINITY;
     r->hmax = INFINITY;
-    if (!(v = map_get(A, m, "kind")))
-        return fail(A, m, "rule: missing 'kind'");
+    if (!(v = score__yaml_map_get(&A->y, m, "kind")))
+        return score__yaml_fail(&A->y, m, "rule: missing 'kind'");
     int kind = -1;
-    for (int k = 0; is_scalar(v) && k < SCORE_AK__COUNT; k++)
-        if (!strcmp(scalar(v), score__alert_kind_names[k]))
+    for (int k = 0; score__yaml_is_scalar(v) && k < SCORE_AK__COUNT; k++)
+        if (!strcmp(score__yaml_scalar(v), score__alert_kind_names[k]))
             kind = k;
     if (kind < 0)
-        return fail(A, v,
-                    "kind: expected progress_lag, node_overdue, report_missing, score_band, "
-                    "grade_drop, rank_drop, veto, deduction_event, data_quality or "
-                    "source_stale");
+        return score__yaml_fail(
+            &A->y, v,
+            "kind: expected progress_lag, node_overdue, report_missing, score_band, "
+            "grade_drop, rank_drop, veto, deduction_event, data_quality or "
+            "source_stale");
     r->kind = (enum score_alert_kind)kind;
     /* allowed keys: the common ones and the kind's */
     const char *allowed[N_COMMON + 20];
@@ -445,25 +352,26 @@ static int parse_rule(struct al *A, const yaml_node_t *m, struct score_alert_rul
     allowed[na] = NULL;
     char what[96];
     snprintf(what, sizeof what, "rule (%s)", score__alert_kind_names[r->kind]);
-    if (map_check(A, m, what, allowed))
+    if (score__yaml_map_check(&A->y, m, what, allowed))
         return -1;
-    if (!(v = map_get(A, m, "name")))
-        return fail(A, m, "rule: missing 'name'");
+    if (!(v = score__yaml_map_get(&A->y, m, "name")))
+        return score__yaml_fail(&A->y, m, "rule: missing 'name'");
     if (get_code(A, v, "name", &r->name))
         return -1;
     r->for_ms = A->for_ms;
     r->keep_ms = A->keep_ms;
     r->hold_ms = A->hold_ms;
-    if ((v = map_get(A, m, "for")) && get_dur(A, v, "for", &r->for_ms))
+    if ((v = score__yaml_map_get(&A->y, m, "for")) && get_dur(A, v, "for", &r->for_ms))
         return -1;
-    if ((v = map_get(A, m, "keep_firing_for")) && get_dur(A, v, "keep_firing_for", &r->keep_ms))
+    if ((v = score__yaml_map_get(&A->y, m, "keep_firing_for")) &&
+        get_dur(A, v, "keep_firing_for", &r->keep_ms))
         return -1;
-    if ((v = map_get(A, m, "hold")) && get_dur(A, v, "hold", &r->hold_ms))
+    if ((v = score__yaml_map_get(&A->y, m, "hold")) && get_dur(A, v, "hold", &r->hold_ms))
         return -1;
-    if ((v = map_get(A, m, "periods")) && get_kinds(A, v, "periods", &r->periods))
+    if ((v = score__yaml_map_get(&A->y, m, "periods")) && get_kinds(A, v, "periods", &r->periods))
         return -1;
     r->sev = SCORE_SEV_YELLOW;
-    if ((v = map_get(A, m, "severity")) && get_sev(A, v, "severity", &r->sev))
+    if ((v = score__yaml_map_get(&A->y, m, "severity")) && get_sev(A, v, "severity", &r->sev))
         return -1;
 
     const struct score_scheme *s = A->s;
@@ -472,77 +380,90 @@ static int parse_rule(struct al *A, const yaml_node_t *m, struct score_alert_rul
         if (get_nodes(A, r, m, false))
             return -1;
         if (r->n_nodes != 1)
-            return fail(A, m, "progress_lag: needs one 'indicator'");
+            return score__yaml_fail(&A->y, m, "progress_lag: needs one 'indicator'");
         if (s->nodes[r->nodes[0]].adjust)
-            return fail(A, m, "progress_lag: indicator must not be an adjustment kind");
+            return score__yaml_fail(&A->y, m,
+                                    "progress_lag: indicator must not be an adjustment kind");
         r->yellow = 10;
         r->red = 30;
-        if ((v = map_get(A, m, "use"))) {
-            if (!is_scalar(v) || (strcmp(scalar(v), "value") && strcmp(scalar(v), "score")))
-                return fail(A, v, "use: expected value or score");
-            r->use_score = !strcmp(scalar(v), "score");
+        if ((v = score__yaml_map_get(&A->y, m, "use"))) {
+            if (!score__yaml_is_scalar(v) ||
+                (strcmp(score__yaml_scalar(v), "value") && strcmp(score__yaml_scalar(v), "score")))
+                return score__yaml_fail(&A->y, v, "use: expected value or score");
+            r->use_score = !strcmp(score__yaml_scalar(v), "score");
         }
         if (!s->nodes[r->nodes[0]].leaf)
             r->use_score = true; /* inner nodes have no input value */
-        if ((v = map_get(A, m, "yellow")) && get_num(A, v, "yellow", &r->yellow))
+        if ((v = score__yaml_map_get(&A->y, m, "yellow")) &&
+            score__yaml_get_num(&A->y, v, "yellow", &r->yellow))
             return -1;
-        if ((v = map_get(A, m, "red")) && get_num(A, v, "red", &r->red))
+        if ((v = score__yaml_map_get(&A->y, m, "red")) &&
+            score__yaml_get_num(&A->y, v, "red", &r->red))
             return -1;
         if (!(r->yellow > 0 && r->yellow <= r->red))
-            return fail(A, m, "progress_lag: need 0 < yellow <= red");
+            return score__yaml_fail(&A->y, m, "progress_lag: need 0 < yellow <= red");
         break;
     case SCORE_AK_NODE_OVERDUE:
         if (get_nodes(A, r, m, false))
             return -1;
         if (!r->n_nodes)
-            return fail(A, m, "node_overdue: needs 'indicator' or 'indicators'");
+            return score__yaml_fail(&A->y, m, "node_overdue: needs 'indicator' or 'indicators'");
         for (size_t i = 0; i < r->n_nodes; i++)
             if (!s->nodes[r->nodes[i]].leaf)
-                return fail(A, m, "node_overdue: '%s' is not a leaf", s->nodes[r->nodes[i]].code);
+                return score__yaml_fail(&A->y, m, "node_overdue: '%s' is not a leaf",
+                                        s->nodes[r->nodes[i]].code);
         r->red_days = 2;
-        if ((v = map_get(A, m, "warn_before")) && get_dur(A, v, "warn_before", &r->warn_before_ms))
+        if ((v = score__yaml_map_get(&A->y, m, "warn_before")) &&
+            get_dur(A, v, "warn_before", &r->warn_before_ms))
             return -1;
-        if ((v = map_get(A, m, "red_after")) && get_int(A, v, "red_after", 0, 366, &r->red_days))
+        if ((v = score__yaml_map_get(&A->y, m, "red_after")) &&
+            score__yaml_get_int(&A->y, v, "red_after", 0, 366, &r->red_days))
             return -1;
         break;
     case SCORE_AK_REPORT_MISSING: {
         if (get_nodes(A, r, m, true))
             return -1;
         if (!r->n_nodes)
-            return fail(A, m, "report_missing: needs 'indicator', 'indicators' or 'src'");
+            return score__yaml_fail(&A->y, m,
+                                    "report_missing: needs 'indicator', 'indicators' or 'src'");
         int pkind = -2;
         for (size_t i = 0; i < r->n_nodes; i++) {
             const struct score_node *nd = &s->nodes[r->nodes[i]];
             if (!nd->leaf)
-                return fail(A, m, "report_missing: '%s' is not a leaf", nd->code);
+                return score__yaml_fail(&A->y, m, "report_missing: '%s' is not a leaf", nd->code);
             unsigned mask = r->periods ? (r->periods & nd->periods) : nd->periods;
             int k = single_kind(mask);
             if (k < 0)
-                return fail(A, m,
-                            "report_missing: '%s' takes several period kinds (or none of "
-                            "'periods'); name one in 'periods'",
-                            nd->code);
+                return score__yaml_fail(
+                    &A->y, m,
+                    "report_missing: '%s' takes several period kinds (or none of "
+                    "'periods'); name one in 'periods'",
+                    nd->code);
             if (pkind != -2 && pkind != k)
-                return fail(A, m, "report_missing: the indicators take different period kinds");
+                return score__yaml_fail(
+                    &A->y, m, "report_missing: the indicators take different period kinds");
             pkind = k;
         }
         r->report_kind = (enum score_pkind)pkind;
-        if (!(v = map_get(A, m, "due")))
-            return fail(A, m, "report_missing: missing 'due' (working days after the period)");
-        if (get_int(A, v, "due", 0, 366, &r->due_days))
+        if (!(v = score__yaml_map_get(&A->y, m, "due")))
+            return score__yaml_fail(
+                &A->y, m, "report_missing: missing 'due' (working days after the period)");
+        if (score__yaml_get_int(&A->y, v, "due", 0, 366, &r->due_days))
             return -1;
         r->warn_days = 0;
         r->red_days = 2;
         r->lookback_ms = 90LL * 86400000;
-        if ((v = map_get(A, m, "warn_before")) &&
-            get_int(A, v, "warn_before", 0, 366, &r->warn_days))
+        if ((v = score__yaml_map_get(&A->y, m, "warn_before")) &&
+            score__yaml_get_int(&A->y, v, "warn_before", 0, 366, &r->warn_days))
             return -1;
-        if ((v = map_get(A, m, "red_after")) && get_int(A, v, "red_after", 0, 366, &r->red_days))
+        if ((v = score__yaml_map_get(&A->y, m, "red_after")) &&
+            score__yaml_get_int(&A->y, v, "red_after", 0, 366, &r->red_days))
             return -1;
-        if ((v = map_get(A, m, "lookback")) && get_dur(A, v, "lookback", &r->lookback_ms))
+        if ((v = score__yaml_map_get(&A->y, m, "lookback")) &&
+            get_dur(A, v, "lookback", &r->lookback_ms))
             return -1;
         if (r->lookback_ms <= 0)
-            return fail(A, m, "report_missing: lookback must be > 0");
+            return score__yaml_fail(&A->y, m, "report_missing: lookback must be > 0");
         break;
     }
     case SCORE_AK_SCORE_BAND:
@@ -551,26 +472,28 @@ static int parse_rule(struct al *A, const yaml_node_t *m, struct score_alert_rul
         if (r->n_nodes == 0)
             add_node(r, 0);
         if (r->n_nodes != 1)
-            return fail(A, m, "score_band: one 'indicator' (default: the total)");
+            return score__yaml_fail(&A->y, m, "score_band: one 'indicator' (default: the total)");
         if (s->nodes[r->nodes[0]].adjust)
-            return fail(A, m, "score_band: indicator must not be an adjustment kind");
-        if (parse_bands(A, r, map_get(A, m, "bands")))
+            return score__yaml_fail(&A->y, m,
+                                    "score_band: indicator must not be an adjustment kind");
+        if (parse_bands(A, r, score__yaml_map_get(&A->y, m, "bands")))
             return -1;
         break;
     case SCORE_AK_GRADE_DROP:
         add_node(r, 0);
         if (!s->n_grades)
-            return fail(A, m, "grade_drop: the scheme has no grades");
+            return score__yaml_fail(&A->y, m, "grade_drop: the scheme has no grades");
         break;
     case SCORE_AK_RANK_DROP:
         add_node(r, 0);
         r->places = 3;
-        if ((v = map_get(A, m, "places")) && get_int(A, v, "places", 1, 100000, &r->places))
+        if ((v = score__yaml_map_get(&A->y, m, "places")) &&
+            score__yaml_get_int(&A->y, v, "places", 1, 100000, &r->places))
             return -1;
         break;
     case SCORE_AK_VETO:
         add_node(r, 0);
-        if (!map_get(A, m, "severity"))
+        if (!score__yaml_map_get(&A->y, m, "severity"))
             r->sev = SCORE_SEV_RED;
         break;
     case SCORE_AK_DEDUCTION_EVENT:
@@ -581,95 +504,114 @@ static int parse_rule(struct al *A, const yaml_node_t *m, struct score_alert_rul
                 if (s->nodes[i].method == SCORE_M_DEDUCT)
                     add_node(r, i);
         if (!r->n_nodes)
-            return fail(A, m, "deduction_event: the scheme has no deduct adjustment kind");
+            return score__yaml_fail(&A->y, m,
+                                    "deduction_event: the scheme has no deduct adjustment kind");
         for (size_t i = 0; i < r->n_nodes; i++)
             if (s->nodes[r->nodes[i]].method != SCORE_M_DEDUCT)
-                return fail(A, m, "deduction_event: '%s' is not a deduct adjustment kind",
-                            s->nodes[r->nodes[i]].code);
-        if ((v = map_get(A, m, "red_points")) && get_num(A, v, "red_points", &r->red_points))
+                return score__yaml_fail(&A->y, m,
+                                        "deduction_event: '%s' is not a deduct adjustment kind",
+                                        s->nodes[r->nodes[i]].code);
+        if ((v = score__yaml_map_get(&A->y, m, "red_points")) &&
+            score__yaml_get_num(&A->y, v, "red_points", &r->red_points))
             return -1;
         break;
     case SCORE_AK_DATA_QUALITY: {
-        if ((v = map_get(A, m, "check"))) {
-            if (!is_scalar(v) || (strcmp(scalar(v), "soft") && strcmp(scalar(v), "hard")))
-                return fail(A, v, "check: expected soft or hard");
-            r->hard = !strcmp(scalar(v), "hard");
+        if ((v = score__yaml_map_get(&A->y, m, "check"))) {
+            if (!score__yaml_is_scalar(v) ||
+                (strcmp(score__yaml_scalar(v), "soft") && strcmp(score__yaml_scalar(v), "hard")))
+                return score__yaml_fail(&A->y, v, "check: expected soft or hard");
+            r->hard = !strcmp(score__yaml_scalar(v), "hard");
         }
         if (get_nodes(A, r, m, true))
             return -1;
         if (!r->n_nodes)
-            return fail(A, m, "data_quality: needs 'indicator', 'indicators' or 'src'");
+            return score__yaml_fail(&A->y, m,
+                                    "data_quality: needs 'indicator', 'indicators' or 'src'");
         for (size_t i = 0; i < r->n_nodes; i++)
             if (!s->nodes[r->nodes[i]].leaf)
-                return fail(A, m, "data_quality: '%s' is not a leaf", s->nodes[r->nodes[i]].code);
+                return score__yaml_fail(&A->y, m, "data_quality: '%s' is not a leaf",
+                                        s->nodes[r->nodes[i]].code);
         static const char *const soft_only[] = {"z",         "against", "window",   "min_history",
                                                 "min_peers", "min_sd",  "severity", "hold"};
         static const char *const hard_only[] = {"min", "max", "not_above"};
         for (size_t i = 0; i < sizeof soft_only / sizeof *soft_only; i++)
-            if (r->hard && (v = map_get(A, m, soft_only[i])))
-                return fail(A, v, "data_quality: '%s' is for check: soft", soft_only[i]);
+            if (r->hard && (v = score__yaml_map_get(&A->y, m, soft_only[i])))
+                return score__yaml_fail(&A->y, v, "data_quality: '%s' is for check: soft",
+                                        soft_only[i]);
         for (size_t i = 0; i < sizeof hard_only / sizeof *hard_only; i++)
-            if (!r->hard && (v = map_get(A, m, hard_only[i])))
-                return fail(A, v, "data_quality: '%s' is for check: hard", hard_only[i]);
+            if (!r->hard && (v = score__yaml_map_get(&A->y, m, hard_only[i])))
+                return score__yaml_fail(&A->y, v, "data_quality: '%s' is for check: hard",
+                                        hard_only[i]);
         if (r->hard) {
-            if ((v = map_get(A, m, "min")) && get_num(A, v, "min", &r->hmin))
+            if ((v = score__yaml_map_get(&A->y, m, "min")) &&
+                score__yaml_get_num(&A->y, v, "min", &r->hmin))
                 return -1;
-            if ((v = map_get(A, m, "max")) && get_num(A, v, "max", &r->hmax))
+            if ((v = score__yaml_map_get(&A->y, m, "max")) &&
+                score__yaml_get_num(&A->y, v, "max", &r->hmax))
                 return -1;
-            if ((v = map_get(A, m, "not_above"))) {
+            if ((v = score__yaml_map_get(&A->y, m, "not_above"))) {
                 size_t n;
                 if (find_node(A, v, "not_above", &n))
                     return -1;
                 if (!s->nodes[n].leaf)
-                    return fail(A, v, "not_above: '%s' is not a leaf", s->nodes[n].code);
+                    return score__yaml_fail(&A->y, v, "not_above: '%s' is not a leaf",
+                                            s->nodes[n].code);
                 r->not_above = (long)n;
             }
             if (!(r->hmin < r->hmax))
-                return fail(A, m, "data_quality: need min < max");
+                return score__yaml_fail(&A->y, m, "data_quality: need min < max");
             if (isinf(r->hmin) && isinf(r->hmax) && r->not_above < 0)
-                return fail(A, m, "data_quality: a hard check needs min, max or not_above");
+                return score__yaml_fail(&A->y, m,
+                                        "data_quality: a hard check needs min, max or not_above");
         } else {
             r->z = 3;
             r->window = 12;
             r->min_history = 3;
             r->min_peers = 4;
-            if ((v = map_get(A, m, "z")) && get_num(A, v, "z", &r->z))
+            if ((v = score__yaml_map_get(&A->y, m, "z")) &&
+                score__yaml_get_num(&A->y, v, "z", &r->z))
                 return -1;
             if (!(r->z > 0))
-                return fail(A, v, "z: must be > 0");
-            if ((v = map_get(A, m, "against"))) {
-                if (!is_scalar(v) || (strcmp(scalar(v), "history") && strcmp(scalar(v), "group")))
-                    return fail(A, v, "against: expected history or group");
-                r->against = strcmp(scalar(v), "group") ? SCORE_DQ_HISTORY : SCORE_DQ_GROUP;
+                return score__yaml_fail(&A->y, v, "z: must be > 0");
+            if ((v = score__yaml_map_get(&A->y, m, "against"))) {
+                if (!score__yaml_is_scalar(v) || (strcmp(score__yaml_scalar(v), "history") &&
+                                                  strcmp(score__yaml_scalar(v), "group")))
+                    return score__yaml_fail(&A->y, v, "against: expected history or group");
+                r->against =
+                    strcmp(score__yaml_scalar(v), "group") ? SCORE_DQ_HISTORY : SCORE_DQ_GROUP;
             }
-            if ((v = map_get(A, m, "window")) && get_int(A, v, "window", 2, 1000, &r->window))
+            if ((v = score__yaml_map_get(&A->y, m, "window")) &&
+                score__yaml_get_int(&A->y, v, "window", 2, 1000, &r->window))
                 return -1;
-            if ((v = map_get(A, m, "min_history")) &&
-                get_int(A, v, "min_history", 2, 1000, &r->min_history))
+            if ((v = score__yaml_map_get(&A->y, m, "min_history")) &&
+                score__yaml_get_int(&A->y, v, "min_history", 2, 1000, &r->min_history))
                 return -1;
-            if ((v = map_get(A, m, "min_peers")) &&
-                get_int(A, v, "min_peers", 2, 100000, &r->min_peers))
+            if ((v = score__yaml_map_get(&A->y, m, "min_peers")) &&
+                score__yaml_get_int(&A->y, v, "min_peers", 2, 100000, &r->min_peers))
                 return -1;
-            if ((v = map_get(A, m, "min_sd")) && get_num(A, v, "min_sd", &r->min_sd))
+            if ((v = score__yaml_map_get(&A->y, m, "min_sd")) &&
+                score__yaml_get_num(&A->y, v, "min_sd", &r->min_sd))
                 return -1;
             if (r->min_sd < 0)
-                return fail(A, v, "min_sd: must be >= 0");
+                return score__yaml_fail(&A->y, v, "min_sd: must be >= 0");
         }
         break;
     }
     case SCORE_AK_SOURCE_STALE:
-        if ((v = map_get(A, m, "src")) && get_code(A, v, "src", &r->src))
+        if ((v = score__yaml_map_get(&A->y, m, "src")) && get_code(A, v, "src", &r->src))
             return -1;
-        if (!(v = map_get(A, m, "after")))
-            return fail(A, m, "source_stale: missing 'after' (the longest silence allowed)");
+        if (!(v = score__yaml_map_get(&A->y, m, "after")))
+            return score__yaml_fail(&A->y, m,
+                                    "source_stale: missing 'after' (the longest silence allowed)");
         if (get_dur(A, v, "after", &r->after_ms))
             return -1;
         if (r->after_ms <= 0)
-            return fail(A, v, "after: must be > 0");
-        if ((v = map_get(A, m, "red_after")) && get_dur(A, v, "red_after", &r->red_after_ms))
+            return score__yaml_fail(&A->y, v, "after: must be > 0");
+        if ((v = score__yaml_map_get(&A->y, m, "red_after")) &&
+            get_dur(A, v, "red_after", &r->red_after_ms))
             return -1;
         if (r->red_after_ms && r->red_after_ms <= r->after_ms)
-            return fail(A, v, "red_after: must be longer than after");
+            return score__yaml_fail(&A->y, v, "red_after: must be longer than after");
         break;
     default:
         break;
@@ -682,7 +624,7 @@ static int parse_rule(struct al *A, const yaml_node_t *m, struct score_alert_rul
 static int parse_tz(struct al *A, const yaml_node_t *v, int *out)
 {
     int sign = 1, hh = 0, mm = 0;
-    const char *t = is_scalar(v) ? scalar(v) : "";
+    const char *t = score__yaml_is_scalar(v) ? score__yaml_scalar(v) : "";
     if (*t == '+' || *t == '-') {
         sign = *t == '-' ? -1 : 1;
         t++;
@@ -692,7 +634,7 @@ static int parse_tz(struct al *A, const yaml_node_t *v, int *out)
             return 0;
         }
     }
-    return fail(A, v, "timezone: expected an offset like +08:00");
+    return score__yaml_fail(&A->y, v, "timezone: expected an offset like +08:00");
 }
 
 int score__alert_rules_parse(struct score_scheme *s, yaml_document_t *doc, yaml_node_t *top,
@@ -703,55 +645,58 @@ int score__alert_rules_parse(struct score_scheme *s, yaml_document_t *doc, yaml_
                                        "assumed",         NULL};
     static char dummy[1];
     struct al A = {
-        .path = path, .doc = doc, .err = err ? err : dummy, .errlen = err ? errlen : 1, .s = s};
+        .y = {.path = path, .doc = doc, .err = err ? err : dummy, .errlen = err ? errlen : 1},
+        .s = s};
     yaml_node_t *m = NULL, *v;
     for (yaml_node_pair_t *p = top->data.mapping.pairs.start; p < top->data.mapping.pairs.top;
          p++) {
-        yaml_node_t *k = node_at(&A, p->key);
-        if (is_scalar(k) && !strcmp(scalar(k), "alerts"))
-            m = node_at(&A, p->value);
+        yaml_node_t *k = score__yaml_node_at(&A.y, p->key);
+        if (score__yaml_is_scalar(k) && !strcmp(score__yaml_scalar(k), "alerts"))
+            m = score__yaml_node_at(&A.y, p->value);
     }
     if (!m)
         return 0;
-    if (map_check(&A, m, "alerts", keys))
+    if (score__yaml_map_check(&A.y, m, "alerts", keys))
         return -1;
     struct score_alert_rules *r = kp_xcalloc(1, sizeof *r);
     s->alert_rules = r;
     A.r = r;
     r->tz_min = 8 * 60; /* Asia/Shanghai: every seed city */
     A.hold_ms = 7LL * 86400000;
-    if ((v = map_get(&A, m, "timezone")) && parse_tz(&A, v, &r->tz_min))
+    if ((v = score__yaml_map_get(&A.y, m, "timezone")) && parse_tz(&A, v, &r->tz_min))
         return -1;
-    if ((v = map_get(&A, m, "holidays")) &&
+    if ((v = score__yaml_map_get(&A.y, m, "holidays")) &&
         get_dates(&A, v, "holidays", &r->holidays, &r->n_holidays))
         return -1;
-    if ((v = map_get(&A, m, "workdays")) &&
+    if ((v = score__yaml_map_get(&A.y, m, "workdays")) &&
         get_dates(&A, v, "workdays", &r->workdays, &r->n_workdays))
         return -1;
-    if ((v = map_get(&A, m, "for")) && get_dur(&A, v, "for", &A.for_ms))
+    if ((v = score__yaml_map_get(&A.y, m, "for")) && get_dur(&A, v, "for", &A.for_ms))
         return -1;
-    if ((v = map_get(&A, m, "keep_firing_for")) && get_dur(&A, v, "keep_firing_for", &A.keep_ms))
+    if ((v = score__yaml_map_get(&A.y, m, "keep_firing_for")) &&
+        get_dur(&A, v, "keep_firing_for", &A.keep_ms))
         return -1;
-    if ((v = map_get(&A, m, "hold")) && get_dur(&A, v, "hold", &A.hold_ms))
+    if ((v = score__yaml_map_get(&A.y, m, "hold")) && get_dur(&A, v, "hold", &A.hold_ms))
         return -1;
-    yaml_node_t *rules = map_get(&A, m, "rules");
+    yaml_node_t *rules = score__yaml_map_get(&A.y, m, "rules");
     if (!rules)
-        return fail(&A, m, "alerts: missing 'rules'");
+        return score__yaml_fail(&A.y, m, "alerts: missing 'rules'");
     if (rules->type != YAML_SEQUENCE_NODE)
-        return fail(&A, rules, "rules: expected a sequence");
+        return score__yaml_fail(&A.y, rules, "rules: expected a sequence");
     size_t cnt = (size_t)(rules->data.sequence.items.top - rules->data.sequence.items.start);
     if (cnt > AL_MAX_RULES)
-        return fail(&A, rules, "rules: at most %d", AL_MAX_RULES);
+        return score__yaml_fail(&A.y, rules, "rules: at most %d", AL_MAX_RULES);
     r->rules = kp_xcalloc(cnt + 1, sizeof *r->rules);
     for (yaml_node_item_t *it = rules->data.sequence.items.start;
          it < rules->data.sequence.items.top; it++) {
-        yaml_node_t *rm = node_at(&A, *it);
+        yaml_node_t *rm = score__yaml_node_at(&A.y, *it);
         struct score_alert_rule *rule = &r->rules[r->n++];
         if (parse_rule(&A, rm, rule))
             return -1;
         for (size_t j = 0; j + 1 < r->n; j++)
             if (!strcmp(r->rules[j].name, rule->name))
-                return fail(&A, map_get(&A, rm, "name"), "rule: duplicate name '%s'", rule->name);
+                return score__yaml_fail(&A.y, score__yaml_map_get(&A.y, rm, "name"),
+                                        "rule: duplicate name '%s'", rule->name);
     }
     return 0;
 }

@@ -10,6 +10,7 @@
  */
 #include "score_internal.h"
 #include "score_alert_internal.h"
+#include "score_yaml.h"
 
 #include <errno.h>
 #include <math.h>
@@ -29,11 +30,8 @@
 #define SCORE_MAX_DEPTH 8
 
 struct ld {
-    const char *path;
+    struct score__yaml y; /* path, error buffer; y.doc points at doc */
     yaml_document_t doc;
-    char *err;
-    size_t errlen;
-    bool failed;
     struct score_scheme *s;
     size_t cap_nodes;
     /* per-node groups restriction while building: allowed[n * n_groups + g] */
@@ -41,237 +39,54 @@ struct ld {
     size_t cap_allowed;
 };
 
-static int vfail_line(struct ld *L, int line, const char *fmt, va_list ap)
-{
-    if (L->failed)
-        return -1;
-    L->failed = true;
-    int off = snprintf(L->err, L->errlen, "%s:%d: ", L->path, line);
-    if (off >= 0 && (size_t)off < L->errlen)
-        vsnprintf(L->err + off, L->errlen - (size_t)off, fmt, ap);
-    return -1;
-}
-
-/* Records the first error as "file:line: reason" (line of the YAML node n) and returns -1. */
-__attribute__((format(printf, 3, 4))) static int fail(struct ld *L, const yaml_node_t *n,
-                                                       const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfail_line(L, n ? (int)n->start_mark.line + 1 : 0, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-__attribute__((format(printf, 3, 4))) static int fail_line(struct ld *L, int line,
-                                                            const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfail_line(L, line, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int line_of(const yaml_node_t *n)
-{
-    return (int)n->start_mark.line + 1;
-}
-
-static yaml_node_t *node_at(struct ld *L, int i)
-{
-    return yaml_document_get_node(&L->doc, i);
-}
-
-static bool is_scalar(const yaml_node_t *n)
-{
-    return n && n->type == YAML_SCALAR_NODE;
-}
-
-static const char *scalar(const yaml_node_t *n)
-{
-    return (const char *)n->data.scalar.value;
-}
-
 /* ---- typed getters -------------------------------------------------------------------- */
-
-static int get_str(struct ld *L, const yaml_node_t *n, const char *key, size_t max, char **out)
-{
-    if (!is_scalar(n))
-        return fail(L, n, "%s: expected a string", key);
-    if (n->data.scalar.length == 0 || n->data.scalar.length > max)
-        return fail(L, n, "%s: length must be 1-%zu bytes", key, max);
-    if (strlen(scalar(n)) != n->data.scalar.length)
-        return fail(L, n, "%s: contains a NUL byte", key);
-    *out = kp_xstrdup(scalar(n));
-    return 0;
-}
-
-static bool code_ok(const char *s)
-{
-    size_t len = strlen(s);
-    if (len < 1 || len > SCORE_CODE_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-'))
-            return false;
-    }
-    return true;
-}
 
 static int get_code(struct ld *L, const yaml_node_t *n, const char *key, char **out)
 {
-    if (!is_scalar(n))
-        return fail(L, n, "%s: expected a code", key);
-    if (!code_ok(scalar(n)))
-        return fail(L, n, "%s: '%s' is not a code (1-64 bytes of [A-Za-z0-9._:-])", key,
-                    scalar(n));
-    *out = kp_xstrdup(scalar(n));
-    return 0;
-}
-
-static int get_num(struct ld *L, const yaml_node_t *n, const char *key, double *out)
-{
-    if (!is_scalar(n))
-        return fail(L, n, "%s: expected a number", key);
-    const char *s = scalar(n);
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !isfinite(v))
-        return fail(L, n, "%s: '%s' is not a finite number", key, s);
-    *out = v;
-    return 0;
-}
-
-static int get_bool(struct ld *L, const yaml_node_t *n, const char *key, bool *out)
-{
-    if (is_scalar(n)) {
-        const char *s = scalar(n);
-        if (!strcmp(s, "true") || !strcmp(s, "yes")) {
-            *out = true;
-            return 0;
-        }
-        if (!strcmp(s, "false") || !strcmp(s, "no")) {
-            *out = false;
-            return 0;
-        }
-    }
-    return fail(L, n, "%s: expected true or false", key);
-}
-
-static int get_int(struct ld *L, const yaml_node_t *n, const char *key, int lo, int hi, int *out)
-{
-    double v;
-    if (get_num(L, n, key, &v))
-        return -1;
-    if (v != floor(v) || v < lo || v > hi)
-        return fail(L, n, "%s: expected an integer in %d..%d", key, lo, hi);
-    *out = (int)v;
+    if (!score__yaml_is_scalar(n))
+        return score__yaml_fail(&L->y, n, "%s: expected a code", key);
+    if (!score__yaml_code_ok(score__yaml_scalar(n)))
+        return score__yaml_fail(&L->y, n, "%s: '%s' is not a code (1-64 bytes of [A-Za-z0-9._:-])",
+                                key, score__yaml_scalar(n));
+    *out = kp_xstrdup(score__yaml_scalar(n));
     return 0;
 }
 
 /* ---- mappings ---------------------------------------------------------------------------- */
 
-/* Checks that n is a mapping whose keys are scalars from `allowed` (NULL-terminated), each
- * at most once. */
-static int map_check(struct ld *L, const yaml_node_t *n, const char *what,
-                     const char *const *allowed)
-{
-    if (!n || n->type != YAML_MAPPING_NODE)
-        return fail(L, n, "%s: expected a mapping", what);
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node_at(L, p->key);
-        if (!is_scalar(k))
-            return fail(L, k, "%s: keys must be strings", what);
-        bool known = false;
-        for (const char *const *a = allowed; *a; a++)
-            if (!strcmp(*a, scalar(k)))
-                known = true;
-        if (!known)
-            return fail(L, k, "%s: unknown key '%s'", what, scalar(k));
-        for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++)
-            if (!strcmp(scalar(node_at(L, q->key)), scalar(k)))
-                return fail(L, k, "%s: duplicate key '%s'", what, scalar(k));
-    }
-    return 0;
-}
-
-static yaml_node_t *map_get(struct ld *L, const yaml_node_t *n, const char *key)
-{
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++)
-        if (!strcmp(scalar(node_at(L, p->key)), key))
-            return node_at(L, p->value);
-    return NULL;
-}
-
-/* The key node of `key` (for errors that concern the key), or the mapping itself. */
-static const yaml_node_t *map_key_node(struct ld *L, const yaml_node_t *n, const char *key)
-{
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++)
-        if (!strcmp(scalar(node_at(L, p->key)), key))
-            return node_at(L, p->key);
-    return n;
-}
-
-static int need(struct ld *L, const yaml_node_t *map, const char *what, const char *key,
-                yaml_node_t **out)
-{
-    *out = map_get(L, map, key);
-    if (!*out)
-        return fail(L, map, "%s: missing '%s'", what, key);
-    return 0;
-}
-
-static int seq_check(struct ld *L, const yaml_node_t *n, const char *what)
-{
-    if (!n || n->type != YAML_SEQUENCE_NODE)
-        return fail(L, n, "%s: expected a sequence", what);
-    return 0;
-}
-
-#define SEQ_EACH(L, seq, it)                                                                       \
-    for (yaml_node_item_t *it = (seq)->data.sequence.items.start;                                  \
-         it < (seq)->data.sequence.items.top; it++)
-
-static size_t seq_len(const yaml_node_t *seq)
-{
-    return (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
-}
-
 /* ---- period kinds ------------------------------------------------------------------------- */
 
 static int parse_kind(struct ld *L, const yaml_node_t *n, const char *what, enum score_pkind *k)
 {
-    if (is_scalar(n))
+    if (score__yaml_is_scalar(n))
         for (int i = 0; i < SCORE_P__COUNT; i++)
-            if (!strcmp(scalar(n), score__pkind_name((enum score_pkind)i))) {
+            if (!strcmp(score__yaml_scalar(n), score__pkind_name((enum score_pkind)i))) {
                 *k = (enum score_pkind)i;
                 return 0;
             }
-    return fail(L, n, "%s: unknown period kind '%s' (year, half, quarter, month, day)", what,
-                is_scalar(n) ? scalar(n) : "?");
+    return score__yaml_fail(&L->y, n,
+                            "%s: unknown period kind '%s' (year, half, quarter, month, day)", what,
+                            score__yaml_is_scalar(n) ? score__yaml_scalar(n) : "?");
 }
 
 static int parse_kinds(struct ld *L, const yaml_node_t *n, const char *what, unsigned *mask)
 {
-    if (seq_check(L, n, what))
+    if (score__yaml_seq_check(&L->y, n, what))
         return -1;
     *mask = 0;
-    SEQ_EACH(L, n, it)
+    SCORE__YAML_SEQ_EACH(n, it)
     {
         enum score_pkind k = SCORE_P_YEAR;
-        yaml_node_t *c = node_at(L, *it);
+        yaml_node_t *c = score__yaml_node_at(&L->y, *it);
         if (parse_kind(L, c, what, &k))
             return -1;
         if (*mask & (1u << k))
-            return fail(L, c, "%s: period kind '%s' listed twice", what, scalar(c));
+            return score__yaml_fail(&L->y, c, "%s: period kind '%s' listed twice", what,
+                                    score__yaml_scalar(c));
         *mask |= 1u << k;
     }
     if (!*mask)
-        return fail(L, n, "%s: empty list", what);
+        return score__yaml_fail(&L->y, n, "%s: empty list", what);
     return 0;
 }
 
@@ -377,17 +192,20 @@ static size_t new_node(struct ld *L)
 
 static int parse_clamp(struct ld *L, struct score_node *n, const yaml_node_t *v)
 {
-    if (is_scalar(v) && !strcmp(scalar(v), "none")) {
+    if (score__yaml_is_scalar(v) && !strcmp(score__yaml_scalar(v), "none")) {
         n->clamp = SCORE_CLAMP_NONE;
         return 0;
     }
-    if (!v || v->type != YAML_SEQUENCE_NODE || seq_len(v) != 2)
-        return fail(L, v, "indicator '%s': clamp must be none or [lo, hi]", n->code);
-    if (get_num(L, node_at(L, v->data.sequence.items.start[0]), "clamp", &n->clamp_lo) ||
-        get_num(L, node_at(L, v->data.sequence.items.start[1]), "clamp", &n->clamp_hi))
+    if (!v || v->type != YAML_SEQUENCE_NODE || score__yaml_seq_len(v) != 2)
+        return score__yaml_fail(&L->y, v, "indicator '%s': clamp must be none or [lo, hi]",
+                                n->code);
+    if (score__yaml_get_num(&L->y, score__yaml_node_at(&L->y, v->data.sequence.items.start[0]),
+                            "clamp", &n->clamp_lo) ||
+        score__yaml_get_num(&L->y, score__yaml_node_at(&L->y, v->data.sequence.items.start[1]),
+                            "clamp", &n->clamp_hi))
         return -1;
     if (!(n->clamp_lo < n->clamp_hi))
-        return fail(L, v, "indicator '%s': clamp needs lo < hi", n->code);
+        return score__yaml_fail(&L->y, v, "indicator '%s': clamp needs lo < hi", n->code);
     n->clamp = SCORE_CLAMP_RANGE;
     return 0;
 }
@@ -395,39 +213,42 @@ static int parse_clamp(struct ld *L, struct score_node *n, const yaml_node_t *v)
 static int parse_bands(struct ld *L, struct score_node *n, const yaml_node_t *v)
 {
     static const char *const keys[] = {"lo", "hi", "points", NULL};
-    if (seq_check(L, v, "bands"))
+    if (score__yaml_seq_check(&L->y, v, "bands"))
         return -1;
-    if (!seq_len(v))
-        return fail(L, v, "indicator '%s': bands is empty", n->code);
-    n->bands = kp_xcalloc(seq_len(v), sizeof *n->bands);
-    SEQ_EACH(L, v, it)
+    if (!score__yaml_seq_len(v))
+        return score__yaml_fail(&L->y, v, "indicator '%s': bands is empty", n->code);
+    n->bands = kp_xcalloc(score__yaml_seq_len(v), sizeof *n->bands);
+    SCORE__YAML_SEQ_EACH(v, it)
     {
-        yaml_node_t *b = node_at(L, *it), *x;
+        yaml_node_t *b = score__yaml_node_at(&L->y, *it), *x;
         struct score_band *sb = &n->bands[n->n_bands++];
-        if (map_check(L, b, "band", keys))
+        if (score__yaml_map_check(&L->y, b, "band", keys))
             return -1;
         sb->lo = -INFINITY;
         sb->hi = INFINITY;
-        if ((x = map_get(L, b, "lo")) && get_num(L, x, "lo", &sb->lo))
+        if ((x = score__yaml_map_get(&L->y, b, "lo")) &&
+            score__yaml_get_num(&L->y, x, "lo", &sb->lo))
             return -1;
-        if ((x = map_get(L, b, "hi")) && get_num(L, x, "hi", &sb->hi))
+        if ((x = score__yaml_map_get(&L->y, b, "hi")) &&
+            score__yaml_get_num(&L->y, x, "hi", &sb->hi))
             return -1;
-        if (need(L, b, "band", "points", &x) || get_num(L, x, "points", &sb->points))
+        if (score__yaml_need(&L->y, b, "band", "points", &x) ||
+            score__yaml_get_num(&L->y, x, "points", &sb->points))
             return -1;
         if (!(sb->lo < sb->hi))
-            return fail(L, b, "indicator '%s': band needs lo < hi", n->code);
+            return score__yaml_fail(&L->y, b, "indicator '%s': band needs lo < hi", n->code);
     }
     return 0;
 }
 
 static int parse_srcs(struct ld *L, struct score_node *n, const yaml_node_t *v)
 {
-    if (seq_check(L, v, "src"))
+    if (score__yaml_seq_check(&L->y, v, "src"))
         return -1;
-    n->srcs = kp_xcalloc(seq_len(v), sizeof *n->srcs);
-    SEQ_EACH(L, v, it)
+    n->srcs = kp_xcalloc(score__yaml_seq_len(v), sizeof *n->srcs);
+    SCORE__YAML_SEQ_EACH(v, it)
     {
-        if (get_code(L, node_at(L, *it), "src", &n->srcs[n->n_srcs]))
+        if (get_code(L, score__yaml_node_at(&L->y, *it), "src", &n->srcs[n->n_srcs]))
             return -1;
         n->n_srcs++;
     }
@@ -446,44 +267,49 @@ static int lookup_enum(const char *const *names, size_t count, const char *s)
 static int parse_checks(struct ld *L, struct score_node *n, const yaml_node_t *m)
 {
     yaml_node_t *v;
-    if ((v = map_get(L, m, "src")) && parse_srcs(L, n, v))
+    if ((v = score__yaml_map_get(&L->y, m, "src")) && parse_srcs(L, n, v))
         return -1;
-    if ((v = map_get(L, m, "periods")) && parse_kinds(L, v, "periods", &n->periods))
+    if ((v = score__yaml_map_get(&L->y, m, "periods")) && parse_kinds(L, v, "periods", &n->periods))
         return -1;
-    if ((v = map_get(L, m, "min")) && get_num(L, v, "min", &n->vmin))
+    if ((v = score__yaml_map_get(&L->y, m, "min")) &&
+        score__yaml_get_num(&L->y, v, "min", &n->vmin))
         return -1;
-    if ((v = map_get(L, m, "max")) && get_num(L, v, "max", &n->vmax))
+    if ((v = score__yaml_map_get(&L->y, m, "max")) &&
+        score__yaml_get_num(&L->y, v, "max", &n->vmax))
         return -1;
     if (!(n->vmin <= n->vmax))
-        return fail(L, m, "indicator '%s': min is above max", n->code);
-    if ((v = map_get(L, m, "assumed")) && get_bool(L, v, "assumed", &n->assumed))
+        return score__yaml_fail(&L->y, m, "indicator '%s': min is above max", n->code);
+    if ((v = score__yaml_map_get(&L->y, m, "assumed")) &&
+        score__yaml_get_bool(&L->y, v, "assumed", &n->assumed))
         return -1;
-    if ((v = map_get(L, m, "note")) && !is_scalar(v))
-        return fail(L, v, "note: expected a string");
-    if ((v = map_get(L, m, "unit")) && !is_scalar(v))
-        return fail(L, v, "unit: expected a string");
+    if ((v = score__yaml_map_get(&L->y, m, "note")) && !score__yaml_is_scalar(v))
+        return score__yaml_fail(&L->y, v, "note: expected a string");
+    if ((v = score__yaml_map_get(&L->y, m, "unit")) && !score__yaml_is_scalar(v))
+        return score__yaml_fail(&L->y, v, "unit: expected a string");
     return 0;
 }
 
 static int parse_rollup(struct ld *L, struct score_node *n, const yaml_node_t *m)
 {
-    yaml_node_t *v = map_get(L, m, "rollup");
+    yaml_node_t *v = score__yaml_map_get(&L->y, m, "rollup");
     bool agg = n->input != SCORE_I_VALUE || n->adjust;
     bool one_kind = (n->periods & (n->periods - 1)) == 0;
     /* events pool into coarser periods by default, when the leaf takes one period kind */
     n->rollup = agg && one_kind ? SCORE_R_POOL : SCORE_R_NONE;
     if (!v)
         return 0;
-    int r = is_scalar(v) ? lookup_enum(rollup_names, 5, scalar(v)) : -1;
+    int r = score__yaml_is_scalar(v) ? lookup_enum(rollup_names, 5, score__yaml_scalar(v)) : -1;
     if (r < 0)
-        return fail(L, v, "indicator '%s': unknown rollup '%s' (none, latest, sum, avg, pool)",
-                    n->code, is_scalar(v) ? scalar(v) : "?");
+        return score__yaml_fail(
+            &L->y, v, "indicator '%s': unknown rollup '%s' (none, latest, sum, avg, pool)", n->code,
+            score__yaml_is_scalar(v) ? score__yaml_scalar(v) : "?");
     if (agg && r != SCORE_R_NONE && r != SCORE_R_POOL)
-        return fail(L, v, "indicator '%s': events roll up by pool (or none), not %s", n->code,
-                    scalar(v));
+        return score__yaml_fail(&L->y, v,
+                                "indicator '%s': events roll up by pool (or none), not %s", n->code,
+                                score__yaml_scalar(v));
     if (!agg && r == SCORE_R_POOL)
-        return fail(L, v, "indicator '%s': pool needs event input (count, sum, avg, rate)",
-                    n->code);
+        return score__yaml_fail(
+            &L->y, v, "indicator '%s': pool needs event input (count, sum, avg, rate)", n->code);
     n->rollup = (enum score_rollup)r;
     return 0;
 }
@@ -545,109 +371,133 @@ static void describe(struct score_node *n)
 static int parse_method(struct ld *L, size_t ni, const yaml_node_t *m, bool adjust)
 {
     struct score_node *n = &L->s->nodes[ni];
-    yaml_node_t *v = map_get(L, m, "method");
+    yaml_node_t *v = score__yaml_map_get(&L->y, m, "method");
     if (!v)
-        return fail(L, m, "indicator '%s': leaf without a method", n->code);
-    int mi = is_scalar(v) ? lookup_enum(method_names, sizeof method_names / sizeof *method_names,
-                                        scalar(v))
-                          : -1;
+        return score__yaml_fail(&L->y, m, "indicator '%s': leaf without a method", n->code);
+    int mi = score__yaml_is_scalar(v)
+                 ? lookup_enum(method_names, sizeof method_names / sizeof *method_names,
+                               score__yaml_scalar(v))
+                 : -1;
     if (mi <= 0)
-        return fail(L, v, "indicator '%s': unknown method '%s'", n->code,
-                    is_scalar(v) ? scalar(v) : "?");
+        return score__yaml_fail(&L->y, v, "indicator '%s': unknown method '%s'", n->code,
+                                score__yaml_is_scalar(v) ? score__yaml_scalar(v) : "?");
     n->method = (enum score_method)mi;
     bool adj_method = mi == SCORE_M_ADD || mi == SCORE_M_DEDUCT || mi == SCORE_M_VETO;
     if (adjust && !adj_method)
-        return fail(L, v, "adjustment '%s': method must be add, deduct or veto", n->code);
+        return score__yaml_fail(&L->y, v, "adjustment '%s': method must be add, deduct or veto",
+                                n->code);
     if (!adjust && adj_method)
-        return fail(L, v, "indicator '%s': method %s belongs under adjustments", n->code,
-                    scalar(v));
+        return score__yaml_fail(&L->y, v, "indicator '%s': method %s belongs under adjustments",
+                                n->code, score__yaml_scalar(v));
     /* parameter keys must belong to this method */
     const char *const *common = adjust ? adjust_common : leaf_common;
     for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node_at(L, p->key);
-        if (!in_list(common, scalar(k)) && !in_list(method_params(n->method), scalar(k)))
-            return fail(L, k, "indicator '%s': key '%s' does not apply to method %s", n->code,
-                        scalar(k), method_names[n->method]);
+        yaml_node_t *k = score__yaml_node_at(&L->y, p->key);
+        if (!in_list(common, score__yaml_scalar(k)) &&
+            !in_list(method_params(n->method), score__yaml_scalar(k)))
+            return score__yaml_fail(&L->y, k,
+                                    "indicator '%s': key '%s' does not apply to method %s", n->code,
+                                    score__yaml_scalar(k), method_names[n->method]);
     }
     n->leaf = true;
     n->adjust = adjust;
     n->relative = mi == SCORE_M_EFFICACY_REL || mi == SCORE_M_RANK;
-    if (!adjust && (v = map_get(L, m, "input"))) {
-        int ii = is_scalar(v) ? lookup_enum(input_names, 5, scalar(v)) : -1;
+    if (!adjust && (v = score__yaml_map_get(&L->y, m, "input"))) {
+        int ii = score__yaml_is_scalar(v) ? lookup_enum(input_names, 5, score__yaml_scalar(v)) : -1;
         if (ii < 0)
-            return fail(L, v, "indicator '%s': unknown input '%s' (value, count, sum, avg, rate)",
-                        n->code, is_scalar(v) ? scalar(v) : "?");
+            return score__yaml_fail(
+                &L->y, v, "indicator '%s': unknown input '%s' (value, count, sum, avg, rate)",
+                n->code, score__yaml_is_scalar(v) ? score__yaml_scalar(v) : "?");
         n->input = (enum score_input)ii;
     }
     if (adjust)
         n->input = SCORE_I_SUM;
     if (parse_checks(L, n, m) || parse_rollup(L, n, m))
         return -1;
-    if ((v = map_get(L, m, "clamp")) && parse_clamp(L, n, v))
+    if ((v = score__yaml_map_get(&L->y, m, "clamp")) && parse_clamp(L, n, v))
         return -1;
-    if ((v = map_get(L, m, "base")) && get_num(L, v, "base", &n->base))
+    if ((v = score__yaml_map_get(&L->y, m, "base")) &&
+        score__yaml_get_num(&L->y, v, "base", &n->base))
         return -1;
-    if ((v = map_get(L, m, "span")) && get_num(L, v, "span", &n->span))
+    if ((v = score__yaml_map_get(&L->y, m, "span")) &&
+        score__yaml_get_num(&L->y, v, "span", &n->span))
         return -1;
-    if ((v = map_get(L, m, "scale")) && get_num(L, v, "scale", &n->scale))
+    if ((v = score__yaml_map_get(&L->y, m, "scale")) &&
+        score__yaml_get_num(&L->y, v, "scale", &n->scale))
         return -1;
-    if ((v = map_get(L, m, "lower_better")) && get_bool(L, v, "lower_better", &n->lower_better))
+    if ((v = score__yaml_map_get(&L->y, m, "lower_better")) &&
+        score__yaml_get_bool(&L->y, v, "lower_better", &n->lower_better))
         return -1;
     switch (n->method) {
     case SCORE_M_EFFICACY: {
         yaml_node_t *g, *b;
-        if (need(L, m, n->code, "good", &g) || get_num(L, g, "good", &n->good) ||
-            need(L, m, n->code, "bad", &b) || get_num(L, b, "bad", &n->bad))
+        if (score__yaml_need(&L->y, m, n->code, "good", &g) ||
+            score__yaml_get_num(&L->y, g, "good", &n->good) ||
+            score__yaml_need(&L->y, m, n->code, "bad", &b) ||
+            score__yaml_get_num(&L->y, b, "bad", &n->bad))
             return -1;
         if (n->good == n->bad)
-            return fail(L, b, "indicator '%s': efficacy good equals bad (%g)", n->code, n->good);
+            return score__yaml_fail(&L->y, b, "indicator '%s': efficacy good equals bad (%g)",
+                                    n->code, n->good);
         break;
     }
     case SCORE_M_COMPLETION:
-        if (need(L, m, n->code, "target", &v) || get_num(L, v, "target", &n->target))
+        if (score__yaml_need(&L->y, m, n->code, "target", &v) ||
+            score__yaml_get_num(&L->y, v, "target", &n->target))
             return -1;
         if (!(n->target > 0))
-            return fail(L, v, "indicator '%s': completion target must be > 0", n->code);
-        if ((v = map_get(L, m, "cap")) && get_num(L, v, "cap", &n->cap))
+            return score__yaml_fail(&L->y, v, "indicator '%s': completion target must be > 0",
+                                    n->code);
+        if ((v = score__yaml_map_get(&L->y, m, "cap")) &&
+            score__yaml_get_num(&L->y, v, "cap", &n->cap))
             return -1;
         if (!(n->cap > 0))
-            return fail(L, v, "indicator '%s': completion cap must be > 0", n->code);
-        if ((v = map_get(L, m, "reverse")) && get_bool(L, v, "reverse", &n->reverse))
+            return score__yaml_fail(&L->y, v, "indicator '%s': completion cap must be > 0",
+                                    n->code);
+        if ((v = score__yaml_map_get(&L->y, m, "reverse")) &&
+            score__yaml_get_bool(&L->y, v, "reverse", &n->reverse))
             return -1;
         break;
     case SCORE_M_BAND:
-        if (need(L, m, n->code, "bands", &v) || parse_bands(L, n, v))
+        if (score__yaml_need(&L->y, m, n->code, "bands", &v) || parse_bands(L, n, v))
             return -1;
-        if ((v = map_get(L, m, "else")) && get_num(L, v, "else", &n->band_else))
+        if ((v = score__yaml_map_get(&L->y, m, "else")) &&
+            score__yaml_get_num(&L->y, v, "else", &n->band_else))
             return -1;
         break;
     case SCORE_M_RANK:
-        if ((v = map_get(L, m, "best")) && get_num(L, v, "best", &n->best))
+        if ((v = score__yaml_map_get(&L->y, m, "best")) &&
+            score__yaml_get_num(&L->y, v, "best", &n->best))
             return -1;
-        if ((v = map_get(L, m, "step")) && get_num(L, v, "step", &n->step))
+        if ((v = score__yaml_map_get(&L->y, m, "step")) &&
+            score__yaml_get_num(&L->y, v, "step", &n->step))
             return -1;
-        if ((v = map_get(L, m, "floor")) && get_num(L, v, "floor", &n->floor))
+        if ((v = score__yaml_map_get(&L->y, m, "floor")) &&
+            score__yaml_get_num(&L->y, v, "floor", &n->floor))
             return -1;
         break;
     case SCORE_M_ADD:
     case SCORE_M_DEDUCT:
-        if (need(L, m, n->code, "points", &v) || get_num(L, v, "points", &n->points))
+        if (score__yaml_need(&L->y, m, n->code, "points", &v) ||
+            score__yaml_get_num(&L->y, v, "points", &n->points))
             return -1;
         if (!(n->points > 0))
-            return fail(L, v, "adjustment '%s': points must be > 0 (the method gives the sign)",
-                        n->code);
-        if ((v = map_get(L, m, "cap")) && get_num(L, v, "cap", &n->kind_cap))
+            return score__yaml_fail(
+                &L->y, v, "adjustment '%s': points must be > 0 (the method gives the sign)",
+                n->code);
+        if ((v = score__yaml_map_get(&L->y, m, "cap")) &&
+            score__yaml_get_num(&L->y, v, "cap", &n->kind_cap))
             return -1;
         if (v && !(n->kind_cap >= 0))
-            return fail(L, v, "adjustment '%s': cap must be >= 0", n->code);
+            return score__yaml_fail(&L->y, v, "adjustment '%s': cap must be >= 0", n->code);
         break;
     default:
         break;
     }
     if (n->rollup != SCORE_R_NONE && (n->periods & (n->periods - 1)))
-        return fail(L, map_key_node(L, m, "periods"),
-                    "indicator '%s': a leaf that rolls up takes exactly one period kind",
-                    n->code);
+        return score__yaml_fail(
+            &L->y, score__yaml_map_key_node(&L->y, m, "periods"),
+            "indicator '%s': a leaf that rolls up takes exactly one period kind", n->code);
     describe(n);
     return 0;
 }
@@ -657,8 +507,8 @@ static int check_dup_node(struct ld *L, const yaml_node_t *at, size_t ni)
     struct score_scheme *s = L->s;
     long prev = score__strmap_put(&s->node_map, s->nodes[ni].code, (long)ni);
     if (prev >= 0)
-        return fail(L, at, "duplicate indicator code '%s' (first at line %d)", s->nodes[ni].code,
-                    s->nodes[prev].line);
+        return score__yaml_fail(&L->y, at, "duplicate indicator code '%s' (first at line %d)",
+                                s->nodes[ni].code, s->nodes[prev].line);
     return 0;
 }
 
@@ -676,19 +526,21 @@ static int parse_groups_ref(struct ld *L, size_t ni, const yaml_node_t *v)
 {
     struct score_scheme *s = L->s;
     unsigned char *a = L->allowed + ni * s->n_groups;
-    if (seq_check(L, v, "groups"))
+    if (score__yaml_seq_check(&L->y, v, "groups"))
         return -1;
-    if (!seq_len(v))
-        return fail(L, v, "indicator '%s': groups is empty", s->nodes[ni].code);
+    if (!score__yaml_seq_len(v))
+        return score__yaml_fail(&L->y, v, "indicator '%s': groups is empty", s->nodes[ni].code);
     unsigned char *own = kp_xcalloc(s->n_groups, 1);
-    SEQ_EACH(L, v, it)
+    SCORE__YAML_SEQ_EACH(v, it)
     {
-        yaml_node_t *c = node_at(L, *it);
-        long g = is_scalar(c) ? score__strmap_get(&s->group_map, scalar(c)) : -1;
+        yaml_node_t *c = score__yaml_node_at(&L->y, *it);
+        long g =
+            score__yaml_is_scalar(c) ? score__strmap_get(&s->group_map, score__yaml_scalar(c)) : -1;
         if (g < 0) {
             free(own);
-            return fail(L, c, "indicator '%s': unknown group '%s'", s->nodes[ni].code,
-                        is_scalar(c) ? scalar(c) : "?");
+            return score__yaml_fail(&L->y, c, "indicator '%s': unknown group '%s'",
+                                    s->nodes[ni].code,
+                                    score__yaml_is_scalar(c) ? score__yaml_scalar(c) : "?");
         }
         own[g] = 1;
     }
@@ -702,18 +554,20 @@ static int parse_node(struct ld *L, const yaml_node_t *m, size_t parent, int dep
 
 static int parse_children(struct ld *L, size_t ni, const yaml_node_t *seq, int depth)
 {
-    if (seq_check(L, seq, "children"))
+    if (score__yaml_seq_check(&L->y, seq, "children"))
         return -1;
-    if (!seq_len(seq))
-        return fail(L, seq, "indicator '%s': children is empty", L->s->nodes[ni].code);
+    if (!score__yaml_seq_len(seq))
+        return score__yaml_fail(&L->y, seq, "indicator '%s': children is empty",
+                                L->s->nodes[ni].code);
     if (depth >= SCORE_MAX_DEPTH)
-        return fail(L, seq, "indicator tree deeper than %d levels", SCORE_MAX_DEPTH);
-    size_t *kids = kp_xcalloc(seq_len(seq), sizeof *kids);
+        return score__yaml_fail(&L->y, seq, "indicator tree deeper than %d levels",
+                                SCORE_MAX_DEPTH);
+    size_t *kids = kp_xcalloc(score__yaml_seq_len(seq), sizeof *kids);
     size_t nk = 0;
-    SEQ_EACH(L, seq, it)
+    SCORE__YAML_SEQ_EACH(seq, it)
     {
         size_t before = L->s->n_nodes;
-        if (parse_node(L, node_at(L, *it), ni, depth + 1)) {
+        if (parse_node(L, score__yaml_node_at(&L->y, *it), ni, depth + 1)) {
             free(kids);
             return -1;
         }
@@ -729,46 +583,50 @@ static int parse_node(struct ld *L, const yaml_node_t *m, size_t parent, int dep
     struct score_scheme *s = L->s;
     yaml_node_t *v;
     if (!m || m->type != YAML_MAPPING_NODE)
-        return fail(L, m, "indicator: expected a mapping");
+        return score__yaml_fail(&L->y, m, "indicator: expected a mapping");
     if (s->n_nodes >= SCORE_MAX_NODES)
-        return fail(L, m, "more than %d indicators", SCORE_MAX_NODES);
-    bool inner = map_get(L, m, "children") != NULL;
+        return score__yaml_fail(&L->y, m, "more than %d indicators", SCORE_MAX_NODES);
+    bool inner = score__yaml_map_get(&L->y, m, "children") != NULL;
     /* a leaf's keys are checked against its method in parse_method */
-    if (map_check(L, m, "indicator", inner ? inner_keys : leaf_any))
+    if (score__yaml_map_check(&L->y, m, "indicator", inner ? inner_keys : leaf_any))
         return -1;
     size_t ni = new_node(L);
     grow_allowed(L);
     memcpy(L->allowed + ni * s->n_groups, L->allowed + parent * s->n_groups, s->n_groups);
     struct score_node *n = &s->nodes[ni];
     n->parent = (long)parent;
-    n->line = line_of(m);
-    if (need(L, m, "indicator", "code", &v) || get_code(L, v, "code", &n->code))
+    n->line = score__yaml_line_of(m);
+    if (score__yaml_need(&L->y, m, "indicator", "code", &v) || get_code(L, v, "code", &n->code))
         return -1;
     if (check_dup_node(L, v, ni))
         return -1;
-    if (need(L, m, n->code, "name", &v) || get_str(L, v, "name", SCORE_NAME_MAX, &n->name))
+    if (score__yaml_need(&L->y, m, n->code, "name", &v) ||
+        score__yaml_get_str(&L->y, v, "name", SCORE_NAME_MAX, &n->name))
         return -1;
-    if (need(L, m, n->code, "weight", &v) || get_num(L, v, "weight", &n->weight))
+    if (score__yaml_need(&L->y, m, n->code, "weight", &v) ||
+        score__yaml_get_num(&L->y, v, "weight", &n->weight))
         return -1;
     if (!(n->weight > 0))
-        return fail(L, v, "indicator '%s': weight must be > 0", n->code);
-    if ((v = map_get(L, m, "groups")) && parse_groups_ref(L, ni, v))
+        return score__yaml_fail(&L->y, v, "indicator '%s': weight must be > 0", n->code);
+    if ((v = score__yaml_map_get(&L->y, m, "groups")) && parse_groups_ref(L, ni, v))
         return -1;
     if (!inner) {
-        if (map_get(L, m, "total"))
-            return fail(L, map_key_node(L, m, "total"),
-                        "indicator '%s': total applies to inner nodes only", n->code);
+        if (score__yaml_map_get(&L->y, m, "total"))
+            return score__yaml_fail(&L->y, score__yaml_map_key_node(&L->y, m, "total"),
+                                    "indicator '%s': total applies to inner nodes only", n->code);
         return parse_method(L, ni, m, false);
     }
-    if ((v = map_get(L, m, "assumed")) && get_bool(L, v, "assumed", &n->assumed))
+    if ((v = score__yaml_map_get(&L->y, m, "assumed")) &&
+        score__yaml_get_bool(&L->y, v, "assumed", &n->assumed))
         return -1;
-    if ((v = map_get(L, m, "note")) && !is_scalar(v))
-        return fail(L, v, "note: expected a string");
-    if ((v = map_get(L, m, "total")) && get_num(L, v, "total", &n->total))
+    if ((v = score__yaml_map_get(&L->y, m, "note")) && !score__yaml_is_scalar(v))
+        return score__yaml_fail(&L->y, v, "note: expected a string");
+    if ((v = score__yaml_map_get(&L->y, m, "total")) &&
+        score__yaml_get_num(&L->y, v, "total", &n->total))
         return -1;
     if (!(n->total > 0))
-        return fail(L, v, "indicator '%s': total must be > 0", n->code);
-    return parse_children(L, ni, map_get(L, m, "children"), depth);
+        return score__yaml_fail(&L->y, v, "indicator '%s': total must be > 0", n->code);
+    return parse_children(L, ni, score__yaml_map_get(&L->y, m, "children"), depth);
 }
 
 /* ---- top-level sections ----------------------------------------------------------------- */
@@ -779,70 +637,75 @@ static int parse_groups(struct ld *L, const yaml_node_t *seq)
     static const char *const ukeys[] = {"code", "name", "assumed", "note", NULL};
     struct score_scheme *s = L->s;
     int rc = -1;
-    if (seq_check(L, seq, "groups"))
+    if (score__yaml_seq_check(&L->y, seq, "groups"))
         return -1;
-    if (!seq_len(seq))
-        return fail(L, seq, "groups: at least one group is needed");
-    s->groups = kp_xcalloc(seq_len(seq), sizeof *s->groups);
+    if (!score__yaml_seq_len(seq))
+        return score__yaml_fail(&L->y, seq, "groups: at least one group is needed");
+    s->groups = kp_xcalloc(score__yaml_seq_len(seq), sizeof *s->groups);
     size_t total_units = 0;
-    SEQ_EACH(L, seq, it)
+    SCORE__YAML_SEQ_EACH(seq, it)
     {
-        yaml_node_t *g = node_at(L, *it), *u;
-        if (map_check(L, g, "group", gkeys) || need(L, g, "group", "units", &u) ||
-            seq_check(L, u, "units"))
+        yaml_node_t *g = score__yaml_node_at(&L->y, *it), *u;
+        if (score__yaml_map_check(&L->y, g, "group", gkeys) ||
+            score__yaml_need(&L->y, g, "group", "units", &u) ||
+            score__yaml_seq_check(&L->y, u, "units"))
             goto out;
-        total_units += seq_len(u);
+        total_units += score__yaml_seq_len(u);
     }
     if (total_units > SCORE_MAX_UNITS) {
-        fail(L, seq, "more than %d units", SCORE_MAX_UNITS);
+        score__yaml_fail(&L->y, seq, "more than %d units", SCORE_MAX_UNITS);
         goto out;
     }
     s->units = kp_xcalloc(total_units ? total_units : 1, sizeof *s->units);
-    SEQ_EACH(L, seq, it)
+    SCORE__YAML_SEQ_EACH(seq, it)
     {
-        yaml_node_t *g = node_at(L, *it), *v, *us = map_get(L, g, "units");
+        yaml_node_t *g = score__yaml_node_at(&L->y, *it), *v,
+                    *us = score__yaml_map_get(&L->y, g, "units");
         struct score_group *gr = &s->groups[s->n_groups];
-        gr->line = line_of(g);
-        if (need(L, g, "group", "code", &v) || get_code(L, v, "code", &gr->code))
+        gr->line = score__yaml_line_of(g);
+        if (score__yaml_need(&L->y, g, "group", "code", &v) || get_code(L, v, "code", &gr->code))
             goto out;
         s->n_groups++;
         long prev = score__strmap_put(&s->group_map, gr->code, (long)(s->n_groups - 1));
         if (prev >= 0) {
-            fail(L, v, "duplicate group code '%s' (first at line %d)", gr->code,
-                 s->groups[prev].line);
+            score__yaml_fail(&L->y, v, "duplicate group code '%s' (first at line %d)", gr->code,
+                             s->groups[prev].line);
             goto out;
         }
-        if (need(L, g, gr->code, "name", &v) || get_str(L, v, "name", SCORE_NAME_MAX, &gr->name))
+        if (score__yaml_need(&L->y, g, gr->code, "name", &v) ||
+            score__yaml_get_str(&L->y, v, "name", SCORE_NAME_MAX, &gr->name))
             goto out;
-        if (!seq_len(us)) {
-            fail(L, us, "group '%s' has no units", gr->code);
+        if (!score__yaml_seq_len(us)) {
+            score__yaml_fail(&L->y, us, "group '%s' has no units", gr->code);
             goto out;
         }
-        gr->units = kp_xcalloc(seq_len(us), sizeof *gr->units);
-        SEQ_EACH(L, us, ut)
+        gr->units = kp_xcalloc(score__yaml_seq_len(us), sizeof *gr->units);
+        SCORE__YAML_SEQ_EACH(us, ut)
         {
-            yaml_node_t *um = node_at(L, *ut);
+            yaml_node_t *um = score__yaml_node_at(&L->y, *ut);
             struct score_unit *un = &s->units[s->n_units];
-            if (map_check(L, um, "unit", ukeys))
+            if (score__yaml_map_check(&L->y, um, "unit", ukeys))
                 goto out;
-            un->line = line_of(um);
+            un->line = score__yaml_line_of(um);
             un->group = s->n_groups - 1;
-            if (need(L, um, "unit", "code", &v) || get_code(L, v, "code", &un->code))
+            if (score__yaml_need(&L->y, um, "unit", "code", &v) ||
+                get_code(L, v, "code", &un->code))
                 goto out;
             s->n_units++;
             long pu = score__strmap_put(&s->unit_map, un->code, (long)(s->n_units - 1));
             if (pu >= 0) {
                 const struct score_unit *first = &s->units[pu];
                 if (first->group != un->group)
-                    fail(L, v, "unit '%s' is in two groups ('%s' at line %d and '%s')", un->code,
-                         s->groups[first->group].code, first->line, gr->code);
+                    score__yaml_fail(&L->y, v,
+                                     "unit '%s' is in two groups ('%s' at line %d and '%s')",
+                                     un->code, s->groups[first->group].code, first->line, gr->code);
                 else
-                    fail(L, v, "duplicate unit code '%s' (first at line %d)", un->code,
-                         first->line);
+                    score__yaml_fail(&L->y, v, "duplicate unit code '%s' (first at line %d)",
+                                     un->code, first->line);
                 goto out;
             }
-            if (need(L, um, un->code, "name", &v) ||
-                get_str(L, v, "name", SCORE_NAME_MAX, &un->name))
+            if (score__yaml_need(&L->y, um, un->code, "name", &v) ||
+                score__yaml_get_str(&L->y, v, "name", SCORE_NAME_MAX, &un->name))
                 goto out;
             gr->units[gr->n_units++] = s->n_units - 1;
         }
@@ -858,33 +721,37 @@ static int parse_grades(struct ld *L, const yaml_node_t *m)
     static const char *const bkeys[] = {"grade", "min", NULL};
     struct score_scheme *s = L->s;
     yaml_node_t *v, *bands;
-    if (map_check(L, m, "grades", keys) || need(L, m, "grades", "bands", &bands) ||
-        seq_check(L, bands, "grades.bands"))
+    if (score__yaml_map_check(&L->y, m, "grades", keys) ||
+        score__yaml_need(&L->y, m, "grades", "bands", &bands) ||
+        score__yaml_seq_check(&L->y, bands, "grades.bands"))
         return -1;
-    if ((v = map_get(L, m, "assumed")) && get_bool(L, v, "assumed", &s->grades_assumed))
+    if ((v = score__yaml_map_get(&L->y, m, "assumed")) &&
+        score__yaml_get_bool(&L->y, v, "assumed", &s->grades_assumed))
         return -1;
-    if (!seq_len(bands))
-        return fail(L, bands, "grades: bands is empty");
-    s->grades = kp_xcalloc(seq_len(bands), sizeof *s->grades);
-    SEQ_EACH(L, bands, it)
+    if (!score__yaml_seq_len(bands))
+        return score__yaml_fail(&L->y, bands, "grades: bands is empty");
+    s->grades = kp_xcalloc(score__yaml_seq_len(bands), sizeof *s->grades);
+    SCORE__YAML_SEQ_EACH(bands, it)
     {
-        yaml_node_t *b = node_at(L, *it);
+        yaml_node_t *b = score__yaml_node_at(&L->y, *it);
         struct score_grade *g = &s->grades[s->n_grades];
         bool last = it + 1 == bands->data.sequence.items.top;
-        if (map_check(L, b, "grade", bkeys) || need(L, b, "grade", "grade", &v) ||
-            get_str(L, v, "grade", SCORE_CODE_MAX, &g->name))
+        if (score__yaml_map_check(&L->y, b, "grade", bkeys) ||
+            score__yaml_need(&L->y, b, "grade", "grade", &v) ||
+            score__yaml_get_str(&L->y, v, "grade", SCORE_CODE_MAX, &g->name))
             return -1;
         s->n_grades++;
         g->min = -INFINITY;
-        v = map_get(L, b, "min");
-        if (v && get_num(L, v, "min", &g->min))
+        v = score__yaml_map_get(&L->y, b, "min");
+        if (v && score__yaml_get_num(&L->y, v, "min", &g->min))
             return -1;
         if (!v && !last)
-            return fail(L, b, "grades: only the last band may omit min");
+            return score__yaml_fail(&L->y, b, "grades: only the last band may omit min");
         if (v && last)
-            return fail(L, b, "grades: the last band is the catch-all and takes no min");
+            return score__yaml_fail(&L->y, b,
+                                    "grades: the last band is the catch-all and takes no min");
         if (s->n_grades > 1 && !(g->min < s->grades[s->n_grades - 2].min))
-            return fail(L, b, "grades: min must decrease from band to band");
+            return score__yaml_fail(&L->y, b, "grades: min must decrease from band to band");
     }
     return 0;
 }
@@ -894,39 +761,43 @@ static int parse_adjustments(struct ld *L, const yaml_node_t *m)
     static const char *const keys[] = {"add_cap", "deduct_cap", "kinds", "note", NULL};
     struct score_scheme *s = L->s;
     yaml_node_t *v, *kinds;
-    if (map_check(L, m, "adjustments", keys) || need(L, m, "adjustments", "kinds", &kinds) ||
-        seq_check(L, kinds, "adjustments.kinds"))
+    if (score__yaml_map_check(&L->y, m, "adjustments", keys) ||
+        score__yaml_need(&L->y, m, "adjustments", "kinds", &kinds) ||
+        score__yaml_seq_check(&L->y, kinds, "adjustments.kinds"))
         return -1;
-    if ((v = map_get(L, m, "add_cap")) && get_num(L, v, "add_cap", &s->add_cap))
+    if ((v = score__yaml_map_get(&L->y, m, "add_cap")) &&
+        score__yaml_get_num(&L->y, v, "add_cap", &s->add_cap))
         return -1;
     if (v && !(s->add_cap >= 0))
-        return fail(L, v, "add_cap must be >= 0");
-    if ((v = map_get(L, m, "deduct_cap")) && get_num(L, v, "deduct_cap", &s->deduct_cap))
+        return score__yaml_fail(&L->y, v, "add_cap must be >= 0");
+    if ((v = score__yaml_map_get(&L->y, m, "deduct_cap")) &&
+        score__yaml_get_num(&L->y, v, "deduct_cap", &s->deduct_cap))
         return -1;
     if (v && !(s->deduct_cap >= 0))
-        return fail(L, v, "deduct_cap must be >= 0");
+        return score__yaml_fail(&L->y, v, "deduct_cap must be >= 0");
     static const char *const any[] = {"code", "name",    "method",  "src",  "periods", "min",
                                       "max",  "assumed", "note",    "unit", "rollup",  "points",
                                       "cap",  NULL};
-    SEQ_EACH(L, kinds, it)
+    SCORE__YAML_SEQ_EACH(kinds, it)
     {
-        yaml_node_t *k = node_at(L, *it);
-        if (map_check(L, k, "adjustment", any))
+        yaml_node_t *k = score__yaml_node_at(&L->y, *it);
+        if (score__yaml_map_check(&L->y, k, "adjustment", any))
             return -1;
         if (s->n_nodes >= SCORE_MAX_NODES)
-            return fail(L, k, "more than %d indicators", SCORE_MAX_NODES);
+            return score__yaml_fail(&L->y, k, "more than %d indicators", SCORE_MAX_NODES);
         size_t ni = new_node(L);
         grow_allowed(L);
         memset(L->allowed + ni * s->n_groups, 1, s->n_groups);
         struct score_node *n = &s->nodes[ni];
         n->parent = 0;
-        n->line = line_of(k);
+        n->line = score__yaml_line_of(k);
         n->vmin = 0; /* an event counts once (1) or is withdrawn (0); `max` allows multiples */
         n->vmax = 1;
-        if (need(L, k, "adjustment", "code", &v) || get_code(L, v, "code", &n->code) ||
-            check_dup_node(L, v, ni))
+        if (score__yaml_need(&L->y, k, "adjustment", "code", &v) ||
+            get_code(L, v, "code", &n->code) || check_dup_node(L, v, ni))
             return -1;
-        if (need(L, k, n->code, "name", &v) || get_str(L, v, "name", SCORE_NAME_MAX, &n->name))
+        if (score__yaml_need(&L->y, k, n->code, "name", &v) ||
+            score__yaml_get_str(&L->y, v, "name", SCORE_NAME_MAX, &n->name))
             return -1;
         if (parse_method(L, ni, k, true))
             return -1;
@@ -938,40 +809,49 @@ static int parse_overrides(struct ld *L, const yaml_node_t *seq, int *ovr_line)
 {
     static const char *const keys[] = {"unit", "weights", "note", NULL};
     struct score_scheme *s = L->s;
-    if (seq_check(L, seq, "weight_overrides"))
+    if (score__yaml_seq_check(&L->y, seq, "weight_overrides"))
         return -1;
-    SEQ_EACH(L, seq, it)
+    SCORE__YAML_SEQ_EACH(seq, it)
     {
-        yaml_node_t *o = node_at(L, *it), *v, *ws;
-        if (map_check(L, o, "weight_override", keys) || need(L, o, "weight_override", "unit", &v))
+        yaml_node_t *o = score__yaml_node_at(&L->y, *it), *v, *ws;
+        if (score__yaml_map_check(&L->y, o, "weight_override", keys) ||
+            score__yaml_need(&L->y, o, "weight_override", "unit", &v))
             return -1;
-        long u = is_scalar(v) ? score__strmap_get(&s->unit_map, scalar(v)) : -1;
+        long u =
+            score__yaml_is_scalar(v) ? score__strmap_get(&s->unit_map, score__yaml_scalar(v)) : -1;
         if (u < 0)
-            return fail(L, v, "weight_override: unknown unit '%s'", is_scalar(v) ? scalar(v) : "?");
+            return score__yaml_fail(&L->y, v, "weight_override: unknown unit '%s'",
+                                    score__yaml_is_scalar(v) ? score__yaml_scalar(v) : "?");
         if (ovr_line[u])
-            return fail(L, v, "weight_override: unit '%s' already overridden at line %d",
-                        scalar(v), ovr_line[u]);
-        ovr_line[u] = line_of(o);
-        if (need(L, o, "weight_override", "weights", &ws))
+            return score__yaml_fail(&L->y, v,
+                                    "weight_override: unit '%s' already overridden at line %d",
+                                    score__yaml_scalar(v), ovr_line[u]);
+        ovr_line[u] = score__yaml_line_of(o);
+        if (score__yaml_need(&L->y, o, "weight_override", "weights", &ws))
             return -1;
         if (!ws || ws->type != YAML_MAPPING_NODE || !ws->data.mapping.pairs.top ||
             ws->data.mapping.pairs.top == ws->data.mapping.pairs.start)
-            return fail(L, ws, "weight_override: weights must be a non-empty mapping");
+            return score__yaml_fail(&L->y, ws,
+                                    "weight_override: weights must be a non-empty mapping");
         for (yaml_node_pair_t *p = ws->data.mapping.pairs.start; p < ws->data.mapping.pairs.top;
              p++) {
-            yaml_node_t *k = node_at(L, p->key), *wv = node_at(L, p->value);
-            long n = is_scalar(k) ? score__strmap_get(&s->node_map, scalar(k)) : -1;
+            yaml_node_t *k = score__yaml_node_at(&L->y, p->key),
+                        *wv = score__yaml_node_at(&L->y, p->value);
+            long n = score__yaml_is_scalar(k)
+                         ? score__strmap_get(&s->node_map, score__yaml_scalar(k))
+                         : -1;
             if (n <= 0 || s->nodes[n].adjust)
-                return fail(L, k, "weight_override: unknown indicator '%s'",
-                            is_scalar(k) ? scalar(k) : "?");
+                return score__yaml_fail(&L->y, k, "weight_override: unknown indicator '%s'",
+                                        score__yaml_is_scalar(k) ? score__yaml_scalar(k) : "?");
             double w;
-            if (get_num(L, wv, "weight", &w))
+            if (score__yaml_get_num(&L->y, wv, "weight", &w))
                 return -1;
             if (!(w > 0))
-                return fail(L, wv, "weight_override: weight must be > 0");
+                return score__yaml_fail(&L->y, wv, "weight_override: weight must be > 0");
             if (s->w[(size_t)u * s->n_nodes + (size_t)n] == 0)
-                return fail(L, k, "weight_override: indicator '%s' does not apply to unit '%s'",
-                            scalar(k), s->units[u].code);
+                return score__yaml_fail(
+                    &L->y, k, "weight_override: indicator '%s' does not apply to unit '%s'",
+                    score__yaml_scalar(k), s->units[u].code);
             s->w[(size_t)u * s->n_nodes + (size_t)n] = w;
         }
     }
@@ -993,18 +873,20 @@ static int check_weights(struct ld *L, const int *ovr_line)
                 sum += score__w(s, u, nd->kids[k]);
             const char *gc = s->groups[s->units[u].group].code;
             if (sum == 0)
-                return fail_line(L, nd->line, "indicator '%s' has no children for group '%s'",
-                                 nd->code, gc);
+                return score__yaml_fail_line(
+                    &L->y, nd->line, "indicator '%s' has no children for group '%s'", nd->code, gc);
             if (fabs(sum - nd->total) > 1e-9 * fmax(1.0, nd->total)) {
                 if (ovr_line[u])
-                    return fail_line(L, ovr_line[u],
-                                     "weight_override for '%s': weights of the children of '%s' "
-                                     "add up to %.10g, expected %.10g",
-                                     s->units[u].code, nd->code, sum, nd->total);
-                return fail_line(L, nd->line,
-                                 "indicator '%s': weights of children add up to %.10g for group "
-                                 "'%s', expected %.10g",
-                                 nd->code, sum, gc, nd->total);
+                    return score__yaml_fail_line(
+                        &L->y, ovr_line[u],
+                        "weight_override for '%s': weights of the children of '%s' "
+                        "add up to %.10g, expected %.10g",
+                        s->units[u].code, nd->code, sum, nd->total);
+                return score__yaml_fail_line(
+                    &L->y, nd->line,
+                    "indicator '%s': weights of children add up to %.10g for group "
+                    "'%s', expected %.10g",
+                    nd->code, sum, gc, nd->total);
             }
         }
     }
@@ -1020,29 +902,32 @@ static int parse_root(struct ld *L, const yaml_node_t *top)
     static const char *const rkeys[] = {"code", "name", "total", NULL};
     struct score_scheme *s = L->s;
     yaml_node_t *v, *ind;
-    if (map_check(L, top, "scheme", keys))
+    if (score__yaml_map_check(&L->y, top, "scheme", keys))
         return -1;
-    if (need(L, top, "scheme", "scheme", &v) || get_code(L, v, "scheme", &s->id))
+    if (score__yaml_need(&L->y, top, "scheme", "scheme", &v) || get_code(L, v, "scheme", &s->id))
         return -1;
-    if (need(L, top, "scheme", "name", &v) || get_str(L, v, "name", SCORE_NAME_MAX, &s->name))
+    if (score__yaml_need(&L->y, top, "scheme", "name", &v) ||
+        score__yaml_get_str(&L->y, v, "name", SCORE_NAME_MAX, &s->name))
         return -1;
-    if ((v = map_get(L, top, "year")) && get_int(L, v, "year", 1900, 9999, &s->year))
+    if ((v = score__yaml_map_get(&L->y, top, "year")) &&
+        score__yaml_get_int(&L->y, v, "year", 1900, 9999, &s->year))
         return -1;
-    if ((v = map_get(L, top, "weight_total")) && get_num(L, v, "weight_total", &s->weight_total))
+    if ((v = score__yaml_map_get(&L->y, top, "weight_total")) &&
+        score__yaml_get_num(&L->y, v, "weight_total", &s->weight_total))
         return -1;
     if (!(s->weight_total > 0))
-        return fail(L, v, "weight_total must be > 0");
-    if ((v = map_get(L, top, "derive")) && parse_kinds(L, v, "derive", &s->derive))
+        return score__yaml_fail(&L->y, v, "weight_total must be > 0");
+    if ((v = score__yaml_map_get(&L->y, top, "derive")) && parse_kinds(L, v, "derive", &s->derive))
         return -1;
     if (s->derive & (1u << SCORE_P_DAY))
-        return fail(L, v, "derive: day is the finest kind and cannot be derived");
-    if ((v = map_get(L, top, "note")) && !is_scalar(v))
-        return fail(L, v, "note: expected a string");
-    if ((v = map_get(L, top, "source")) && !is_scalar(v))
-        return fail(L, v, "source: expected a string");
-    if ((v = map_get(L, top, "grades")) && parse_grades(L, v))
+        return score__yaml_fail(&L->y, v, "derive: day is the finest kind and cannot be derived");
+    if ((v = score__yaml_map_get(&L->y, top, "note")) && !score__yaml_is_scalar(v))
+        return score__yaml_fail(&L->y, v, "note: expected a string");
+    if ((v = score__yaml_map_get(&L->y, top, "source")) && !score__yaml_is_scalar(v))
+        return score__yaml_fail(&L->y, v, "source: expected a string");
+    if ((v = score__yaml_map_get(&L->y, top, "grades")) && parse_grades(L, v))
         return -1;
-    if (need(L, top, "scheme", "groups", &v) || parse_groups(L, v))
+    if (score__yaml_need(&L->y, top, "scheme", "groups", &v) || parse_groups(L, v))
         return -1;
 
     /* node 0: the root (the total) */
@@ -1052,38 +937,39 @@ static int parse_root(struct ld *L, const yaml_node_t *top)
     struct score_node *root = &s->nodes[r];
     root->code = kp_xstrdup("total");
     root->name = kp_xstrdup("总成绩");
-    root->line = line_of(top);
-    if ((v = map_get(L, top, "root"))) {
+    root->line = score__yaml_line_of(top);
+    if ((v = score__yaml_map_get(&L->y, top, "root"))) {
         char *code = NULL, *name = NULL;
         yaml_node_t *x;
-        root->line = line_of(v);
-        if (map_check(L, v, "root", rkeys))
+        root->line = score__yaml_line_of(v);
+        if (score__yaml_map_check(&L->y, v, "root", rkeys))
             return -1;
-        if ((x = map_get(L, v, "code"))) {
+        if ((x = score__yaml_map_get(&L->y, v, "code"))) {
             if (get_code(L, x, "code", &code))
                 return -1;
             free(root->code);
             root->code = code;
         }
-        if ((x = map_get(L, v, "name"))) {
-            if (get_str(L, x, "name", SCORE_NAME_MAX, &name))
+        if ((x = score__yaml_map_get(&L->y, v, "name"))) {
+            if (score__yaml_get_str(&L->y, x, "name", SCORE_NAME_MAX, &name))
                 return -1;
             free(root->name);
             root->name = name;
         }
-        if ((x = map_get(L, v, "total")) && get_num(L, x, "total", &root->total))
+        if ((x = score__yaml_map_get(&L->y, v, "total")) &&
+            score__yaml_get_num(&L->y, x, "total", &root->total))
             return -1;
         if (!(root->total > 0))
-            return fail(L, x, "root: total must be > 0");
+            return score__yaml_fail(&L->y, x, "root: total must be > 0");
     }
     score__strmap_put(&s->node_map, root->code, 0);
-    if (need(L, top, "scheme", "indicators", &ind))
+    if (score__yaml_need(&L->y, top, "scheme", "indicators", &ind))
         return -1;
-    if (!map_get(L, top, "root")) /* errors about the root point at `indicators:` */
-        s->nodes[0].line = line_of(map_key_node(L, top, "indicators"));
+    if (!score__yaml_map_get(&L->y, top, "root")) /* errors about the root point at `indicators:` */
+        s->nodes[0].line = score__yaml_line_of(score__yaml_map_key_node(&L->y, top, "indicators"));
     if (parse_children(L, 0, ind, 0))
         return -1;
-    if ((v = map_get(L, top, "adjustments")) && parse_adjustments(L, v))
+    if ((v = score__yaml_map_get(&L->y, top, "adjustments")) && parse_adjustments(L, v))
         return -1;
 
     /* effective weights */
@@ -1100,7 +986,7 @@ static int parse_root(struct ld *L, const yaml_node_t *top)
     }
     int *ovr_line = kp_xcalloc(s->n_units + 1, sizeof *ovr_line);
     int rc = 0;
-    if ((v = map_get(L, top, "weight_overrides")))
+    if ((v = score__yaml_map_get(&L->y, top, "weight_overrides")))
         rc = parse_overrides(L, v, ovr_line);
     if (!rc)
         rc = check_weights(L, ovr_line);
@@ -1113,24 +999,25 @@ static int parse_root(struct ld *L, const yaml_node_t *top)
 int score_scheme_load(const char *path, struct score_scheme **out, char *err, size_t errlen)
 {
     static char dummy[1];
-    struct ld L = {.path = path, .err = err ? err : dummy, .errlen = err ? errlen : 1};
+    struct ld L = {.y = {.path = path, .err = err ? err : dummy, .errlen = err ? errlen : 1}};
     yaml_parser_t parser;
     *out = NULL;
-    if (L.errlen)
-        L.err[0] = '\0';
+    if (L.y.errlen)
+        L.y.err[0] = '\0';
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(L.err, L.errlen, "%s:0: cannot open: %s", path, strerror(errno));
+        snprintf(L.y.err, L.y.errlen, "%s:0: cannot open: %s", path, strerror(errno));
         return KP_ESCHEME;
     }
     if (!yaml_parser_initialize(&parser)) {
         fclose(f);
-        snprintf(L.err, L.errlen, "%s:0: out of memory", path);
+        snprintf(L.y.err, L.y.errlen, "%s:0: out of memory", path);
         return KP_ENOMEM;
     }
     yaml_parser_set_input_file(&parser, f);
+    L.y.doc = &L.doc;
     if (!yaml_parser_load(&parser, &L.doc)) {
-        snprintf(L.err, L.errlen, "%s:%d: YAML syntax: %s", path,
+        snprintf(L.y.err, L.y.errlen, "%s:%d: YAML syntax: %s", path,
                  (int)parser.problem_mark.line + 1, parser.problem ? parser.problem : "error");
         yaml_parser_delete(&parser);
         fclose(f);
@@ -1148,12 +1035,12 @@ int score_scheme_load(const char *path, struct score_scheme **out, char *err, si
     yaml_node_t *top = yaml_document_get_root_node(&L.doc);
     int rc;
     if (!top) {
-        snprintf(L.err, L.errlen, "%s:1: empty document", path);
+        snprintf(L.y.err, L.y.errlen, "%s:1: empty document", path);
         rc = -1;
     } else {
         rc = parse_root(&L, top);
         if (rc == 0) /* the `alerts:` section, once the tree is known (score_alert_rules.c) */
-            rc = score__alert_rules_parse(s, &L.doc, top, path, L.err, L.errlen);
+            rc = score__alert_rules_parse(s, &L.doc, top, path, L.y.err, L.y.errlen);
     }
     yaml_document_delete(&L.doc);
     free(L.allowed);

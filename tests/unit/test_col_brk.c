@@ -34,25 +34,16 @@
 #include "kp_time.h"
 #include "kp_zsock.h"
 
+#define TEST_UTIL_LOOP /* inboxes, run_until, /metrics (test_util.h) */
+#include "test_util.h"
+
 #define HB_MS      500 /* the broker's hb_ms: silent for 1.5 s = dead (wide, for loaded CI) */
 #define HB_MS_TEXT "500"
 #define SETTLE_MS  100  /* case 7: time given to a scorer's disconnect to reach the broker */
 #define MAX_OBS    3    /* the collector's max_obs */
 #define WAIT_MS    5000 /* generous deadline for anything that should take milliseconds */
-#define INBOX      64
 #define SID        "sc-1"
 #define AID        "stats-1"
-
-/* One received multipart message, frames copied. */
-struct rmsg {
-    size_t n;
-    struct kp_buf f[KP_ZSOCK_MAX_FRAMES];
-};
-
-struct inbox {
-    struct rmsg m[INBOX];
-    size_t head, tail;
-};
 
 struct fx {
     uv_loop_t loop;
@@ -73,50 +64,7 @@ struct fx {
     unsigned sent, answered; /* client messages that expect one reply, and replies popped */
 };
 
-/* ---- inboxes -------------------------------------------------------------------------- */
-
-static void inbox_push(struct inbox *in, const struct kp_frame *fr, size_t n)
-{
-    assert_true(in->tail - in->head < INBOX);
-    struct rmsg *m = &in->m[in->tail++ % INBOX];
-    memset(m, 0, sizeof *m);
-    m->n = n;
-    for (size_t k = 0; k < n; k++)
-        kp_buf_append(&m->f[k], fr[k].data, fr[k].len);
-}
-
-static size_t inbox_len(const struct inbox *in)
-{
-    return in->tail - in->head;
-}
-
-/* Moves the oldest message to *out; the caller frees it with rmsg_fini(). */
-static void inbox_pop(struct inbox *in, struct rmsg *out)
-{
-    assert_true(inbox_len(in) > 0);
-    *out = in->m[in->head++ % INBOX];
-}
-
-static void rmsg_fini(struct rmsg *m)
-{
-    for (size_t k = 0; k < m->n; k++)
-        kp_buf_fini(&m->f[k]);
-    m->n = 0;
-}
-
-static void inbox_fini(struct inbox *in)
-{
-    while (inbox_len(in)) {
-        struct rmsg m;
-        inbox_pop(in, &m);
-        rmsg_fini(&m);
-    }
-}
-
-static bool frame_is(const struct kp_buf *b, const char *s)
-{
-    return b->len == strlen(s) && memcmp(b->data, s, b->len) == 0;
-}
+/* ---- inboxes (struct inbox, inbox_push ...: test_util.h) ----------------------------- */
 
 static void on_client(struct kp_zsock *s, const struct kp_frame *fr, size_t n, void *arg)
 {
@@ -132,33 +80,10 @@ static void on_scorer(struct kp_zsock *s, const struct kp_frame *fr, size_t n, v
 
 /* ---- running the loop ------------------------------------------------------------------ */
 
-static void tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-typedef bool (*pred_fn)(struct fx *f, const void *arg);
-
 /* Runs the loop until pred(f, arg) or timeout_ms; returns pred's last value. */
 static bool run_until(struct fx *f, pred_fn pred, const void *arg, int timeout_ms)
 {
-    uv_timer_t t;
-    uv_timer_init(&f->loop, &t);
-    uv_timer_start(&t, tick, 5, 5);
-    uint64_t end = kp_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    bool ok;
-    while (!(ok = pred(f, arg)) && kp_mono_ns() < end)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    return ok;
-}
-
-static bool never(struct fx *f, const void *arg)
-{
-    (void)f;
-    (void)arg;
-    return false;
+    return tu_run_until(&f->loop, f, pred, arg, timeout_ms);
 }
 
 static bool client_has(struct fx *f, const void *arg)
@@ -181,53 +106,10 @@ static bool scorer_is_closed(struct fx *f, const void *arg)
 
 /* ---- HTTP ------------------------------------------------------------------------------- */
 
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
-{
-    kp_buf_append(arg, p, size * n);
-    return size * n;
-}
-
-/* GET http://127.0.0.1:port/metrics into body (NUL-terminated). */
-static void get_metrics(int port, struct kp_buf *body)
-{
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
-    kp_buf_reset(body);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    assert_int_equal(status, 200);
-    curl_easy_cleanup(c);
-    kp_buf_cstr(body);
-}
-
-/* The value of one series (`name` or `name{labels}`) in exposition text; false if absent. */
-static bool metric_in(const char *text, const char *series, double *v)
-{
-    size_t sl = strlen(series);
-    for (const char *line = text; line && *line;) {
-        if (strncmp(line, series, sl) == 0 && line[sl] == ' ') {
-            *v = strtod(line + sl + 1, NULL);
-            return true;
-        }
-        line = strchr(line, '\n');
-        if (line)
-            line++;
-    }
-    return false;
-}
-
 static double metric(int port, const char *series)
 {
     struct kp_buf body = {0};
-    get_metrics(port, &body);
+    assert_int_equal(get_metrics(port, &body), 200);
     double v = -1;
     bool found = metric_in((const char *)body.data, series, &v);
     if (!found)
@@ -248,7 +130,7 @@ static bool brk_gauge_is(struct fx *f, const void *arg)
 {
     const struct gauge_want *w = arg;
     struct kp_buf body = {0};
-    get_metrics(f->brk_port, &body);
+    assert_int_equal(get_metrics(f->brk_port, &body), 200);
     double v = -1;
     bool ok = metric_in((const char *)body.data, w->series, &v) && v == w->value;
     kp_buf_fini(&body);

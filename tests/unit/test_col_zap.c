@@ -51,23 +51,15 @@
 #include "kp_zap.h"
 #include "kp_zsock.h"
 
+#define TEST_UTIL_LOOP /* inboxes, run_until, /metrics (test_util.h) */
+#include "test_util.h"
+
 #define WAIT_MS  5000 /* deadline for what should take milliseconds */
 #define QUIET_MS 700  /* how long "nothing arrives" is watched */
-#define INBOX    64
 #define SID      "sc-zap"
 
 struct keypair {
     char pub[KP_KEY_Z85_LEN + 1], sec[KP_KEY_Z85_LEN + 1];
-};
-
-struct rmsg {
-    size_t n;
-    struct kp_buf f[KP_ZSOCK_MAX_FRAMES];
-};
-
-struct inbox {
-    struct rmsg m[INBOX];
-    size_t head, tail;
 };
 
 struct fx {
@@ -89,76 +81,12 @@ struct fx {
     uint64_t seq;
 };
 
-/* ---- inboxes and the loop (as in test_col_brk.c) -------------------------------------- */
+/* ---- inboxes and the loop (test_util.h) ---------------------------------------------- */
 
-static void inbox_push(struct inbox *in, const struct kp_frame *fr, size_t n)
-{
-    assert_true(in->tail - in->head < INBOX);
-    struct rmsg *m = &in->m[in->tail++ % INBOX];
-    memset(m, 0, sizeof *m);
-    m->n = n;
-    for (size_t k = 0; k < n; k++)
-        kp_buf_append(&m->f[k], fr[k].data, fr[k].len);
-}
-
-static size_t inbox_len(const struct inbox *in)
-{
-    return in->tail - in->head;
-}
-
-static void inbox_pop(struct inbox *in, struct rmsg *out)
-{
-    assert_true(inbox_len(in) > 0);
-    *out = in->m[in->head++ % INBOX];
-}
-
-static void rmsg_fini(struct rmsg *m)
-{
-    for (size_t k = 0; k < m->n; k++)
-        kp_buf_fini(&m->f[k]);
-    m->n = 0;
-}
-
-static void inbox_fini(struct inbox *in)
-{
-    while (inbox_len(in)) {
-        struct rmsg m;
-        inbox_pop(in, &m);
-        rmsg_fini(&m);
-    }
-}
-
-static bool frame_is(const struct kp_buf *b, const char *s)
-{
-    return b->len == strlen(s) && memcmp(b->data, s, b->len) == 0;
-}
-
-static void tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-typedef bool (*pred_fn)(struct fx *f, const void *arg);
-
+/* Runs the loop until pred(f, arg) or timeout_ms; returns pred's last value. */
 static bool run_until(struct fx *f, pred_fn pred, const void *arg, int timeout_ms)
 {
-    uv_timer_t t;
-    uv_timer_init(&f->loop, &t);
-    uv_timer_start(&t, tick, 5, 5);
-    uint64_t end = kp_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    bool ok;
-    while (!(ok = pred(f, arg)) && kp_mono_ns() < end)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    return ok;
-}
-
-static bool never(struct fx *f, const void *arg)
-{
-    (void)f;
-    (void)arg;
-    return false;
+    return tu_run_until(&f->loop, f, pred, arg, timeout_ms);
 }
 
 static bool scorer_has(struct fx *f, const void *arg)
@@ -194,39 +122,12 @@ static bool run_to_idle(struct fx *f, int timeout_ms)
 
 /* ---- HTTP metrics -------------------------------------------------------------------- */
 
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
-{
-    kp_buf_append(arg, p, size * n);
-    return size * n;
-}
-
 /* The value of one series on the admin endpoint at port; false when the series is absent. */
 static bool metric_try(int port, const char *series, double *v)
 {
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
     struct kp_buf body = {0};
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_cleanup(c);
-    const char *text = kp_buf_cstr(&body);
-    size_t sl = strlen(series);
-    bool found = false;
-    for (const char *line = text; line && *line && !found;) {
-        if (strncmp(line, series, sl) == 0 && line[sl] == ' ') {
-            *v = strtod(line + sl + 1, NULL);
-            found = true;
-        }
-        line = strchr(line, '\n');
-        if (line)
-            line++;
-    }
+    get_metrics(port, &body);
+    bool found = metric_in((const char *)body.data, series, v);
     kp_buf_fini(&body);
     return found;
 }

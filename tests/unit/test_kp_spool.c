@@ -26,39 +26,17 @@
 
 #include "kp_err.h"
 #include "kp_spool.h"
+#include "test_util.h"
 
-struct fixture {
-    char dir[64];
-    char path[128];
-};
-
+/* A fresh directory per test with the spool file <dir>/spool.db (test_util.h). */
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/kp_spool_test.XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->path, sizeof f->path, "%s/spool.db", f->dir);
-    *state = f;
-    return 0;
+    return tu_sqlite_dir_setup(state, "/tmp/kp_spool_test.XXXXXX", "spool.db");
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    const char *suffix[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        char p[160];
-        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-    free(f);
-    return 0;
+    return tu_sqlite_dir_teardown(state);
 }
 
 /* Puts a batch with payload "b<seq>:" + pad bytes and cursor "c<seq>". */
@@ -99,7 +77,7 @@ static int collect_fn(const struct kp_spool_item *it, void *arg)
 
 static void test_put_scan_ack_dead(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     struct kp_spool *sp = NULL;
     assert_int_equal(kp_spool_open(f->path, 1 << 20, &sp), 0);
     assert_int_equal(kp_spool_next_seq(sp), 1);
@@ -179,7 +157,7 @@ static void test_put_scan_ack_dead(void **state)
 
 static void test_cursor_null_keeps(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     struct kp_spool *sp = NULL;
     assert_int_equal(kp_spool_open(f->path, 1 << 20, &sp), 0);
     assert_int_equal(put_one(sp, 0, NULL), 0);
@@ -197,7 +175,7 @@ static void test_cursor_null_keeps(void **state)
 
 static void test_reopen_persists(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     struct kp_spool *sp = NULL;
     assert_int_equal(kp_spool_open(f->path, 1 << 20, &sp), 0);
     for (int i = 0; i < 4; i++)
@@ -235,7 +213,7 @@ static void test_reopen_persists(void **state)
 
 static void test_full_and_resume(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     struct kp_spool *sp = NULL;
     /* payload of put_one(sp, 297) is "bN:" (3 bytes) + 297 = 300 bytes for N < 10 */
     assert_int_equal(kp_spool_open(f->path, 1000, &sp), 0);
@@ -310,7 +288,7 @@ static _Noreturn void crash_writer(const char *path)
 
 static void test_crash_kill9(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     uint64_t prev_next = 1;
     int kills = 0, rounds = 10;

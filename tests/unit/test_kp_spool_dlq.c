@@ -27,39 +27,17 @@
 #include "kp_err.h"
 #include "kp_msg.h"
 #include "kp_spool.h"
+#include "test_util.h"
 
-struct fixture {
-    char dir[64];
-    char path[128];
-};
-
+/* A fresh directory per test with the spool file <dir>/spool.db (test_util.h). */
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/kp_spool_dlq.XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->path, sizeof f->path, "%s/spool.db", f->dir);
-    *state = f;
-    return 0;
+    return tu_sqlite_dir_setup(state, "/tmp/kp_spool_dlq.XXXXXX", "spool.db");
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    const char *suffix[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        char p[160];
-        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-    free(f);
-    return 0;
+    return tu_sqlite_dir_teardown(state);
 }
 
 /* A real batch frame of n observations (refs r<seq>-<k>) encoded with the shared codec. */
@@ -193,7 +171,7 @@ static int waiting_fn(const struct kp_spool_item *it, void *arg)
 
 static void test_readonly_lists(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     struct kp_spool *ro = NULL;
     assert_int_equal(kp_spool_open_readonly(f->path, &ro), KP_ENOENT);
     assert_null(ro);
@@ -263,7 +241,7 @@ static void test_readonly_lists(void **state)
 
 static void test_readonly_refuses_other_files(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     FILE *fp = fopen(f->path, "wb");
     assert_non_null(fp);
     fputs("this is no sqlite database, just some text of a reasonable length ......\n", fp);
@@ -286,7 +264,7 @@ static void test_readonly_refuses_other_files(void **state)
  * not a crash. */
 static void test_readonly_older_spool(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(
@@ -337,7 +315,7 @@ static int grab_fn(const struct kp_spool_item *it, void *arg)
 
 static void test_retry_new_seq(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     struct kp_spool *sp = NULL;
     assert_int_equal(kp_spool_open(f->path, 1 << 20, &sp), 0);
     put_batch(sp, 4);
@@ -468,7 +446,7 @@ static void hostile_frame(msgpack_sbuffer *sb)
 
 static void test_retry_keeps_frame_meaning(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     struct kp_spool *sp = NULL;
     assert_int_equal(kp_spool_open(f->path, 1 << 20, &sp), 0);
     msgpack_sbuffer sb;
@@ -536,7 +514,7 @@ static void test_retry_keeps_frame_meaning(void **state)
 /* The adapter's handle stays open while a second handle (kpctl) retries. */
 static void test_retry_beside_adapter(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_sqlite_dir *f = *state;
     struct kp_spool *adp = NULL, *ctl = NULL;
     assert_int_equal(kp_spool_open(f->path, 1 << 20, &adp), 0);
     put_batch(adp, 2);
