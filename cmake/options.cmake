@@ -8,6 +8,9 @@ endif()
 
 set(KP_SANITIZE "" CACHE STRING "Sanitizers to build with, e.g. address,undefined")
 set(KP_TEST_TIMEOUT 300 CACHE STRING "Default per-test timeout in seconds")
+# libFuzzer binaries of tests/fuzz (clang only; tests/fuzz/run.sh configures it with
+# KP_SANITIZE=fuzzer-no-link,address,undefined). The corpus replay tests are always built.
+option(KP_FUZZ "Build the libFuzzer targets of tests/fuzz (clang)" OFF)
 
 add_compile_options(-Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes
                     -Wshadow -Wformat=2 -Wno-format-nonliteral)

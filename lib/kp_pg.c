@@ -516,13 +516,20 @@ static int ensure_version_table(struct kp_pg *pg, char *err, size_t errlen)
 {
     if (kp_pg_exec(pg, "BEGIN", 0, NULL, NULL))
         return db_fail(pg, "kp_schema_version", err, errlen);
+    /* CREATE only when missing: a role without CREATE on the schema (kaoping_writer, issue 6)
+     * may still check an up-to-date database. */
+    struct kp_pg_res *r = NULL;
     if (kp_pg_exec(pg, "SELECT pg_advisory_xact_lock(" KP_PG_MIGRATE_LOCK ")", 0, NULL, NULL) ||
-        kp_pg_exec(pg,
-                   "CREATE TABLE IF NOT EXISTS kp_schema_version ("
-                   " version integer PRIMARY KEY,"
-                   " name text NOT NULL,"
-                   " applied_at timestamptz NOT NULL DEFAULT now())",
-                   0, NULL, NULL) ||
+        kp_pg_exec(pg, "SELECT to_regclass('kp_schema_version') IS NULL", 0, NULL, &r))
+        return db_fail(pg, "kp_schema_version", err, errlen);
+    bool missing = kp_pg_res_ntuples(r) == 1 && !strcmp(kp_pg_res_value(r, 0, 0), "t");
+    kp_pg_res_free(&r);
+    if ((missing && kp_pg_exec(pg,
+                               "CREATE TABLE IF NOT EXISTS kp_schema_version ("
+                               " version integer PRIMARY KEY,"
+                               " name text NOT NULL,"
+                               " applied_at timestamptz NOT NULL DEFAULT now())",
+                               0, NULL, NULL)) ||
         kp_pg_exec(pg, "COMMIT", 0, NULL, NULL))
         return db_fail(pg, "kp_schema_version", err, errlen);
     return 0;

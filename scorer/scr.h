@@ -32,9 +32,20 @@ struct scr_config {
     char *migrations;  /* dir of NNN_name.sql files; "" skips migrations */
     char *admin;       /* host:port of /metrics, /healthz, /readyz */
     long long hb_ms;
+    long long lock_poll_ms; /* standby: interval of the attempts to take a scheme's lock */
     long long max_bytes;
     long long max_obs;
     long long db_retry_max_ms; /* ceiling of the reconnection backoff */
+    /* alerts (issue 7, scr_alert.c) */
+    char *alerts_pub;    /* ZeroMQ PUB endpoint of alert transitions and score changes, "" = off */
+    char *alerts_am_url; /* Alertmanager base URL, "" = no delivery */
+    long long alerts_tick_ms, alerts_resend_ms, alerts_resolved_ms, alerts_am_timeout_ms;
+    /* CURVE on the scorer -> broker hop (issue 6); plain TCP only with insecure */
+    bool insecure;
+    char *curve_secret_file;        /* the scorer's secret key (mode 0600) */
+    char *curve_public_file;        /* optional: checked against the secret */
+    char *curve_server_public_file; /* the broker's public key */
+    char *db_passfile;              /* libpq password file (mode 0600), as PGPASSFILE */
 };
 
 /* The scorer's configuration table (kp_config.h); keys documented by --help. */
@@ -43,6 +54,18 @@ extern const struct kp_cfg_entry scr_config_table[];
 /* The DSN to use: db.dsn, else the first line of db.dsn_file, else $KP_DB_DSN. Returns a heap
  * string (caller frees) or NULL with err filled. */
 char *scr_config_dsn(const struct scr_config *cfg, char *err, size_t errlen);
+
+/* The CURVE keys of the scorer -> broker hop (issue 6): with curve.secret_file and
+ * curve.server_public_file set, *curve = true and pub/sec/srv hold the scorer's key pair and
+ * the broker's public key (wipe sec with kp_keys_wipe after use); with neither, *curve = false
+ * when insecure is set. Returns 0, or KP_ECONFIG/KP_EIO with err (no CURVE keys without
+ * insecure, one key without the other, an unreadable or group/world-accessible file). */
+int scr_config_curve(const struct scr_config *cfg, char pub[41], char sec[41], char srv[41],
+                     bool *curve, char *err, size_t errlen);
+/* db.passfile: checks that the file is a regular file without group/other access and points
+ * libpq at it (PGPASSFILE), so that the password stays out of the DSN, argv and logs. Returns
+ * 0 (also when db.passfile is empty) or KP_ECONFIG with err. */
+int scr_config_passfile(const struct scr_config *cfg, char *err, size_t errlen);
 
 /* --check-config and start-up validation beyond the table: instance is a code, a DSN is
  * available, every scheme file loads and no scheme id appears twice. Returns 0, KP_ECONFIG or
@@ -74,8 +97,11 @@ int scr_run(const struct scr_config *cfg, uv_loop_t *loop);
 
 /* ---- for tests and kpctl ------------------------------------------------------------- */
 
-/* True once the database is connected and every engine is loaded. */
+/* True once the database is connected and every scheme is active: its advisory lock held and
+ * its engine loaded (a standby waiting for a lock is not ready). */
 bool scr_ready(const struct scr *s);
+/* True while this scorer serves `scheme`: it holds the scheme's lock and is registered. */
+bool scr_active(const struct scr *s, const char *scheme);
 /* The scorer id (DEALER routing id and reg.sid). */
 const char *scr_sid(const struct scr *s);
 int scr_admin_port(const struct scr *s);
@@ -95,6 +121,13 @@ enum scr_outcome {
  * Loop thread only; blocks on the database. */
 enum scr_outcome scr_process(struct scr *s, const void *aid, size_t aid_len, const void *payload,
                              size_t len, struct kp_buf *reply);
+/* scr_process with the envelope's optional "refused" frame (schemas/INTERNAL.md: [n, code]
+ * pairs, e.g. observations whose indicator the adapter is not granted): each listed
+ * observation is stored as a rejection with that code while the others are stored
+ * (ARCHITECTURE.md guarantee 5). refused NULL / refused_len 0: none. */
+enum scr_outcome scr_process_refused(struct scr *s, const void *aid, size_t aid_len,
+                                     const void *payload, size_t len, const void *refused,
+                                     size_t refused_len, struct kp_buf *reply);
 
 struct scr_stats {
     uint64_t committed, dup, nacked;
@@ -104,6 +137,7 @@ struct scr_stats {
     uint64_t replay_rows_synced; /* score rows a replay found different in the database */
     uint64_t replays;
     uint64_t reconnects;
+    uint64_t locks_taken; /* scheme locks acquired (start-up and takeovers) */
 };
 void scr_get_stats(const struct scr *s, struct scr_stats *out);
 

@@ -14,13 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kp_acl.h"
 #include "kp_err.h"
 #include "kp_log.h"
 #include "kp_metrics.h"
 #include "kp_msg.h"
 #include "kp_pg.h"
 #include "kp_time.h"
+#include "score_alert.h"
 #include "score_engine.h"
+#include "scr_alert.h"
 #include "scr_internal.h"
 
 /* timestamptz holds years 1..9999 comfortably; `at` outside is refused, not stored (an
@@ -44,15 +47,18 @@ static const char SQL_DUP[] =
     "LEFT JOIN LATERAL jsonb_to_recordset(b.rej) AS r(n int, code text, msg text) ON true "
     "WHERE b.adapter = $1 AND b.seq = $2::numeric ORDER BY r.n";
 
+/* Returns how many rows were new and the highest id stored: the engine then holds every
+ * observation of the scheme up to that id (scr_internal.h known_max_id). */
 static const char SQL_OBS[] =
-    "INSERT INTO observation (scheme, src, ref, rev, unit, indicator, period, value, w, x, "
-    "observed_at, adapter, seq) "
+    "WITH ins AS (INSERT INTO observation (scheme, src, ref, rev, unit, indicator, period, value, "
+    "w, x, observed_at, adapter, seq) "
     "SELECT $1, $2, o_ref, o_rev, o_unit, o_ind, o_period, o_val, o_w, o_x::jsonb, "
     "timestamptz 'epoch' + o_at::float8 * interval '1 millisecond', $3, $4::numeric "
     "FROM unnest($5::text[], $6::numeric[], $7::text[], $8::text[], $9::text[], $10::float8[], "
     "$11::float8[], $12::text[], $13::int8[]) "
     "AS t(o_ref, o_rev, o_unit, o_ind, o_period, o_val, o_w, o_x, o_at) "
-    "ON CONFLICT (scheme, src, ref, rev) DO NOTHING";
+    "ON CONFLICT (scheme, src, ref, rev) DO NOTHING RETURNING id) "
+    "SELECT count(*), coalesce(max(id), -1) FROM ins";
 
 static const char SQL_REJ[] =
     "INSERT INTO rejection (scheme, src, adapter, seq, n, ref, code, msg) "
@@ -178,6 +184,8 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
             struct score_obs so = to_score_obs(b, o);
             char msg[KP_MSG_TEXT_MAX] = "";
             enum kp_reason r = score_engine_check(sch->engine, &so, msg, sizeof msg);
+            if (r == KP_R_OK) /* the scheme's hard data_quality checks (issue 7) */
+                r = score_alert_check(sch->scheme, sch->engine, &so, msg, sizeof msg);
             if (r != KP_R_OK)
                 refuse(o, r, msg);
         }
@@ -351,7 +359,7 @@ static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_b
         return SCR_DUP;
     }
 
-    long long inserted = 0;
+    long long inserted = 0, max_id = -1;
     if (accepted) {
         const char *p_obs[13] = {b->scheme,
                                  b->src,
@@ -368,7 +376,10 @@ static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_b
                                  kp_buf_cstr(&a[SCR_A_OAT])};
         if (kp_pg_exec(s->pg, SQL_OBS, 13, p_obs, &r))
             return db_failure(s, sch, false, false, "observation", b, reply);
-        inserted = kp_pg_res_affected(r);
+        if (kp_pg_res_ntuples(r) == 1) {
+            inserted = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+            max_id = strtoll(kp_pg_res_value(r, 0, 1), NULL, 10);
+        }
         kp_pg_res_free(&r);
     }
     if (n_rej) {
@@ -384,6 +395,9 @@ static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_b
             return db_failure(s, sch, false, false, "rejection", b, reply);
     }
 
+    /* Alerts (issue 7): the evaluator in step with engine and database before the batch. */
+    if (scr__alert_prepare(s, sch))
+        return db_failure(s, sch, false, false, "alerts", b, reply);
     /* Score the accepted observations; the engine's unit of work mirrors the transaction. */
     score_engine_begin(sch->engine);
     for (size_t i = 0; i < b->n_obs; i++) {
@@ -400,9 +414,14 @@ static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_b
     scr__collect_changes(s, sch, &ch);
     if (scr__db_write_scores(s, b->scheme, &ch, NULL))
         return db_failure(s, sch, true, false, "scores", b, reply);
+    if (scr__alert_batch(s, sch, b)) /* alert transitions in the same transaction */
+        return db_failure(s, sch, true, false, "alerts", b, reply);
     if (kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL))
         return db_failure(s, sch, true, true, "commit", b, reply);
     score_engine_commit(sch->engine);
+    if (max_id > sch->known_max_id)
+        sch->known_max_id = max_id;
+    scr__alert_committed(s, sch); /* PUB announcements, Alertmanager sender */
     double secs = (double)(kp_mono_ns() - t0) / 1e9;
 
     reply_ack(reply, b, accepted);
@@ -425,8 +444,50 @@ static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_b
 
 /* ---- entry ---------------------------------------------------------------------------- */
 
+/* Merges the envelope's "refused" frame into the batch: each listed observation that passed
+ * decoding is refused with the listed code (ARCHITECTURE.md guarantee 5). Returns false when
+ * the frame is unreadable (msg filled). */
+static bool merge_refused(struct kp_batch *b, const void *refused, size_t len, char *msg,
+                          size_t msglen)
+{
+    if (!refused || len == 0)
+        return true;
+    size_t max = b->n_obs ? b->n_obs : 1;
+    struct kp_refused *r = kp_xcalloc(max, sizeof *r);
+    int n = kp_refused_decode(refused, len, r, max);
+    if (n < 0) {
+        snprintf(msg, msglen, "internal envelope: unreadable refused frame");
+        free(r);
+        return false;
+    }
+    for (int k = 0; k < n; k++) {
+        if (r[k].n >= b->n_obs)
+            continue;
+        struct kp_obs *o = &b->obs[r[k].n];
+        if (o->reason != KP_R_OK)
+            continue;
+        char m[KP_MSG_TEXT_MAX];
+        if (r[k].code == KP_R_not_granted_indicator)
+            snprintf(m, sizeof m, "indicator %s is not granted to adapter %s for src %s", o->i,
+                     b->aid, b->src);
+        else
+            snprintf(m, sizeof m, "%s", kp_reason_str(r[k].code));
+        refuse(o, r[k].code, m);
+        b->n_rejected++;
+    }
+    free(r);
+    return true;
+}
+
 enum scr_outcome scr_process(struct scr *s, const void *aid, size_t aid_len, const void *payload,
                              size_t len, struct kp_buf *reply)
+{
+    return scr_process_refused(s, aid, aid_len, payload, len, NULL, 0, reply);
+}
+
+enum scr_outcome scr_process_refused(struct scr *s, const void *aid, size_t aid_len,
+                                     const void *payload, size_t len, const void *refused,
+                                     size_t refused_len, struct kp_buf *reply)
 {
     char env_aid[KP_CODE_MAX + 1];
     size_t n = aid_len < KP_CODE_MAX ? aid_len : KP_CODE_MAX;
@@ -458,6 +519,13 @@ enum scr_outcome scr_process(struct scr *s, const void *aid, size_t aid_len, con
     } else if (!s->db_ready || !sch->engine) {
         out = nacked(s, reply, true, b->seq, KP_R_scorer_unavailable,
                      "database unavailable; retry later", b->aid, b->scheme);
+    } else if (!sch->active) {
+        /* Standby, or the lock session was lost: only the lock holder writes a scheme. */
+        out = nacked(s, reply, true, b->seq, KP_R_scorer_unavailable,
+                     "this scorer does not hold the scheme's lock; retry later", b->aid,
+                     b->scheme);
+    } else if (!merge_refused(b, refused, refused_len, msg, sizeof msg)) {
+        out = nacked(s, reply, true, b->seq, KP_R_bad_msgpack, msg, b->aid, b->scheme);
     } else {
         size_t accepted = check_and_collect(s, sch, b);
         out = store(s, sch, b, accepted, reply);

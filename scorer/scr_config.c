@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "kp_err.h"
+#include "kp_keys.h"
 #include "kp_msg.h"
 #include "score_engine.h"
 #include "scr.h"
@@ -35,10 +37,38 @@ const struct kp_cfg_entry scr_config_table[] = {
      "host:port of the admin HTTP endpoint (/metrics, /healthz, /readyz); port 0 = any"},
     {"hb_ms", KP_CFG_MS, "1000", 50, 600000, CFG(hb_ms), false, false,
      "interval of the scorer's registration heartbeat to the broker"},
+    {"lock_poll_ms", KP_CFG_MS, "500", 20, 60000, CFG(lock_poll_ms), false, false,
+     "standby: how often to try to take the advisory lock of a scheme another scorer serves"},
     {"max_bytes", KP_CFG_BYTES, "4M", 1024, 64.0 * 1024 * 1024, CFG(max_bytes), false, false,
      "largest batch frame accepted"},
     {"max_obs", KP_CFG_INT, "10000", 1, 1000000, CFG(max_obs), false, false,
      "most observations accepted in one batch"},
+    {"alerts.pub", KP_CFG_STR, "", 0, 0, CFG(alerts_pub), false, false,
+     "ZeroMQ PUB endpoint (e.g. tcp://127.0.0.1:7453) announcing alert transitions (topic "
+     "alert.<scheme>) and score changes (score.<scheme>) for kpctl tap; \"\" = off"},
+    {"alerts.alertmanager_url", KP_CFG_STR, "", 0, 0, CFG(alerts_am_url), false, false,
+     "Alertmanager base URL (http://host:9093): alerts are POSTed to /api/v2/alerts; \"\" = "
+     "no delivery (kp_alert still records every transition)"},
+    {"alerts.tick_ms", KP_CFG_MS, "1s", 50, 60000, CFG(alerts_tick_ms), false, false,
+     "interval of the evaluation of the time-driven alert rules (deadlines, overdue nodes, "
+     "silent sources, progress lag)"},
+    {"alerts.resend_ms", KP_CFG_MS, "1m", 100, 3600000, CFG(alerts_resend_ms), false, false,
+     "firing alerts are re-sent to Alertmanager this often, with endsAt = now + 3 x resend_ms"},
+    {"alerts.resolved_resend_ms", KP_CFG_MS, "5m", 0, 86400000, CFG(alerts_resolved_ms), false,
+     false, "resolved alerts are re-sent (endsAt = resolution time) for this long"},
+    {"alerts.am_timeout_ms", KP_CFG_MS, "5s", 100, 60000, CFG(alerts_am_timeout_ms), false,
+     false, "timeout of one POST to Alertmanager (then retried with backoff)"},
+    {"insecure", KP_CFG_BOOL, "false", 0, 0, CFG(insecure), false, false,
+     "connect to the broker over plain TCP without CURVE (local tests only; also --insecure)"},
+    {"curve.secret_file", KP_CFG_STR, "", 0, 0, CFG(curve_secret_file), false, false,
+     "the scorer's CURVE secret key file (mode 0600; kpctl keygen)"},
+    {"curve.public_file", KP_CFG_STR, "", 0, 0, CFG(curve_public_file), false, false,
+     "its public key file (optional: checked against the secret key)"},
+    {"curve.server_public_file", KP_CFG_STR, "", 0, 0, CFG(curve_server_public_file), false,
+     false, "the broker's public key file"},
+    {"db.passfile", KP_CFG_STR, "", 0, 0, CFG(db_passfile), false, false,
+     "libpq password file (host:port:db:user:password lines, mode 0600) for the DSN's user; "
+     "else PGPASSFILE/PGPASSWORD from the environment. Keep passwords out of db.dsn"},
     KP_CFG_END,
 };
 
@@ -82,6 +112,43 @@ char *scr_config_dsn(const struct scr_config *cfg, char *err, size_t errlen)
              "db.dsn: required (or db.dsn_file, or the KP_DB_DSN environment "
              "variable)");
     return NULL;
+}
+
+static bool given(const char *s)
+{
+    return s && *s;
+}
+
+int scr_config_curve(const struct scr_config *cfg, char pub[41], char sec[41], char srv[41],
+                     bool *curve, char *err, size_t errlen)
+{
+    return kp_keys_load_client(cfg->curve_secret_file, cfg->curve_public_file,
+                               cfg->curve_server_public_file, cfg->insecure, pub, sec, srv, curve,
+                               err, errlen);
+}
+
+int scr_config_passfile(const struct scr_config *cfg, char *err, size_t errlen)
+{
+    if (!given(cfg->db_passfile))
+        return 0;
+    struct stat st;
+    if (stat(cfg->db_passfile, &st) != 0) {
+        snprintf(err, errlen, "db.passfile: %s: %s", cfg->db_passfile, strerror(errno));
+        return KP_ECONFIG;
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        snprintf(err, errlen,
+                 "db.passfile: %s: must be a regular file without group or other access "
+                 "(mode %04o): chmod 600 %s",
+                 cfg->db_passfile, (unsigned)(st.st_mode & 07777), cfg->db_passfile);
+        return KP_ECONFIG;
+    }
+    /* libpq reads PGPASSFILE when the DSN names no passfile itself. */
+    if (setenv("PGPASSFILE", cfg->db_passfile, 1) != 0) {
+        snprintf(err, errlen, "db.passfile: cannot set PGPASSFILE");
+        return KP_ECONFIG;
+    }
+    return 0;
 }
 
 int scr_config_check(void *arg, char *err, size_t errlen)

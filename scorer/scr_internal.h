@@ -28,11 +28,21 @@ struct kp_histogram;
 struct score_scheme;
 struct score_engine;
 
-/* One scheme served by this scorer. */
+/* One scheme served by this scorer. It is served (batches scored, listed in reg) only while
+ * `active`: the scorer holds the scheme's advisory lock in its current database session and
+ * the engine has caught up with every stored observation (scr_lock.c). */
 struct scr_scheme {
     struct score_scheme *scheme; /* owned */
     struct score_engine *engine; /* owned; NULL until the first replay */
     const char *id;              /* borrowed from scheme */
+    bool locked;                 /* the advisory lock is held by the current session */
+    bool active;                 /* locked, caught up and registered with the broker */
+    /* The engine holds exactly the scheme's stored observations with id <= known_max_id
+     * (-1: no engine). One writer per scheme (the lock holder) makes ids grow in commit order,
+     * so whatever another scorer stored meanwhile is `id > known_max_id` (catch-up). */
+    long long known_max_id;
+    bool need_sync; /* score rows not yet made equal to the engine since it was (re)built */
+    struct kp_gauge *m_active;
 };
 
 /* Reusable buffers of the array parameters of the bulk statements (kp_pg_array_*). */
@@ -95,7 +105,7 @@ struct scr {
     int fatal; /* KP_E* that makes retrying pointless (bad migration), else 0 */
 
     /* loop */
-    uv_timer_t db_timer, hb_timer;
+    uv_timer_t db_timer, hb_timer, lock_timer;
     bool timers_init;
     bool hb_running;
     struct kp_zsock *dealer;
@@ -108,6 +118,11 @@ struct scr {
     struct kp_counter *m_rej[KP_R__COUNT];
     struct kp_histogram *m_commit_s, *m_batch_size;
     struct kp_gauge *m_db_up;
+    /* operations (issue 8): alerts by scheme and state (n_schemes x SCR_ALERT_STATES, from the
+     * alert table every SCR_ALERT_TICKS heartbeats), the broker connection */
+    struct kp_gauge **m_alerts;
+    struct kp_gauge *m_broker_up;
+    unsigned hb_ticks;
 
     /* scratch, reused batch after batch */
     struct kp_buf a[SCR_A__COUNT];
@@ -116,6 +131,8 @@ struct scr {
     struct kp_buf reg;  /* reg frame */
 
     struct scr_stats stats;
+
+    struct scr_alerts *alerts; /* issue 7: evaluators, timer, PUB, Alertmanager sender (scr_alert.c) */
 };
 
 /* ---- scr_db.c --------------------------------------------------------------------------- */
@@ -124,11 +141,17 @@ struct scr {
  * transaction (bulk, unnest). Returns 0 or KP_EDB (err filled). */
 int scr__db_sync_scheme(struct scr *s, const struct score_scheme *sc, char *err, size_t errlen);
 
-/* Rebuilds the engine of sch from every stored observation of its scheme (ordered by id, in
- * chunks), then makes the scheme's score rows equal to the engine in one transaction
- * (rewrites rows that differ, deletes rows the engine does not hold: a scheme file changed
- * between runs). Replaces sch->engine only on success. Returns 0 or KP_EDB (err filled). */
-int scr__db_replay(struct scr *s, struct scr_scheme *sch, char *err, size_t errlen);
+/* Brings the engine of sch up to date with the database: a full replay (every stored
+ * observation of the scheme, in id order, in chunks) into a new engine when there is none or
+ * `full`; else the observations stored after known_max_id, applied in place (a standby
+ * following the active scorer, or a takeover). With `sync`, when the engine was rebuilt or
+ * took rows since the last sync, the scheme's score rows are then made equal to the engine in
+ * one transaction (rows that differ rewritten, rows the engine does not hold deleted: a scheme
+ * file changed between runs). Returns 0 or KP_EDB/KP_ENOMEM (err filled); on failure the
+ * engine still holds a consistent prefix and a later call completes the work. Adds the
+ * observations applied to *applied when applied != NULL. */
+int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync, uint64_t *applied,
+                     char *err, size_t errlen);
 
 /* Collects every change of the engine's current unit of work into s->a (score arrays). */
 void scr__collect_changes(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch);
@@ -152,5 +175,23 @@ void scr__db_rollback(struct scr *s);
 /* Schedules a (re)connection attempt after the current backoff. */
 void scr__db_schedule(struct scr *s);
 void scr__set_ready(struct scr *s, bool ready);
+/* Sends ["reg", {sid, schemes: the active ones}] to the broker (possibly none: the broker then
+ * drops this scorer's routes). */
+void scr__send_reg(struct scr *s);
+
+/* ---- scr_lock.c ------------------------------------------------------------------------- */
+
+/* After (re)connecting: tunes the session (server-side TCP keepalives, so that a vanished
+ * scorer host releases its locks) and tries to take every scheme's lock, catching each taken
+ * scheme up. Returns 0 or KP_EDB with err (a lost connection: the caller retries). */
+int scr__lock_acquire(struct scr *s, char *err, size_t errlen);
+/* The database session is gone (or about to be reset): every lock with it. */
+void scr__lock_lost(struct scr *s);
+/* Starts the standby timer (lock_poll_ms) when a scheme is not locked, stops it otherwise. */
+void scr__lock_timer_update(struct scr *s);
+/* The hb tick of an active scorer: a cheap statement proves the lock session is still alive
+ * before the scorer re-registers (split brain guard for an idle scorer). Returns true when the
+ * session is alive. */
+bool scr__lock_probe(struct scr *s);
 
 #endif

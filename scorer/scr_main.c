@@ -23,7 +23,7 @@ int main(int argc, char **argv)
         .cfg_size = sizeof(struct scr_config),
         .off_instance = offsetof(struct scr_config, instance),
         .off_log_level = offsetof(struct scr_config, log_level),
-        .off_insecure = -1,
+        .off_insecure = offsetof(struct scr_config, insecure),
         .check = scr_config_check,
         .run = run,
     };

@@ -15,6 +15,7 @@
 #include "kp_admin.h"
 #include "kp_daemon.h"
 #include "kp_err.h"
+#include "kp_keys.h"
 #include "kp_log.h"
 #include "kp_metrics.h"
 #include "kp_msg.h"
@@ -22,12 +23,25 @@
 #include "kp_time.h"
 #include "kp_zsock.h"
 #include "score_engine.h"
+#include "scr_alert.h"
 #include "scr_internal.h"
 
 #define BACKOFF_MIN_MS 100
+#define SCR_RCVHWM     16
+#define SCR_SNDHWM     64
 
 /* ---- readiness ------------------------------------------------------------------------ */
 
+static bool all_active(const struct scr *s)
+{
+    for (size_t i = 0; i < s->n_schemes; i++)
+        if (!s->schemes[i].active)
+            return false;
+    return true;
+}
+
+/* ready: connected to PostgreSQL. Losing the connection loses the session and with it every
+ * scheme lock (scr_lock.c). */
 void scr__set_ready(struct scr *s, bool ready)
 {
     if (s->db_ready != ready) {
@@ -37,7 +51,9 @@ void scr__set_ready(struct scr *s, bool ready)
             KP_WARN("db_down", "msg=\"batches are nacked for retry until PostgreSQL is back\"");
     }
     s->db_ready = ready;
-    atomic_store(&s->ready_flag, ready);
+    if (!ready)
+        scr__lock_lost(s);
+    atomic_store(&s->ready_flag, ready && all_active(s));
     if (s->m_db_up)
         kp_gauge_set(s->m_db_up, ready ? 1 : 0);
 }
@@ -48,13 +64,21 @@ static bool admin_ready(void *arg, char *why, size_t why_len)
     struct scr *s = arg;
     if (atomic_load(&s->ready_flag))
         return true;
-    snprintf(why, why_len, "database not connected");
+    snprintf(why, why_len, "database not connected, or standby: another scorer holds a scheme");
     return false;
 }
 
 bool scr_ready(const struct scr *s)
 {
-    return s && s->db_ready;
+    return s && s->db_ready && all_active(s);
+}
+
+bool scr_active(const struct scr *s, const char *scheme)
+{
+    for (size_t i = 0; s && i < s->n_schemes; i++)
+        if (!strcmp(s->schemes[i].id, scheme))
+            return s->db_ready && s->schemes[i].active;
+    return false;
 }
 
 const char *scr_sid(const struct scr *s)
@@ -82,14 +106,18 @@ void scr_get_stats(const struct scr *s, struct scr_stats *out)
 
 /* ---- registration --------------------------------------------------------------------- */
 
-static void send_reg(struct scr *s)
+/* Only the active schemes are listed: a scheme is not registered while we could not store it
+ * (no database, or another scorer holds its lock), and the broker nacks for us. An empty list
+ * makes the broker drop this scorer's routes at once. */
+void scr__send_reg(struct scr *s)
 {
-    if (!s->dealer || !s->db_ready)
-        return; /* not registered while we could not store: the broker nacks for us */
-    struct kp_reg reg = {.n_schemes = s->n_schemes};
+    if (!s->dealer)
+        return;
+    struct kp_reg reg = {.n_schemes = 0};
     snprintf(reg.sid, sizeof reg.sid, "%s", s->sid);
     for (size_t i = 0; i < s->n_schemes; i++)
-        snprintf(reg.schemes[i], sizeof reg.schemes[i], "%s", s->schemes[i].id);
+        if (s->db_ready && s->schemes[i].active)
+            snprintf(reg.schemes[reg.n_schemes++], sizeof reg.schemes[0], "%s", s->schemes[i].id);
     kp_buf_reset(&s->reg);
     if (kp_reg_encode(&s->reg, false, &reg) != 0) {
         KP_ERROR("reg_encode_failed", "sid=%s", s->sid);
@@ -101,15 +129,61 @@ static void send_reg(struct scr *s)
         KP_DEBUG("reg_not_sent", "err=%s", kp_err_name(rc));
 }
 
+/* ---- alerts by state (operations) ----------------------------------------------------- */
+
+#define SCR_ALERT_STATES 3
+#define SCR_ALERT_TICKS  10
+static const char *const alert_states[SCR_ALERT_STATES] = {"pending", "firing", "resolved"};
+
+/* Sets kaoping_scorer_alerts{scheme,state} from the alert table (the database is the truth:
+ * an active scorer and its standby report the same numbers; rules take max by scheme). Loop
+ * thread, between batches; one short statement. */
+static void refresh_alerts(struct scr *s)
+{
+    if (!s->m_alerts || !s->db_ready || !s->pg)
+        return;
+    struct kp_pg_res *res = NULL;
+    if (kp_pg_exec(s->pg,
+                   "SELECT scheme, count(*) FILTER (WHERE state = 'pending'), "
+                   "       count(*) FILTER (WHERE state = 'firing'), "
+                   "       count(*) FILTER (WHERE state = 'resolved') "
+                   "  FROM alert GROUP BY scheme",
+                   0, NULL, &res) != 0) {
+        scr__db_failed(s, "alert_counts", NULL);
+        return;
+    }
+    for (size_t i = 0; i < s->n_schemes; i++) {
+        double v[SCR_ALERT_STATES] = {0};
+        for (int r = 0; r < kp_pg_res_ntuples(res); r++)
+            if (!strcmp(kp_pg_res_value(res, r, 0), s->schemes[i].id))
+                for (int k = 0; k < SCR_ALERT_STATES; k++)
+                    v[k] = atof(kp_pg_res_value(res, r, k + 1));
+        for (int k = 0; k < SCR_ALERT_STATES; k++)
+            kp_gauge_set(s->m_alerts[i * SCR_ALERT_STATES + (size_t)k], v[k]);
+    }
+    kp_pg_res_free(&res);
+}
+
+static void on_broker_peers(struct kp_zsock *z, int peers, void *arg)
+{
+    (void)z;
+    struct scr *s = arg;
+    kp_gauge_set(s->m_broker_up, peers > 0 ? 1 : 0);
+}
+
 static void on_hb_timer(uv_timer_t *t)
 {
-    send_reg(t->data);
+    if (((struct scr *)t->data)->hb_ticks++ % SCR_ALERT_TICKS == 0)
+        refresh_alerts(t->data);
+    struct scr *s = t->data;
+    (void)scr__lock_probe(s); /* a dead lock session makes the schemes inactive first */
+    scr__send_reg(s);
 }
 
 /* ---- database connection -------------------------------------------------------------- */
 
-/* After connecting: migrations and scheme rows once, engines whenever they may disagree with
- * the database. Returns 0, or KP_E* with err; *fatal when retrying cannot help. */
+/* After connecting: migrations and scheme rows once (engines and locks: scr_lock.c). Returns
+ * 0, or KP_E* with err; *fatal when retrying cannot help. */
 static int db_prepare(struct scr *s, char *err, size_t errlen, bool *fatal)
 {
     int rc;
@@ -131,14 +205,6 @@ static int db_prepare(struct scr *s, char *err, size_t errlen, bool *fatal)
         }
         s->initialised = true;
     }
-    if (s->need_replay) {
-        for (size_t i = 0; i < s->n_schemes; i++) {
-            rc = scr__db_replay(s, &s->schemes[i], err, errlen);
-            if (rc)
-                return rc;
-        }
-        s->need_replay = false;
-    }
     return 0;
 }
 
@@ -153,6 +219,7 @@ static int db_attempt(struct scr *s, bool *fatal)
         if (rc == KP_ENOMEM || !s->pg)
             return KP_ENOMEM;
     } else if (!kp_pg_ok(s->pg)) {
+        scr__lock_lost(s); /* a new session holds no lock */
         rc = kp_pg_reset(s->pg);
         s->stats.reconnects++;
     } else {
@@ -174,9 +241,19 @@ static int db_attempt(struct scr *s, bool *fatal)
                     kp_log_q(q, sizeof q, err));
         return rc;
     }
+    rc = scr__lock_acquire(s, err, sizeof err);
+    if (rc) {
+        s->stats.pg_errors++;
+        kp_counter_inc(s->m_pg_errors);
+        KP_WARN("db_prepare_failed", "retry_ms=%" PRIu64 " msg=%s", s->backoff_ms,
+                kp_log_q(q, sizeof q, err));
+        scr__db_rollback(s);
+        return rc;
+    }
     s->backoff_ms = BACKOFF_MIN_MS;
     scr__set_ready(s, true);
-    send_reg(s);
+    scr__send_reg(s);
+    scr__lock_timer_update(s);
     return 0;
 }
 
@@ -207,22 +284,25 @@ void scr__db_schedule(struct scr *s)
 
 /* ---- the DEALER ----------------------------------------------------------------------- */
 
-/* INTERNAL.md broker → scorer: ["bat", cid, rid, aid, seq, payload]. */
+/* INTERNAL.md broker → scorer: ["bat", cid, rid, aid, seq, payload] and, when the collector
+ * refused observations the adapter is not granted, [..., payload, refused]. */
 static void on_dealer(struct kp_zsock *z, const struct kp_frame *fr, size_t n, void *arg)
 {
     (void)z;
     struct scr *s = arg;
     if (s->closing)
         return;
-    if (n != 6 || fr[0].len != 3 || memcmp(fr[0].data, "bat", 3) != 0) {
+    if ((n != 6 && n != 7) || fr[0].len != 3 || memcmp(fr[0].data, "bat", 3) != 0) {
         KP_WARN("bad_broker_frame", "frames=%zu", n);
         return;
     }
-    (void)scr_process(s, fr[3].data, fr[3].len, fr[5].data, fr[5].len, &s->out);
+    (void)scr_process_refused(s, fr[3].data, fr[3].len, fr[5].data, fr[5].len,
+                              n == 7 ? fr[6].data : NULL, n == 7 ? fr[6].len : 0, &s->out);
     struct kp_frame rep[4] = {{"rep", 3}, fr[1], fr[2], {s->out.data, s->out.len}};
     int rc = kp_zsock_send(s->dealer, rep, 4);
     if (rc) /* the adapter retransmits and gets dup:true (ARCHITECTURE.md guarantee 2) */
-        KP_WARN("reply_not_sent", "err=%s seq=%.*s", kp_err_name(rc), (int)fr[4].len,
+        KP_WARN("reply_not_sent", "err=%s adapter=%.*s seq=%.*s", kp_err_name(rc),
+                (int)fr[3].len, (const char *)fr[3].data, (int)fr[4].len,
                 (const char *)fr[4].data);
 }
 
@@ -260,6 +340,26 @@ static void make_metrics(struct scr *s)
                            "Failed PostgreSQL statements and connection attempts", NULL);
     s->m_db_up = kp_metrics_gauge(m, "kaoping_scorer_db_up",
                                   "1 when the scorer is connected to PostgreSQL and ready", NULL);
+    s->m_broker_up = kp_metrics_gauge(m, "kaoping_scorer_broker_connected",
+                                      "1 while the connection to the broker is up", NULL);
+    s->m_alerts = kp_xcalloc(s->n_schemes * SCR_ALERT_STATES, sizeof *s->m_alerts);
+    for (size_t i = 0; i < s->n_schemes; i++)
+        for (int k = 0; k < SCR_ALERT_STATES; k++) {
+            char labels[128];
+            snprintf(labels, sizeof labels, "scheme=\"%s\",state=\"%s\"", s->schemes[i].id,
+                     alert_states[k]);
+            s->m_alerts[i * SCR_ALERT_STATES + (size_t)k] =
+                kp_metrics_gauge(m, "kaoping_scorer_alerts",
+                                 "Alerts recorded for the scheme, by state (from the alert table)",
+                                 labels);
+        }
+    for (size_t i = 0; i < s->n_schemes; i++) {
+        char labels[96];
+        snprintf(labels, sizeof labels, "scheme=\"%s\"", s->schemes[i].id);
+        s->schemes[i].m_active = kp_metrics_gauge(
+            m, "kaoping_scorer_scheme_active",
+            "1 while this scorer holds the scheme's lock and serves it (0: standby)", labels);
+    }
 }
 
 static int load_schemes(struct scr *s)
@@ -282,6 +382,7 @@ static int load_schemes(struct scr *s)
         }
         s->n_schemes++;
         sch->id = score_scheme_id(sch->scheme);
+        sch->known_max_id = -1;
         for (size_t j = 0; j < i; j++) {
             if (!strcmp(s->schemes[j].id, sch->id)) {
                 KP_ERROR("scheme_invalid", "scheme=%s msg=\"served twice\"", sch->id);
@@ -304,6 +405,7 @@ static void free_scr(struct scr *s)
     }
     free(s->schemes);
     kp_metrics_destroy(&s->metrics);
+    free(s->m_alerts);
     for (int k = 0; k < SCR_A__COUNT; k++)
         kp_buf_fini(&s->a[k]);
     kp_buf_fini(&s->json);
@@ -351,13 +453,24 @@ int scr_start(uv_loop_t *loop, const struct scr_config *cfg, struct scr **out)
         rc = KP_ECONFIG;
         goto fail_early;
     }
+    /* CURVE keys and the libpq password file: checked before anything connects (issue 6). */
+    char pub[KP_KEY_Z85_LEN + 1] = "", sec[KP_KEY_Z85_LEN + 1] = "", srv[KP_KEY_Z85_LEN + 1] = "";
+    bool curve = false;
+    if ((rc = scr_config_curve(cfg, pub, sec, srv, &curve, err, sizeof err)) != 0 ||
+        (rc = scr_config_passfile(cfg, err, sizeof err)) != 0) {
+        KP_ERROR("config_invalid", "msg=%s", kp_log_q(q, sizeof q, err));
+        rc = KP_ECONFIG;
+        goto fail_early;
+    }
+    kp_keys_wipe(sec, sizeof sec); /* read again right before the socket is opened */
     if ((rc = load_schemes(s)) != 0)
         goto fail_early;
     make_metrics(s);
 
     uv_timer_init(loop, &s->db_timer);
     uv_timer_init(loop, &s->hb_timer);
-    s->db_timer.data = s->hb_timer.data = s;
+    uv_timer_init(loop, &s->lock_timer);
+    s->db_timer.data = s->hb_timer.data = s->lock_timer.data = s;
     s->timers_init = true;
 
     /* First attempt now, so that a reachable database makes the scorer ready on return. */
@@ -370,12 +483,28 @@ int scr_start(uv_loop_t *loop, const struct scr_config *cfg, struct scr **out)
     if (rc)
         scr__db_schedule(s);
 
+    /* Memory bound (docs/OPERATIONS.md): SCR_RCVHWM batches queued for this scorer (one is
+     * processed at a time), SCR_SNDHWM replies. */
     struct kp_zsock_opts o = {
         .max_msg_bytes = cfg->max_bytes + 65536,
         .identity = s->sid,
         .linger_ms = 0,
+        .sndhwm = SCR_SNDHWM,
+        .rcvhwm = SCR_RCVHWM,
     };
-    if ((rc = kp_zsock_open(loop, KP_ZSOCK_DEALER, &o, &s->dealer)) != 0 ||
+    if (curve) {
+        if ((rc = scr_config_curve(cfg, pub, sec, srv, &curve, err, sizeof err)) != 0) {
+            KP_ERROR("config_invalid", "msg=%s", kp_log_q(q, sizeof q, err));
+            goto fail;
+        }
+        o.curve_public = pub;
+        o.curve_secret = sec;
+        o.curve_serverkey = srv;
+    }
+    rc = kp_zsock_open(loop, KP_ZSOCK_DEALER, &o, &s->dealer);
+    kp_keys_wipe(sec, sizeof sec); /* libzmq holds its own copy */
+    if (rc != 0 ||
+        (rc = kp_zsock_monitor(s->dealer, on_broker_peers, s)) != 0 ||
         (rc = kp_zsock_connect(s->dealer, cfg->broker)) != 0 ||
         (rc = kp_zsock_start(s->dealer, on_dealer, s)) != 0) {
         KP_ERROR("broker_connect_failed", "endpoint=%s err=%s", cfg->broker, kp_err_name(rc));
@@ -385,7 +514,9 @@ int scr_start(uv_loop_t *loop, const struct scr_config *cfg, struct scr **out)
         KP_ERROR("admin_failed", "listen=%s err=%s", cfg->admin, kp_err_name(rc));
         goto fail;
     }
-    send_reg(s);
+    if ((rc = scr__alert_start(s)) != 0) /* issue 7: alert timer, PUB socket, Alertmanager */
+        goto fail;
+    scr__send_reg(s);
     uv_timer_start(&s->hb_timer, on_hb_timer, (uint64_t)cfg->hb_ms, (uint64_t)cfg->hb_ms);
     KP_INFO("started", "sid=%s broker=%s admin_port=%d schemes=%zu ready=%s", s->sid, cfg->broker,
             kp_admin_port(s->admin), s->n_schemes, s->db_ready ? "true" : "false");
@@ -415,14 +546,18 @@ void scr_stop(struct scr **sp)
     if (s->timers_init) {
         uv_timer_stop(&s->db_timer);
         uv_timer_stop(&s->hb_timer);
-        s->closing += 2;
+        uv_timer_stop(&s->lock_timer);
+        s->closing += 3;
         uv_close((uv_handle_t *)&s->db_timer, on_timer_closed);
         uv_close((uv_handle_t *)&s->hb_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&s->lock_timer, on_timer_closed);
     }
     if (s->dealer) {
         s->closing++;
         kp_zsock_close(&s->dealer, on_part_closed, s);
     }
+    s->closing++;
+    scr__alert_stop(s, on_part_closed, s);
     on_part_closed(s);
 }
 
@@ -446,7 +581,7 @@ int scr_run(const struct scr_config *cfg, uv_loop_t *loop)
     struct scr_run_ctx r = {0};
     if (scr_start(loop, cfg, &r.scr) != 0)
         return 1;
-    if (kp_signals_open(loop, on_stop_signal, NULL, &r, &r.sig) != 0) {
+    if (kp_signals_open(loop, on_stop_signal, kp_daemon_on_hup, &r, &r.sig) != 0) {
         KP_ERROR("signals_failed", "msg=\"cannot install signal handlers\"");
         scr_stop(&r.scr);
         uv_run(loop, UV_RUN_DEFAULT);

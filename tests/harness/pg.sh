@@ -65,9 +65,15 @@ kp_pg_new_dir() {
 }
 
 kp_pg_free_port() {
-    local i port
+    local i port lo=20000 hi=60000 range
+    # Stay below the kernel's ephemeral range: a port handed out there may become the local
+    # port of some outgoing connection before the daemon binds it (EADDRINUSE).
+    range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || range=""
+    if [ -n "$range" ] && [ "${range%%[[:space:]]*}" -gt $((lo + 1000)) ]; then
+        hi=${range%%[[:space:]]*}
+    fi
     for i in $(seq 1 200); do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        port=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
         # Something answers on it: taken.
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             continue

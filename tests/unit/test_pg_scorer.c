@@ -14,6 +14,9 @@
  *    the connection dies during COMMIT, and the server is down when the scorer starts:
  *    batches are nacked retry:true meanwhile, the scorer resumes by itself, and after an
  *    uncertain COMMIT it rebuilds its engines.
+ *  - failover: two scorers for one scheme; the second is a standby (advisory lock) whose
+ *    engine follows the database; it takes over when the active one's session ends, and the
+ *    scorer that lost its session never writes again while the other holds the lock.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,6 +112,7 @@ static struct scr_config make_config(const char *broker)
         .max_bytes = 4 * 1024 * 1024,
         .max_obs = 10000,
         .db_retry_max_ms = 400,
+        .insecure = true, /* plain TCP to the test's bare ROUTER (CURVE: test_col_zap) */
     };
     return c;
 }
@@ -1042,6 +1046,103 @@ static void test_db_outages(void **state)
     kp_buf_fini(&reply);
 }
 
+/* ---- failover ------------------------------------------------------------------------- */
+
+/* Runs the loop until scr_active(s, SCHEME) == want or timeout_ms passes. */
+static bool wait_active(uv_loop_t *loop, struct scr *s, bool want, int timeout_ms)
+{
+    for (int t = 0; t < timeout_ms; t += 10) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        if (scr_active(s, SCHEME) == want)
+            return true;
+        sleep_ms(10);
+    }
+    return false;
+}
+
+static void run_for(uv_loop_t *loop, int ms)
+{
+    for (int t = 0; t < ms; t += 10) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        sleep_ms(10);
+    }
+}
+
+/* ARCHITECTURE.md "scorer/": one active scorer per scheme, guaranteed by an advisory lock; a
+ * standby takes over when the active one goes away, and a scorer whose lock session ended
+ * never writes the scheme again before it holds the lock in a new session (no split brain). */
+static void test_failover_lock(void **state)
+{
+    (void)state;
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    cfg.lock_poll_ms = 50;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct scr *a = NULL, *b = NULL;
+    assert_int_equal(scr_start(&loop, &cfg, &a), 0);
+    assert_true(scr_ready(a));
+    assert_true(scr_active(a, SCHEME));
+    assert_int_equal(scr_start(&loop, &cfg, &b), 0);
+    assert_false(scr_ready(b)); /* connected, but a standby */
+    assert_false(scr_active(b, SCHEME));
+    assert_int_equal(q_ll("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                          "classid = 1802531683 AND granted"),
+                     1);
+
+    struct kp_buf payload = {0}, reply = {0};
+    struct kp_nack n;
+    struct kp_ack ack;
+    static const struct ob OB1[] = {{"U1", "direct_a", "2025", 50, "fo-1", 0}};
+    static const struct ob OB2[] = {{"U1", "direct_a", "2025", 70, "fo-1", 1},
+                                    {"U2", "eff_b", "2025", 9, "fo-2", 0}};
+
+    /* The standby refuses to write; the active one stores. */
+    encode_batch(&payload, "fo", 1, OB1, 1);
+    assert_int_equal(process(b, "fo", &payload, &reply), SCR_NACKED);
+    decode_nack(reply.data, reply.len, &n);
+    assert_int_equal(n.code, KP_R_scorer_unavailable);
+    assert_true(n.retry);
+    assert_int_equal(process(a, "fo", &payload, &reply), SCR_COMMITTED);
+    run_for(&loop, 200); /* the standby's engine follows */
+    assert_false(scr_active(b, SCHEME));
+
+    /* The active scorer's session ends (as when its process dies): the standby takes the lock
+     * within a few polls, with an engine that already holds what A stored. */
+    assert_int_equal(q_ll("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE "
+                          "locktype = 'advisory' AND classid = 1802531683 AND granted"),
+                     1);
+    assert_true(wait_active(&loop, b, true, 5000));
+    assert_engine_equals_db(b);
+
+    /* Split brain guard: A lost its session with the lock; it must not write any more, even
+     * after reconnecting, while B holds the lock. */
+    encode_batch(&payload, "fo", 2, OB2, 2);
+    assert_int_equal(process(a, "fo", &payload, &reply), SCR_NACKED);
+    decode_nack(reply.data, reply.len, &n);
+    assert_true(n.retry);
+    run_for(&loop, 800); /* A reconnects: a standby now */
+    assert_false(scr_active(a, SCHEME));
+    assert_int_equal(process(a, "fo", &payload, &reply), SCR_NACKED);
+    assert_int_equal(q_ll("SELECT count(*) FROM batch WHERE adapter = 'fo'"), 1);
+    assert_int_equal(process(b, "fo", &payload, &reply), SCR_COMMITTED);
+    assert_engine_equals_db(b);
+
+    /* B stops (its session closes): A takes over, caught up with B's batch. */
+    scr_stop(&b);
+    assert_true(wait_active(&loop, a, true, 5000));
+    assert_engine_equals_db(a);
+    assert_int_equal(process(a, "fo", &payload, &reply), SCR_DUP);
+    assert_int_equal(kp_ack_decode(reply.data, reply.len, &ack), KP_R_OK);
+    assert_true(ack.dup && ack.stored == 2);
+    kp_ack_fini(&ack);
+    struct scr_stats st;
+    scr_get_stats(a, &st);
+    assert_true(st.locks_taken >= 2); /* at start, and the takeover */
+    stop_and_close(&loop, &a);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
 /* ---- configuration -------------------------------------------------------------------- */
 
 static void test_config_check(void **state)
@@ -1189,7 +1290,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_check),       cmocka_unit_test(test_config_yaml),
         cmocka_unit_test(test_sockets_end_to_end), cmocka_unit_test(test_restart_replays),
-        cmocka_unit_test(test_db_outages),
+        cmocka_unit_test(test_db_outages),         cmocka_unit_test(test_failover_lock),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     kp_zctx_term();
