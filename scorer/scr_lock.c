@@ -55,7 +55,8 @@ static void set_active(struct scr *s, struct scr_scheme *sch, bool active)
         KP_INFO("scheme_active", "scheme=%s sid=%s observations_upto=%lld", sch->id, s->sid,
                 sch->known_max_id);
     else
-        KP_WARN("scheme_inactive", "scheme=%s sid=%s msg=\"lock session lost; batches are "
+        KP_WARN("scheme_inactive",
+                "scheme=%s sid=%s msg=\"lock session lost; batches are "
                 "nacked for retry until the lock is held again\"",
                 sch->id, s->sid);
 }
@@ -107,9 +108,8 @@ static int lock_pass(struct scr *s, bool *changed, bool full, char *err, size_t 
         if (got == 1) {
             sch->locked = true;
             s->stats.locks_taken++;
-            KP_INFO("lock_taken",
-                    "scheme=%s sid=%s caught_up=%" PRIu64 " ms=%.1f", sch->id, s->sid, applied,
-                    (double)(kp_mono_ns() - t0) / 1e6);
+            KP_INFO("lock_taken", "scheme=%s sid=%s caught_up=%" PRIu64 " ms=%.1f", sch->id, s->sid,
+                    applied, (double)(kp_mono_ns() - t0) / 1e6);
             set_active(s, sch, true);
             *changed = true;
         }
@@ -130,7 +130,8 @@ int scr__lock_acquire(struct scr *s, char *err, size_t errlen)
         s->need_replay = false;
     for (size_t i = 0; i < s->n_schemes; i++)
         if (!s->schemes[i].locked)
-            KP_INFO("standby", "scheme=%s sid=%s msg=\"another scorer holds the scheme's lock; "
+            KP_INFO("standby",
+                    "scheme=%s sid=%s msg=\"another scorer holds the scheme's lock; "
                     "taking over when it is released\"",
                     s->schemes[i].id, s->sid);
     return rc;
@@ -162,8 +163,8 @@ void scr__lock_timer_update(struct scr *s)
     want = want && s->db_ready;
     bool running = uv_is_active((uv_handle_t *)&s->lock_timer);
     if (want && !running) {
-        uint64_t ms = s->cfg->lock_poll_ms > 0 ? (uint64_t)s->cfg->lock_poll_ms
-                                               : LOCK_POLL_DEFAULT_MS;
+        uint64_t ms =
+            s->cfg->lock_poll_ms > 0 ? (uint64_t)s->cfg->lock_poll_ms : LOCK_POLL_DEFAULT_MS;
         uv_timer_start(&s->lock_timer, on_lock_timer, ms, ms);
     } else if (!want && running) {
         uv_timer_stop(&s->lock_timer);

@@ -39,8 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t pos = 0, n_rec = 0;
     long line = 1;
     while (csv_reader_next(r, &rec)) {
-        FZ_ASSERT(rec.off >= pos && rec.off <= rec.end && rec.end <= rec.next &&
-                  rec.next <= t.len);
+        FZ_ASSERT(rec.off >= pos && rec.off <= rec.end && rec.end <= rec.next && rec.next <= t.len);
         FZ_ASSERT(rec.next > pos || rec.next == t.len); /* progress */
         FZ_ASSERT(rec.line >= line && rec.next_line >= rec.line);
         FZ_ASSERT(rec.line == 1 + csv_line_at(t.data, rec.off));

@@ -73,8 +73,8 @@ static void fuzz_batch(const uint8_t *d, size_t n)
     }
     FZ_ASSERT(b != NULL && has_seq && seq == b->seq);
     FZ_ASSERT(b->n_obs <= lim.max_obs);
-    FZ_ASSERT(kp_code_valid(b->aid, strlen(b->aid)) && kp_code_valid(b->scheme, strlen(b->scheme)) &&
-              kp_code_valid(b->src, strlen(b->src)));
+    FZ_ASSERT(kp_code_valid(b->aid, strlen(b->aid)) &&
+              kp_code_valid(b->scheme, strlen(b->scheme)) && kp_code_valid(b->src, strlen(b->src)));
     size_t refused = 0;
     struct kp_buf json = {0};
     for (size_t k = 0; k < b->n_obs; k++) {

@@ -44,7 +44,7 @@ static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
         g_failures++;                                                                              \
-        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                      \
+        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                       \
         fprintf(stderr, __VA_ARGS__);                                                              \
         fputc('\n', stderr);                                                                       \
     } while (0)
@@ -520,13 +520,13 @@ static void obs_rej(void *s, const char *what, const struct spec *sp0, enum kp_r
 
 /* ---- the cases ------------------------------------------------------------------------- */
 
-#define S(str) ((struct val){.k = V_STR, .s = (str)})
-#define I(v)   ((struct val){.k = V_INT, .i = (v)})
-#define D(v)   ((struct val){.k = V_DOUBLE, .d = (v)})
-#define K(kind) ((struct val){.k = (kind)})
-#define LONG(len) ((struct val){.k = V_LONGSTR, .n = (len)})
+#define S(str)        ((struct val){.k = V_STR, .s = (str)})
+#define I(v)          ((struct val){.k = V_INT, .i = (v)})
+#define D(v)          ((struct val){.k = V_DOUBLE, .d = (v)})
+#define K(kind)       ((struct val){.k = (kind)})
+#define LONG(len)     ((struct val){.k = V_LONGSTR, .n = (len)})
 #define BYTES(b, len) ((struct val){.k = V_BYTES, .s = (b), .n = (len)})
-#define RAW(b, len) ((struct val){.k = V_RAW, .s = (b), .n = (len)})
+#define RAW(b, len)   ((struct val){.k = V_RAW, .s = (b), .n = (len)})
 
 static void random_bytes(void *s)
 {
@@ -665,7 +665,13 @@ static void obs_fields(void *s)
         {"x", I(1), KP_R_bad_type},
         {"x", {.k = V_MAPBIG, .n = 5000}, KP_R_too_large},
         {"x", RAW("\x81\x01\x02", 3), KP_R_bad_field}, /* {1: 2}: a non-string key */
-        {"x", RAW("\x81\xa1" "a" "\xc4\x01" "b", 6), KP_R_bad_field}, /* binary inside */
+        {"x",
+         RAW("\x81\xa1"
+             "a"
+             "\xc4\x01"
+             "b",
+             6),
+         KP_R_bad_field}, /* binary inside */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char what[96];
@@ -690,9 +696,18 @@ static void containers(void *s)
     } huge[] = {
         {"map32 of 2^32-1 entries", "\xdf\xff\xff\xff\xff\xa1t", 7},
         {"array32 of 2^32-1 elements", "\xdd\xff\xff\xff\xff\x01\x02", 7},
-        {"str32 of 4 GB", "\xdb\xff\xff\xff\xff" "abc", 8},
-        {"bin32 of 4 GB", "\xc6\xff\xff\xff\xff" "abc", 8},
-        {"map16 of 65535 in a tiny frame", "\xde\xff\xff\xa1t\xa5" "batch", 10},
+        {"str32 of 4 GB",
+         "\xdb\xff\xff\xff\xff"
+         "abc",
+         8},
+        {"bin32 of 4 GB",
+         "\xc6\xff\xff\xff\xff"
+         "abc",
+         8},
+        {"map16 of 65535 in a tiny frame",
+         "\xde\xff\xff\xa1t\xa5"
+         "batch",
+         10},
     };
     for (size_t k = 0; k < sizeof huge / sizeof huge[0]; k++)
         expect_nack(s, huge[k].what, huge[k].bytes, huge[k].len, KP_R_bad_msgpack, false, 0);
@@ -964,7 +979,7 @@ int main(int argc, char **argv)
     zmq_close(g_sock);
     kp_buf_fini(&g_reply);
     zmq_ctx_term(g_ctx);
-    printf("valid_obs=%lu flood_obs=%lu valid_batches=%lu hostile=%lu failures=%lu\n",
-           g_valid_obs, g_flood_obs, g_valid_batches, g_hostile, g_failures);
+    printf("valid_obs=%lu flood_obs=%lu valid_batches=%lu hostile=%lu failures=%lu\n", g_valid_obs,
+           g_flood_obs, g_valid_batches, g_hostile, g_failures);
     return g_failures ? 1 : 0;
 }
