@@ -10,12 +10,28 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
+passed=0
+failed=0
 run_suite() {
     local bdir=$1; shift
     echo "== building $bdir $*"
     "$top/deploy/build.sh" "$bdir" "$@" >/dev/null
     echo "== testing $bdir"
-    (cd "$bdir" && ctest --output-on-failure --timeout 600 -j2)
+    local rc=0 line
+    (cd "$bdir" && ctest --output-on-failure --timeout 600 -j2) | tee "$bdir/ctest.out" || rc=$?
+    # "97% tests passed, 1 tests failed out of 51"
+    line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$bdir/ctest.out" | tail -n 1)
+    if [ -n "$line" ]; then
+        local f n
+        f=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")
+        n=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/' <<<"$line")
+        passed=$((passed + n - f))
+        failed=$((failed + f))
+    fi
+    if [ $rc -ne 0 ]; then
+        echo "kaoping: $passed passed, $((failed > 0 ? failed : 1)) failed"
+        exit $rc
+    fi
 }
 
 run_suite "$top/build"
@@ -25,3 +41,4 @@ if [ $quick -eq 0 ]; then
     echo "== fuzzing (tests/fuzz/run.sh, ${KP_FUZZ_SECONDS:-30}s per target)"
     KP_FUZZ_SECONDS=${KP_FUZZ_SECONDS:-30} "$top/tests/fuzz/run.sh"
 fi
+echo "kaoping: $passed passed, $failed failed"
