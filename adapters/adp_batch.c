@@ -75,40 +75,31 @@ static struct num parse_real(const char *s, bool cut)
     return n;
 }
 
-static struct num parse_uint(const char *s, bool cut)
+/* An integer field (rev: unsigned; at: signed). Text that is not one stays NUM_TEXT and is
+ * sent as read, so the scorer refuses it with a reason. */
+static struct num parse_integer(const char *s, bool cut, bool is_signed)
 {
     struct num n = {.kind = NUM_ABSENT};
     if (!s)
         return n;
     n.text = s;
     n.kind = NUM_TEXT;
-    if (cut || !all_digits(s, false))
+    if (cut || !all_digits(s, is_signed))
         return n;
     errno = 0;
     char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno == 0 && *end == 0) {
-        n.kind = NUM_UINT;
-        n.u = v;
-    }
-    return n;
-}
-
-static struct num parse_int(const char *s, bool cut)
-{
-    struct num n = {.kind = NUM_ABSENT};
-    if (!s)
-        return n;
-    n.text = s;
-    n.kind = NUM_TEXT;
-    if (cut || !all_digits(s, true))
-        return n;
-    errno = 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (errno == 0 && *end == 0) {
-        n.kind = NUM_INT;
-        n.i = v;
+    if (is_signed) {
+        long long v = strtoll(s, &end, 10);
+        if (errno == 0 && *end == 0) {
+            n.kind = NUM_INT;
+            n.i = v;
+        }
+    } else {
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno == 0 && *end == 0) {
+            n.kind = NUM_UINT;
+            n.u = v;
+        }
     }
     return n;
 }
@@ -142,8 +133,9 @@ static void convert(const struct adp_out *o, size_t k, struct conv *c)
     c->p = adp_out_field(o, k, ADP_F_P);
     c->ref = adp_out_field(o, k, ADP_F_REF);
     c->val = parse_real(adp_out_field(o, k, ADP_F_VAL), adp_out_field_cut(o, k, ADP_F_VAL));
-    c->rev = parse_uint(adp_out_field(o, k, ADP_F_REV), adp_out_field_cut(o, k, ADP_F_REV));
-    c->at = parse_int(adp_out_field(o, k, ADP_F_AT), adp_out_field_cut(o, k, ADP_F_AT));
+    c->rev = parse_integer(adp_out_field(o, k, ADP_F_REV), adp_out_field_cut(o, k, ADP_F_REV),
+                           false);
+    c->at = parse_integer(adp_out_field(o, k, ADP_F_AT), adp_out_field_cut(o, k, ADP_F_AT), true);
     c->w = parse_real(adp_out_field(o, k, ADP_F_W), adp_out_field_cut(o, k, ADP_F_W));
     c->valid = c->u && kp_code_valid(c->u, strlen(c->u)) && c->i &&
                kp_code_valid(c->i, strlen(c->i)) && c->p &&

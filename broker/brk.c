@@ -76,7 +76,8 @@ struct brk {
     char front_ep[256], back_ep[256];
     struct brk_route routes[BRK_MAX_ROUTES];
     size_t n_routes;
-    int closing;
+    int closing;      /* parts still closing; the struct is freed at 0 */
+    bool timer_open;  /* the liveness timer was initialised */
     struct kp_counter *routed, *replies, *unavailable, *overloaded, *bad_frames;
     /* operations (issue 8) */
     struct kp_gauge *collectors, *scorers, *schemes_live;
@@ -457,7 +458,7 @@ int brk_start(uv_loop_t *loop, const struct brk_config *cfg, struct brk **out)
     uv_timer_init(loop, &b->timer);
     b->timer.data = b;
     uv_timer_start(&b->timer, on_timer, (uint64_t)cfg->hb_ms, (uint64_t)cfg->hb_ms);
-    b->closing = -1; /* marks the timer as initialised */
+    b->timer_open = true;
     kp_zsock_start(b->front, on_front, b);
     kp_zsock_start(b->back, on_back, b);
     KP_INFO("started", "frontend=%s backend=%s admin_port=%d curve=%s clients=%zu", b->front_ep,
@@ -510,8 +511,8 @@ void brk_stop(struct brk **bp)
     *bp = NULL;
     kp_admin_close(&b->admin);
     kp_zap_close(&b->zap);
-    bool timer = b->closing == -1;
-    b->closing = 1;
+    bool timer = b->timer_open;
+    b->closing = 1; /* held until every part below is closed */
     if (timer) {
         b->closing++;
         uv_close((uv_handle_t *)&b->timer, on_timer_closed);
