@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# bench_e2e.sh: the whole pipeline measured in one run (issue 9). Starts a throwaway PostgreSQL
+# (tests/harness/pg.sh) and kp-broker, kp-collector and kp-scorer (tests/harness/cluster.sh,
+# CURVE on every hop unless --insecure) on a generated scheme like bench_engine's (70 units in
+# four groups, 5 areas, 30 sub-areas, 240 value leaves V000-V239 and 60 event-rate leaves
+# E000-E059, all from src `bench`), then measures:
+#   1. the limit: COPY of the same number of observations of the same shape into the table the
+#      scorer writes (`observation`, behind kp_observation), once as one transaction and once
+#      as one transaction per batch; the rows are removed again (TRUNCATE) before step 2;
+#   2. end-to-end maximum throughput: kp_loadgen (tests/bench/kp_loadgen.c, a PROTOCOL.md
+#      client) at rate 0 with the collector's window, acked = committed observations per second,
+#      and its ratio to the COPY limit;
+#   3. the latency from send to ack (after the scorer's commit) at 1,000 and 10,000 obs/s;
+#   4. the scoring engine alone (bench_engine, its JSON obs_per_s);
+#   5. each daemon's peak RSS (VmHWM) at the end.
+# It checks (no time is asserted, STYLE.md "Tests") that every batch sent was acked with no
+# rejection, and that the observation table holds exactly the acked observations of each run.
+# Prints one markdown table and one JSON line {"bench":"e2e", ...}.
+#
+#   bench_e2e.sh [--obs N] [--seconds S] [--batch N] [--rate-batch N] [--window W]
+#                [--insecure] [--smoke] [--profile DIR] [--pg-set KEY=VALUE]... [--keep]
+#
+#   --obs N         observations of the COPY and of the maximum-throughput run (default 500000)
+#   --seconds S     length of each fixed-rate run (default 30)
+#   --batch N       observations per batch of the maximum-throughput run and the per-batch COPY
+#                   (default 1000)
+#   --rate-batch N  observations per batch of the fixed-rate runs (default 100: 10 and 100
+#                   batches per second)
+#   --window W      batches in flight (default 0: the collector's welcome.max_inflight, 8)
+#   --insecure      plain TCP on every hop (KP_INSECURE=1), to compare with CURVE
+#   --smoke         a tiny size for CI (bench.e2e_smoke)
+#   --profile DIR   pg_stat_statements on, `perf record -g` of each daemon and of the scorer's
+#                   PostgreSQL backend during the maximum-throughput run; reports in DIR:
+#                   perf-*.txt, pg_stat_statements.txt, pg_stats.txt (WAL, rows written per
+#                   table), trace-max.txt (per batch: seq, send ms, latency ms, obs, sends)
+#   --pg-set K=V    a postgresql.conf setting on top of tests/harness/pg.sh's (which keep fsync
+#                   and synchronous_commit on and shared_buffers at 32MB), e.g.
+#                   --pg-set shared_buffers=1GB; applies to the COPY and the pipeline alike
+#   --keep          keep the work directory (logs, configs) and print its path
+# Needs KP_BUILD_DIR and KP_SOURCE_DIR (default: this checkout and its build/).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KP_SOURCE_DIR=${KP_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
+KP_BUILD_DIR=${KP_BUILD_DIR:-$KP_SOURCE_DIR/build}
+OBS=500000
+RATE_SECONDS=30
+BATCH=1000
+RATE_BATCH=100
+WINDOW=0
+SMOKE=0
+PROFILE=""
+KEEP=0
+PG_SET=()
+while [ $# -gt 0 ]; do
+    case $1 in
+    --obs) OBS=$2; shift 2 ;;
+    --seconds) RATE_SECONDS=$2; shift 2 ;;
+    --batch) BATCH=$2; shift 2 ;;
+    --rate-batch) RATE_BATCH=$2; shift 2 ;;
+    --window) WINDOW=$2; shift 2 ;;
+    --insecure) export KP_INSECURE=1; shift ;;
+    --smoke) SMOKE=1; OBS=2000; RATE_SECONDS=2; BATCH=100; RATE_BATCH=20; shift ;;
+    --profile) PROFILE=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --pg-set) PG_SET+=("$2"); shift 2 ;;
+    *)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+        exit 2
+        ;;
+    esac
+done
+LOADGEN=$KP_BUILD_DIR/tests/bench/kp_loadgen
+ENGINE=$KP_BUILD_DIR/tests/bench/bench_engine
+for b in "$LOADGEN" "$ENGINE" "$KP_BUILD_DIR/scorer/kp-scorer" "$KP_BUILD_DIR/collector/kp-collector" \
+    "$KP_BUILD_DIR/broker/kp-broker" "$KP_BUILD_DIR/kpctl/kpctl"; do
+    [ -x "$b" ] || { echo "bench_e2e: $b not built (cmake --build $KP_BUILD_DIR)" >&2; exit 1; }
+done
+CURVE=true
+[ "${KP_INSECURE:-0}" = 1 ] && CURVE=false
+. "$KP_SOURCE_DIR/tests/harness/pg.sh"
+. "$KP_SOURCE_DIR/tests/harness/cluster.sh"
+
+work=$(mktemp -d /tmp/kp-bench-e2e.XXXXXX)
+chmod 755 "$work" # the postgres user runs the throwaway cluster under it
+perf_pids=()
+cleanup() {
+    local rc=$? p
+    trap - EXIT INT TERM
+    for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+    kp_cluster_stop_all 2>/dev/null || true
+    if [ $rc -ne 0 ]; then
+        for f in "$work"/logs/*.log; do
+            [ -e "$f" ] && { echo "== $f" >&2; tail -n 20 "$f" >&2; }
+        done
+    fi
+    kp_pg_destroy "$work/pg" >/dev/null 2>&1 || true
+    if [ "$KEEP" = 1 ]; then
+        echo "bench_e2e: kept $work" >&2
+    else
+        rm -rf -- "$work"
+    fi
+    exit $rc
+}
+trap cleanup EXIT INT TERM
+say() { echo "bench_e2e: $*" >&2; }
+now() { date +%s.%N; }
+jget() { # KEY JSON: a number or string value of a flat JSON line
+    printf '%s\n' "$2" | sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" | head -n 1
+}
+fdiv() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", a / b; else print 0 }'; }
+
+# ---- the scheme: bench_engine's shape, every leaf from src `bench` ----------------------------
+SCHEME_FILE=$work/bench-e2e.yaml
+{
+    printf 'scheme: bench-e2e\nname: 端到端基准\nyear: 2015\nderive: [quarter, half, year]\n'
+    printf 'grades:\n  bands: [{grade: 优, min: 90}, {grade: 良, min: 80}, {grade: 中, min: 60}, {grade: 差}]\n'
+    printf 'groups:\n'
+    u=0
+    for g in 1:3 2:4 3:3 4:60; do
+        printf '  - code: g%s\n    name: 组%s\n    units:\n' "${g%%:*}" "${g%%:*}"
+        for _ in $(seq 1 "${g#*:}"); do
+            printf '      - {code: U%03d, name: 单位%d}\n' "$u" "$u"
+            u=$((u + 1))
+        done
+    done
+    printf 'indicators:\n'
+    v=0 e=0 sub=0
+    for a in 0:30 1:25 2:20 3:15 4:10; do
+        printf '  - code: A%s\n    name: 领域%s\n    weight: %s\n    total: 6\n    children:\n' \
+            "${a%%:*}" "${a%%:*}" "${a#*:}"
+        for _ in 1 2 3 4 5 6; do
+            printf '      - code: S%03d\n        name: 子领域%d\n        weight: 1\n        total: 100\n        children:\n' "$sub" "$sub"
+            for w in 15 15 10 10 10 10 10 5; do
+                printf '          - {code: V%03d, name: 指标V%d, weight: %d, method: direct, src: [bench], periods: [month], rollup: avg, min: 0, max: 100}\n' "$v" "$v" "$w"
+                v=$((v + 1))
+            done
+            for w in 10 5; do
+                printf '          - {code: E%03d, name: 指标E%d, weight: %d, method: direct, input: rate, src: [bench], periods: [month], min: 0, max: 1}\n' "$e" "$e" "$w"
+                e=$((e + 1))
+            done
+            sub=$((sub + 1))
+        done
+    done
+} >"$SCHEME_FILE"
+UNITS=U:70
+VALUES=V:240
+EVENTS=E:60
+EVENT_SHARE=0.25
+
+# ---- PostgreSQL and the cluster -----------------------------------------------------------
+kp_pg_start "$work/pg" "$(kp_pg_free_port)" >/dev/null
+if [ -n "$PROFILE" ] || [ ${#PG_SET[@]} -gt 0 ]; then
+    for kv in "${PG_SET[@]}"; do
+        printf "%s = '%s'\n" "${kv%%=*}" "${kv#*=}"
+    done >>"$work/pg/data/postgresql.conf"
+    if [ -n "$PROFILE" ]; then
+        mkdir -p "$PROFILE"
+        PROFILE=$(cd "$PROFILE" && pwd)
+        cat >>"$work/pg/data/postgresql.conf" <<EOF
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+track_io_timing = on
+EOF
+    fi
+    kp_pg_stop "$work/pg"
+    kp_pg_start "$work/pg" "$(cat "$work/pg/port")" >/dev/null
+    [ -z "$PROFILE" ] || kp_pg_psql "$work/pg" -c "CREATE EXTENSION pg_stat_statements"
+fi
+PG_SETTINGS=$(kp_pg_psql "$work/pg" -tA -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'wal_buffers', 'max_wal_size', 'synchronous_commit', 'fsync')")
+DSN=$(kp_pg_dsn "$work/pg" kaoping)
+kp_cluster_init "$work" "$KP_BUILD_DIR" "$KP_SOURCE_DIR" "$SCHEME_FILE" "$DSN"
+echo "log_level: warn" >>"$KP_WORK/etc/scorer.yaml"
+[ "$WINDOW" -gt 0 ] && echo "max_inflight: $WINDOW" >>"$KP_WORK/etc/collector.yaml"
+# The load generator's adapter ids: keys and grants as any adapter's (kp_cluster_adapter_keys)
+AIDS="bench-max bench-1k bench-10k"
+for aid in $AIDS; do
+    printf 'aid: %s\nsrc: bench\n' "$aid" >"$KP_WORK/etc/adapter-$aid.yaml"
+    kp_cluster_adapter_keys "$aid"
+done
+kp_cluster_start broker
+kp_cluster_start collector
+kp_cluster_start scorer
+for i in $(seq 1 300); do
+    curl -fsS "http://$(kp_cluster_admin scorer)/readyz" >/dev/null 2>&1 &&
+        curl -fsS "http://$(kp_cluster_admin collector)/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+    [ "$i" -lt 300 ] || { say "the cluster did not become ready"; exit 1; }
+done
+loadgen() { # AID ARGS...: one kp_loadgen run, its JSON line on stdout
+    local aid=$1 keys=()
+    shift
+    if [ "$CURVE" = true ]; then
+        keys=(--secret "$KP_KEYS/adapter-$aid.secret" --server-key "$KP_KEYS/collector.key")
+    fi
+    "$LOADGEN" --collector "tcp://127.0.0.1:$KP_COL_PORT" "${keys[@]}" --aid "$aid" \
+        --scheme bench-e2e --src bench --units "$UNITS" --values "$VALUES" \
+        --event-indicators "$EVENTS" --events "$EVENT_SHARE" --quiet "$@"
+}
+psql_q() { kp_pg_psql "$work/pg" -tA -c "$1"; }
+
+# ---- 1. the COPY limit ------------------------------------------------------------------------
+# The same rows as kp_loadgen makes: 70 units, 240 value and 60 event indicators, a quarter
+# events, one month per batch, refs and revisions of the same length.
+say "COPY limit: $OBS observations"
+mkdir -p "$work/copy"
+awk -v n="$OBS" -v b="$BATCH" -v dir="$work/copy" 'BEGIN {
+    srand(1); file = dir "/all.tsv"; chunk = 0
+    for (i = 0; i < n; i++) {
+        if (i % b == 0) {
+            m = int(rand() * 12) + 1; seq = sprintf("1764%012d", int(i / b))
+            if (cf) close(cf)
+            cf = sprintf("%s/c%06d.tsv", dir, chunk++)
+        }
+        u = sprintf("U%03d", int(rand() * 70)); p = sprintf("2015-%02d", m)
+        if (rand() < 0.25) {
+            ind = sprintf("E%03d", int(rand() * 60)); v = rand() < 0.9 ? 1 : 0
+            ref = sprintf("bench-copy-e%s-%d", seq, i % b); rev = 0
+        } else {
+            ind = sprintf("V%03d", int(rand() * 240)); v = int(rand() * 1000) / 10
+            ref = "bench-copy-" u "-" ind "-" p; rev = sprintf("1764000000%09d", i)
+        }
+        line = "bench-copy\tbench\t" ref "\t" rev "\t" u "\t" ind "\t" p "\t" v "\t1\t2026-01-01 00:00:00+00\tbench-copy\t" seq
+        print line > file; print line > cf
+    }
+}'
+COLS="scheme, src, ref, rev, unit, indicator, period, value, w, observed_at, adapter, seq"
+psql_q "CHECKPOINT" >/dev/null
+t0=$(now)
+kp_pg_psql "$work/pg" -c "\\copy observation ($COLS) FROM '$work/copy/all.tsv'"
+t1=$(now)
+copy_rows=$(psql_q "SELECT count(*) FROM observation WHERE scheme = 'bench-copy'")
+[ "$copy_rows" = "$OBS" ] || { say "COPY stored $copy_rows rows, not $OBS"; exit 1; }
+COPY_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+COPY_RATE=$(fdiv "$OBS" "$COPY_S")
+psql_q "TRUNCATE observation" >/dev/null
+psql_q "CHECKPOINT" >/dev/null
+# One transaction (one durable commit) per batch, as the scorer commits.
+for f in "$work"/copy/c*.tsv; do
+    printf '\\copy observation (%s) FROM '"'"'%s'"'"'\n' "$COLS" "$f"
+done >"$work/copy/chunks.sql"
+t0=$(now)
+kp_pg_psql "$work/pg" -f "$work/copy/chunks.sql" >/dev/null
+t1=$(now)
+copy_rows=$(psql_q "SELECT count(*) FROM observation WHERE scheme = 'bench-copy'")
+[ "$copy_rows" = "$OBS" ] || { say "per-batch COPY stored $copy_rows rows, not $OBS"; exit 1; }
+COPYB_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+COPYB_RATE=$(fdiv "$OBS" "$COPYB_S")
+psql_q "TRUNCATE observation" >/dev/null
+psql_q "VACUUM ANALYZE observation" >/dev/null
+psql_q "CHECKPOINT" >/dev/null
+rm -rf -- "$work/copy"
+
+# ---- 2. end to end, maximum throughput -------------------------------------------------------
+if [ -n "$PROFILE" ]; then
+    psql_q "SELECT pg_stat_statements_reset()" >/dev/null
+    psql_q "SELECT pg_stat_reset(); SELECT pg_stat_reset_shared('bgwriter'); SELECT pg_stat_reset_shared('wal')" >/dev/null
+fi
+if [ -n "$PROFILE" ] && command -v perf >/dev/null; then
+    backend=$(psql_q "SELECT pid FROM pg_stat_activity WHERE datname = 'kaoping' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY backend_start LIMIT 1")
+    for d in collector broker scorer; do
+        perf record -g -o "$PROFILE/perf-$d.data" -p "$(cat "$KP_WORK/pids/$d")" \
+            >"$PROFILE/perf-$d.log" 2>&1 &
+        perf_pids+=($!)
+    done
+    if [ -n "$backend" ]; then
+        perf record -g -o "$PROFILE/perf-postgres.data" -p "$backend" >"$PROFILE/perf-postgres.log" 2>&1 &
+        perf_pids+=($!)
+    fi
+    sleep 1
+fi
+say "end to end, rate 0: $OBS observations in batches of $BATCH (CURVE: $CURVE)"
+cpu0=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
+trace=()
+[ -z "$PROFILE" ] || trace=(--trace "$PROFILE/trace-max.txt")
+MAX=$(loadgen bench-max --obs "$OBS" --batch "$BATCH" --window "$WINDOW" "${trace[@]}") ||
+    { say "kp_loadgen: $MAX"; exit 1; }
+cpu1=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
+for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+for p in "${perf_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+perf_pids=()
+if [ -n "$PROFILE" ]; then
+    psql_q "SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows, round((blk_read_time + blk_write_time)::numeric, 1) AS io_ms, wal_bytes, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20" \
+        >"$PROFILE/pg_stat_statements.txt"
+    sleep 1 # the backend's table counters reach the statistics
+    {
+        echo "# pg_stat_wal"
+        kp_pg_psql "$work/pg" -x -c "SELECT * FROM pg_stat_wal"
+        echo "# pg_stat_bgwriter"
+        kp_pg_psql "$work/pg" -x -c "SELECT * FROM pg_stat_bgwriter"
+        echo "# tables (rows written during the run, size at the end)"
+        kp_pg_psql "$work/pg" -c "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, pg_size_pretty(pg_total_relation_size(relid)) AS size FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY n_tup_ins + n_tup_upd DESC"
+        echo "# settings"
+        echo "$PG_SETTINGS"
+    } >"$PROFILE/pg_stats.txt" 2>&1 || true
+    for d in collector broker scorer postgres; do
+        [ -s "$PROFILE/perf-$d.data" ] || continue
+        perf report -i "$PROFILE/perf-$d.data" --stdio --no-children --percent-limit 1 \
+            >"$PROFILE/perf-$d.txt" 2>/dev/null || true
+        perf report -i "$PROFILE/perf-$d.data" --stdio --children --percent-limit 2 -g none \
+            >"$PROFILE/perf-$d-children.txt" 2>/dev/null || true
+    done
+fi
+MAX_RATE=$(jget obs_per_s "$MAX")
+RATIO=$(awk -v a="$MAX_RATE" -v b="$COPY_RATE" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+CPU=$(paste <(echo "$cpu0") <(echo "$cpu1") | awk -v s="$(jget seconds "$MAX")" -v hz="$(getconf CLK_TCK)" \
+    '{ printf "%s%.0f", (NR > 1 ? " " : ""), (s > 0 ? ($2 - $1) / hz / s * 100 : 0) }')
+read -r CPU_COL CPU_BRK CPU_SCR <<<"$CPU"
+
+# ---- 3. latency at fixed rates ---------------------------------------------------------------
+say "latency at 1,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
+R1K=$(loadgen bench-1k --rate 1000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
+    { say "kp_loadgen: $R1K"; exit 1; }
+say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
+R10K=$(loadgen bench-10k --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
+    { say "kp_loadgen: $R10K"; exit 1; }
+
+# ---- 4. the engine alone ----------------------------------------------------------------------
+if [ "$SMOKE" = 1 ]; then
+    ENG=$("$ENGINE" --smoke | grep '^{"bench":"engine"')
+else
+    ENG=$("$ENGINE" --obs 300000 --only source --hot-value 10 --hot-events 10 | grep '^{"bench":"engine"')
+fi
+ENG_RATE=$(jget obs_per_s "$ENG")
+
+# ---- 5. peak RSS -------------------------------------------------------------------------------
+rss() { awk '/^VmHWM:/ { print $2 }' "/proc/$(cat "$KP_WORK/pids/$1")/status"; }
+RSS_COL=$(rss collector)
+RSS_BRK=$(rss broker)
+RSS_SCR=$(rss scorer)
+
+# ---- correctness: every batch acked, the table holds exactly what was acked ----------------------
+fail=0
+for pair in "bench-max:$MAX" "bench-1k:$R1K" "bench-10k:$R10K"; do
+    aid=${pair%%:*} j=${pair#*:}
+    sent=$(jget obs "$j") acked=$(jget acked_obs "$j") stored=$(jget stored "$j")
+    rej=$(jget rejected "$j") perm=$(jget nacks_permanent "$j")
+    rows=$(psql_q "SELECT count(*) FROM kp_observation WHERE adapter = '$aid'")
+    if [ "$acked" != "$sent" ] || [ "$stored" != "$acked" ] || [ "$rej" != 0 ] || [ "$perm" != 0 ] ||
+        [ "$rows" != "$acked" ]; then
+        say "MISMATCH $aid: sent $sent, acked $acked, stored $stored, rejected $rej, permanent nacks $perm, rows $rows"
+        fail=1
+    fi
+done
+
+# ---- report --------------------------------------------------------------------------------------
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+fmt() { # 1234567 -> 1,234,567
+    awk -v n="$1" 'BEGIN { s = sprintf("%.0f", n); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); print s }'
+}
+host_cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+echo
+echo "bench_e2e: $(nproc) CPUs ($host_cpu), CURVE $CURVE, $OBS observations in batches of $BATCH" \
+    "(${EVENT_SHARE} events), window $(jget window "$MAX"), fixed rates ${RATE_SECONDS}s in batches of $RATE_BATCH"
+echo "PostgreSQL: $PG_SETTINGS"
+echo
+echo "| measurement | obs/s | p50 ms | p99 ms | max ms | note |"
+echo "| --- | ---: | ---: | ---: | ---: | --- |"
+echo "| COPY, one transaction (the limit) | $(fmt "$COPY_RATE") | | | | ${COPY_S} s |"
+echo "| COPY, one transaction per batch of $BATCH | $(fmt "$COPYB_RATE") | | | | ${COPYB_S} s |"
+echo "| end to end, rate 0 (maximum) | $(fmt "$MAX_RATE") | $(jget p50_ms "$MAX") | $(jget p99_ms "$MAX") | $(jget max_ms "$MAX") | ${RATIO} of COPY; $(jget retries "$MAX") resends after nacks; CPU collector ${CPU_COL}%, broker ${CPU_BRK}%, scorer ${CPU_SCR}% |"
+echo "| end to end at 1,000 obs/s | $(fmt "$(jget obs_per_s "$R1K")") | $(jget p50_ms "$R1K") | $(jget p99_ms "$R1K") | $(jget max_ms "$R1K") | $(jget acked_batches "$R1K") batches |"
+echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches |"
+echo "| scoring engine alone (bench_engine) | $(fmt "$ENG_RATE") | | | | one core, no I/O |"
+echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MB, broker $(mb "$RSS_BRK") MB, scorer $(mb "$RSS_SCR") MB |"
+echo
+echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
+[ -n "$PROFILE" ] && say "profiles in $PROFILE"
+exit $fail
