@@ -33,6 +33,11 @@
  * what score_engine_changes() compares against — and rebuilds the derived value-leaf sums
  * from the restored finer cells.
  *
+ * score_engine_apply_batch() applies the observations score_engine_check_ex() accepted
+ * without validating them again, and looks the records and cells of later observations up
+ * ahead (prefetch), as the flush does for the cells it has queued: at the scorer's batch sizes
+ * the engine waits on memory as much as it computes (docs/BENCHMARKS.md, round 2).
+ *
  * Memory (docs/BENCHMARKS.md): the cells of a (unit, period) are one dense array of 24-byte
  * cells; records (56 bytes, short refs inline), exact sums (56 bytes) and longer refs live in
  * chunked arrays addressed by 32-bit indices.
@@ -111,6 +116,30 @@ static inline double acc_double(const struct acc *a)
 static bool acc_positive(const struct acc *a)
 {
     return !(a->w[2] >> 63) && (a->w[0] | a->w[1] | a->w[2]) != 0;
+}
+
+/* a += sign · x (x a 64-bit integer) */
+static inline void acc_add1(struct acc *a, int64_t x, int sign)
+{
+    uint64_t v = sign < 0 ? 0 - (uint64_t)x : (uint64_t)x;
+    /* -x overflows only for INT64_MIN, beyond the event range (|q| <= 4e18) */
+    uint64_t ext = (sign < 0 ? x > 0 : x < 0) ? ~(uint64_t)0 : 0;
+    uint64_t b[3] = {v, ext, ext};
+    acc_add_bits(a, b);
+}
+
+/* llround(x · 1e6) for |x| <= EVENT_MAX (so |x · 1e6| < 2^63), without the call: the integer
+ * part by truncation, then one step away from zero when the rest is half or more. */
+static inline int64_t quantize(double x)
+{
+    double r = x * EVENT_Q;
+    int64_t q = (int64_t)r;
+    double f = r - (double)q; /* exact */
+    if (f >= 0.5)
+        q++;
+    else if (f <= -0.5)
+        q--;
+    return q;
 }
 
 static void acc_add_bits(struct acc *a, const uint64_t b[3])
@@ -240,6 +269,10 @@ struct score_period {
     uint32_t n_kids, cap_kids;
     long anc[SCORE_P__COUNT]; /* derived period of each coarser kind, or -1 */
     uint8_t *rank_dirty;      /* n_groups */
+    /* the unit-periods of each group g at ord[e->goff[g]], n_ord[g] of them, in the order of
+     * their last ranking (ranks() re-sorts them, nearly sorted, by insertion) */
+    struct score_up **ord;
+    uint32_t *n_ord;
 };
 
 struct undo {
@@ -248,13 +281,15 @@ struct undo {
     struct score_rec old;
 };
 
+/* A cell's state at its first change in the unit of work: 32 bytes. */
 struct cell_log {
     struct score_up *up;
-    uint32_t node;
-    uint32_t n_obs;
+    uint16_t node; /* MAX_NODES */
     bool present;
+    uint32_t n_obs;
     double a, score;
 };
+_Static_assert(sizeof(struct cell_log) == 32, "a cell log entry is 32 bytes");
 
 struct total_log {
     struct score_up *up;
@@ -278,12 +313,6 @@ struct rankref {
     uint32_t group;
 };
 
-struct rank_key {
-    struct score_up *up;
-    bool vetoed;
-    double key;
-};
-
 struct slot {
     uint32_t hash;
     uint32_t idx1; /* record index + 1; 0 = empty */
@@ -295,19 +324,48 @@ struct slot {
 #define ARENA_SMALL 4096       /* longer strings get their own allocation */
 #define BIG_BIT     0x80000000u
 
+/* A unit or node code of fewer than 16 bytes, zero padded: two words compare it (code_find). */
+struct code_slot {
+    uint64_t k[2];
+    int32_t idx; /* -1: empty */
+};
+
+/* One observation of score_engine_apply_batch() between its lookup and its apply. */
+struct pend {
+    const struct score_obs *o;
+    uint32_t u, n, src, p, hash;
+    uint32_t len;
+    enum kp_reason reason;
+};
+
+#define PF_DIST 32 /* score_engine_apply_batch looks this many observations ahead */
+
 struct score_engine {
     const struct score_scheme *s;
-    size_t n_tree;     /* nodes [0, n_tree) form the weighted tree; the rest are adjustments */
-    bool *event;       /* per node: input over events (event inputs and adjustment kinds) */
-    uint8_t *src_kind; /* per leaf with a rollup: the period kind it takes */
-    uint32_t *slot;    /* per node: its cell's index in a unit-period's cells */
-    int32_t *parent;   /* per node: the scheme's parent, -1 for the root and adjustment kinds */
-    bool *inner;       /* per node: an inner node of the weighted tree */
-    uint8_t *depth;    /* per node: 0 for the root */
+    /* unit and node codes for resolve() (codes of 16 bytes or more: the scheme's maps) */
+    struct code_slot *utab, *ntab;
+    size_t umask, nmask;
+    size_t n_tree; /* nodes [0, n_tree) form the weighted tree; the rest are adjustments */
+    bool *event;   /* per node: input over events (event inputs and adjustment kinds) */
+    bool *pool;    /* per node: an event leaf whose coarser periods pool its events */
+    /* per node, copied from the scheme's nodes (280 bytes each) for the hot paths: */
+    uint8_t *rollup;     /* enum score_rollup */
+    uint8_t *input;      /* enum score_input */
+    bool *relative;      /* the score depends on the group */
+    uint32_t *kid0;      /* per inner node: its first child's slot (the others follow) */
+    uint16_t *nkids;     /* per node: its number of children */
+    double *wslot;       /* the scheme's weights by unit and slot: wslot[u * n_nodes + slot] */
+    uint8_t *inner_slot; /* per slot: an inner node of the weighted tree */
+    uint64_t *applies;   /* bit u * n_nodes + n: score__w(s, u, n) != 0 */
+    uint8_t *src_kind;   /* per leaf with a rollup: the period kind it takes */
+    uint32_t *slot;      /* per node: its cell's index in a unit-period's cells */
+    int32_t *parent;     /* per node: the scheme's parent, -1 for the root and adjustment kinds */
+    bool *inner;         /* per node: an inner node of the weighted tree */
+    uint8_t *depth;      /* per node: 0 for the root */
     size_t n_depth;
-    /* the codes of the last applied observation (a batch repeats them): unit, leaf,
-     * period and source indices, -1 when none */
-    long memo_unit, memo_node, memo_period, memo_src;
+    /* the period and source of the last applied observation (a batch repeats them), -1
+     * when none */
+    long memo_period, memo_src;
     /* the flush queue (see flush()) */
     struct cellref *dleaf; /* native leaf cells whose records changed */
     size_t n_dleaf, cap_dleaf;
@@ -346,8 +404,7 @@ struct score_engine {
     /* ranks to recompute */
     struct rankref *rk;
     size_t n_rk, cap_rk;
-    struct rank_key *rkey;
-    size_t cap_rkey;
+    uint32_t *goff; /* per group: its first unit-period in score_period.ord */
     /* the unit of work */
     bool in_txn;
     struct undo *undo;
@@ -376,6 +433,75 @@ static inline bool streq(const char *a, const char *b)
         b++;
     }
     return *a == *b;
+}
+
+/* The string s of fewer than 16 bytes as two words, its bytes in order from the low end and
+ * zeros after them (built in registers: no store-forwarding stall); false when it is
+ * longer. */
+static inline bool pack16(const char *s, uint64_t k[2])
+{
+    uint64_t w0 = 0, w1 = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!c)
+            goto done;
+        w0 |= (uint64_t)c << (i * 8);
+    }
+    for (unsigned i = 0; i < 8; i++) {
+        unsigned char c = (unsigned char)s[8 + i];
+        if (!c)
+            goto done;
+        w1 |= (uint64_t)c << (i * 8);
+    }
+    return false;
+done:
+    k[0] = w0;
+    k[1] = w1;
+    return true;
+}
+
+static inline size_t code_hash(const uint64_t k[2])
+{
+    uint64_t h = k[0] * 0x9E3779B97F4A7C15ull ^ k[1] * 0xC2B2AE3D27D4EB4Full;
+    return (size_t)(h ^ (h >> 29) ^ (h >> 47));
+}
+
+/* A table of n codes (those of fewer than 16 bytes) for code_find. */
+static struct code_slot *code_tab(size_t n,
+                                  const char *(*code)(const struct score_scheme *, size_t),
+                                  const struct score_scheme *s, size_t *mask)
+{
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    struct code_slot *t = kp_xcalloc(cap, sizeof *t);
+    for (size_t i = 0; i < cap; i++)
+        t[i].idx = -1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k[2];
+        if (!pack16(code(s, i), k))
+            continue;
+        size_t j = code_hash(k) & (cap - 1);
+        while (t[j].idx >= 0)
+            j = (j + 1) & (cap - 1);
+        t[j].k[0] = k[0];
+        t[j].k[1] = k[1];
+        t[j].idx = (int32_t)i;
+    }
+    *mask = cap - 1;
+    return t;
+}
+
+/* Index of a code in a code_tab, -1 when absent; -2 when it is too long for the table. */
+static inline long code_find(const struct code_slot *t, size_t mask, const char *code)
+{
+    uint64_t k[2];
+    if (!pack16(code, k))
+        return -2;
+    for (size_t j = code_hash(k) & mask; t[j].idx >= 0; j = (j + 1) & mask)
+        if (t[j].k[0] == k[0] && t[j].k[1] == k[1])
+            return t[j].idx;
+    return -1;
 }
 
 static bool same(double a, double b)
@@ -573,6 +699,8 @@ static uint32_t period_new(struct score_engine *e, const char *code,
     p->key = *key;
     p->ups = kp_xcalloc(e->s->n_units ? e->s->n_units : 1, sizeof *p->ups);
     p->rank_dirty = kp_xcalloc(e->s->n_groups ? e->s->n_groups : 1, 1);
+    p->ord = kp_xcalloc(e->goff[e->s->n_groups] + 1, sizeof *p->ord);
+    p->n_ord = kp_xcalloc(e->s->n_groups ? e->s->n_groups : 1, sizeof *p->n_ord);
     for (int k = 0; k < SCORE_P__COUNT; k++)
         p->anc[k] = -1;
     GROW(e->periods, e->n_periods, e->cap_periods);
@@ -632,6 +760,9 @@ static struct score_up *up_new(struct score_engine *e, uint32_t p, uint32_t u)
         }
         up->grade = -1;
         per->ups[u] = up;
+        size_t g = e->s->units[u].group;
+        KP_ASSERT(e->goff[g] + per->n_ord[g] < e->goff[g + 1]);
+        per->ord[e->goff[g] + per->n_ord[g]++] = up;
         GROW(e->ups, e->n_ups, e->cap_ups);
         KP_ASSERT(e->n_ups < NONE);
         up->idx = (uint32_t)e->n_ups;
@@ -651,8 +782,7 @@ static inline struct score_up *up_get(struct score_engine *e, uint32_t p, uint32
 /* A derived (coarser-period) cell of a value leaf: its aux and sums follow the finer cells. */
 static bool is_derived_value(const struct score_engine *e, const struct score_up *up, uint32_t n)
 {
-    const struct score_node *nd = &e->s->nodes[n];
-    return !e->event[n] && nd->rollup != SCORE_R_NONE && up->kind < e->src_kind[n];
+    return !e->event[n] && e->rollup[n] != SCORE_R_NONE && up->kind < e->src_kind[n];
 }
 
 /* Logs a cell's state at its first change in the unit of work: what rollback restores and
@@ -666,7 +796,7 @@ static inline void touch_cell(struct score_engine *e, struct score_up *up, uint3
     GROW(e->clog, e->n_clog, e->cap_clog);
     struct cell_log *l = &e->clog[e->n_clog++];
     l->up = up;
-    l->node = n;
+    l->node = (uint16_t)n;
     l->present = c->present;
     l->a = c->a;
     l->score = c->score;
@@ -798,24 +928,24 @@ static void total_update(struct score_engine *e, struct score_up *up)
  * n_obs) changed. */
 static bool inner_update(struct score_engine *e, struct score_up *up, size_t i)
 {
-    const struct score_scheme *s = e->s;
-    const struct score_node *nd = &s->nodes[i];
-    const double *wrow = &s->w[(size_t)up->unit * s->n_nodes];
+    /* the children in scheme order are the slots kid0 .. kid0 + nkids - 1 */
+    uint32_t k0 = e->kid0[i], nk = e->nkids[i];
+    const double *wrow = &e->wslot[(size_t)up->unit * e->s->n_nodes + k0];
+    const uint8_t *inner = &e->inner_slot[k0];
+    const struct score_cell *kc = &up->cells[k0];
     double W = 0, P = 0, S = 0;
     uint32_t nobs = 0;
-    for (size_t k = 0; k < nd->n_kids; k++) {
-        size_t c = nd->kids[k];
-        double w = wrow[c];
+    for (uint32_t k = 0; k < nk; k++) {
+        double w = wrow[k];
         if (w == 0)
             continue;
         W += w;
-        const struct score_cell *kc = CELL(e, up, c);
-        if (!kc->present)
+        if (!kc[k].present)
             continue;
-        double cov = e->inner[c] ? kc->a : 1.0;
+        double cov = inner[k] ? kc[k].a : 1.0;
         P += w * cov;
-        S += w * cov * kc->score;
-        nobs += kc->n_obs;
+        S += w * cov * kc[k].score;
+        nobs += kc[k].n_obs;
     }
     bool present = P > 0;
     return cell_set(e, up, (uint32_t)i, present, present ? P / W : 0, present ? S / P : NAN, nobs);
@@ -862,44 +992,41 @@ static inline void leaf_set(struct score_engine *e, struct score_up *up, uint32_
         mark_parent(e, up, n);
 }
 
-/* Orders non-vetoed before vetoed, then by total descending; equal keys tie. */
-static int rank_key_cmp(const void *pa, const void *pb)
+/* Whether a ranks before b: present before absent, non-vetoed before vetoed, then by total
+ * descending; equal keys tie (neither ranks before the other). */
+static inline bool rank_before(const struct score_up *a, const struct score_up *b)
 {
-    const struct rank_key *a = pa, *b = pb;
+    if (a->present != b->present)
+        return a->present;
+    if (!a->present)
+        return false;
     if (a->vetoed != b->vetoed)
-        return a->vetoed ? 1 : -1;
-    return a->key > b->key ? -1 : a->key < b->key ? 1 : 0;
+        return !a->vetoed;
+    return a->key > b->key;
 }
 
-/* Standard competition ranking (1,2,2,4) of a group's present units in one period. */
+/* Standard competition ranking (1,2,2,4) of a group's present units in one period. The
+ * group's unit-periods stay in the order of their last ranking, so the sort is an insertion
+ * sort over a nearly sorted array. */
 static void ranks(struct score_engine *e, uint32_t p, size_t g)
 {
-    const struct score_group *gr = &e->s->groups[g];
     struct score_period *per = e->periods[p];
-    if (e->cap_rkey < gr->n_units) {
-        e->cap_rkey = gr->n_units;
-        e->rkey = kp_xrealloc(e->rkey, e->cap_rkey * sizeof *e->rkey);
+    struct score_up **a = &per->ord[e->goff[g]];
+    size_t n = per->n_ord[g];
+    for (size_t i = 1; i < n; i++) {
+        struct score_up *x = a[i];
+        size_t j = i;
+        for (; j > 0 && rank_before(x, a[j - 1]); j--)
+            a[j] = a[j - 1];
+        a[j] = x;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < gr->n_units; i++) {
-        struct score_up *a = per->ups[gr->units[i]];
-        if (!a || !a->present)
-            continue;
-        e->rkey[n].up = a;
-        e->rkey[n].vetoed = a->vetoed;
-        e->rkey[n].key = a->key;
-        n++;
-    }
-    if (n > 1)
-        qsort(e->rkey, n, sizeof *e->rkey, rank_key_cmp);
     uint32_t r = 1;
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0 && rank_key_cmp(&e->rkey[i - 1], &e->rkey[i]) != 0)
+    for (size_t i = 0; i < n && a[i]->present; i++) {
+        if (i > 0 && (a[i - 1]->vetoed != a[i]->vetoed || a[i - 1]->key != a[i]->key))
             r = (uint32_t)i + 1;
-        struct score_up *a = e->rkey[i].up;
-        if (a->rank != r) {
-            touch_total(e, a);
-            a->rank = r;
+        if (a[i]->rank != r) {
+            touch_total(e, a[i]);
+            a[i]->rank = r;
         }
     }
 }
@@ -940,12 +1067,12 @@ static uint32_t rank_of(const struct score_engine *e, const struct score_up *up)
 
 /* The input value of an event cell from its exact sums: count = n, sum = Σ val,
  * avg = Σ w·val / Σ w, rate = 100 · Σ w·val / Σ w (absent while Σ w is 0). */
-static bool agg_value(const struct score_node *nd, const struct score_agg *g, double *value)
+static bool agg_value(enum score_input input, const struct score_agg *g, double *value)
 {
     *value = NAN;
     if (g->n <= 0)
         return false;
-    switch (nd->input) {
+    switch (input) {
     case SCORE_I_COUNT:
         *value = (double)g->n;
         return true;
@@ -957,7 +1084,7 @@ static bool agg_value(const struct score_node *nd, const struct score_agg *g, do
         if (!acc_positive(&g->x))
             return false;
         double r = acc_double(&g->y) / acc_double(&g->x);
-        *value = (nd->input == SCORE_I_RATE ? r * 100.0 : r) / EVENT_Q;
+        *value = (input == SCORE_I_RATE ? r * 100.0 : r) / EVENT_Q;
         return true;
     }
     default:
@@ -975,7 +1102,7 @@ static inline bool event_value(const struct score_engine *e, uint32_t n, const s
     }
     const struct score_agg *g = G(e, c->aux);
     *n_obs = g->n > 0 ? (uint32_t)g->n : 0;
-    return agg_value(&e->s->nodes[n], g, value);
+    return agg_value((enum score_input)e->input[n], g, value);
 }
 
 /* Input value of a native cell: the best record of a value leaf (the greatest (at, src, ref),
@@ -1039,8 +1166,7 @@ static void rescore_group(struct score_engine *e, uint32_t p, size_t g, uint32_t
 static void cell_input(struct score_engine *e, struct score_up *up, uint32_t n, bool present,
                        double value, uint32_t n_obs)
 {
-    const struct score_node *nd = &e->s->nodes[n];
-    if (nd->relative) {
+    if (e->relative[n]) {
         /* keep the held score for now: the group pass below decides it, for this unit and
          * for the others whose thresholds or ranks move with it */
         const struct score_cell *c = CELL(e, up, n);
@@ -1059,7 +1185,8 @@ static void cell_input(struct score_engine *e, struct score_up *up, uint32_t n, 
         e->n_drs++;
         return;
     }
-    leaf_set(e, up, n, present, value, present ? score__method_value(nd, value) : NAN, n_obs);
+    leaf_set(e, up, n, present, value, present ? score__method_value(&e->s->nodes[n], value) : NAN,
+             n_obs);
 }
 
 /* The latest present finer cell of leaf n inside derived period p, or NONE. */
@@ -1081,7 +1208,7 @@ static uint32_t latest_scan(const struct score_engine *e, uint32_t p, uint32_t u
 static void derived_rebuild(struct score_engine *e, struct score_up *dup, uint32_t n)
 {
     struct score_cell *dc = CELL(e, dup, n);
-    if (e->s->nodes[n].rollup == SCORE_R_LATEST) {
+    if (e->rollup[n] == SCORE_R_LATEST) {
         dc->aux = latest_scan(e, dup->period, dup->unit, n);
         return;
     }
@@ -1110,7 +1237,7 @@ static void derived_rebuild(struct score_engine *e, struct score_up *dup, uint32
 static void derived_delta(struct score_engine *e, struct score_up *up, uint32_t n, bool op,
                           double ov, uint32_t on)
 {
-    const struct score_node *nd = &e->s->nodes[n];
+    uint8_t rollup = e->rollup[n];
     const struct score_cell *c = CELL(e, up, n);
     bool np = c->present;
     double nv = c->a;
@@ -1126,13 +1253,13 @@ static void derived_delta(struct score_engine *e, struct score_up *up, uint32_t 
         uint32_t nobs = (uint32_t)((int64_t)dc->n_obs + nn - on);
         bool present;
         double value;
-        if (nd->rollup == SCORE_R_LATEST) {
+        if (rollup == SCORE_R_LATEST) {
             if (np && (dc->aux == NONE || e->periods[dc->aux]->key.sub <= per->key.sub))
                 dc->aux = up->period;
             else if (!np && dc->aux == up->period)
                 dc->aux = latest_scan(e, ap, up->unit, n);
             present = dc->aux != NONE;
-            if (present && dc->aux == up->period && !nd->relative) {
+            if (present && dc->aux == up->period && !e->relative[n]) {
                 /* this cell is the latest: same leaf, same value, same score */
                 leaf_set(e, dup, n, true, c->a, c->score, nobs);
                 continue;
@@ -1152,7 +1279,7 @@ static void derived_delta(struct score_engine *e, struct score_up *up, uint32_t 
             }
             present = g->n > 0;
             double sum = acc_double(&g->x) / FIX_SCALE;
-            value = !present ? NAN : nd->rollup == SCORE_R_SUM ? sum : sum / (double)g->n;
+            value = !present ? NAN : rollup == SCORE_R_SUM ? sum : sum / (double)g->n;
         }
         cell_input(e, dup, n, present, value, present ? nobs : 0);
     }
@@ -1175,7 +1302,6 @@ static inline void mark_leaf(struct score_engine *e, struct score_up *up, uint32
  * coarser periods derived from it. */
 static void leaf_changed(struct score_engine *e, struct score_up *up, uint32_t n)
 {
-    const struct score_node *nd = &e->s->nodes[n];
     const struct score_cell *c = CELL(e, up, n);
     bool op = c->present;
     double ov = c->a;
@@ -1184,9 +1310,9 @@ static void leaf_changed(struct score_engine *e, struct score_up *up, uint32_t n
     uint32_t nobs;
     bool present = native_value(e, n, c, &value, &nobs);
     cell_input(e, up, n, present, value, nobs);
-    if (nd->rollup == SCORE_R_NONE)
+    if (e->rollup[n] == SCORE_R_NONE)
         return;
-    if (nd->rollup != SCORE_R_POOL) {
+    if (e->rollup[n] != SCORE_R_POOL) {
         if (op != c->present || !same(ov, c->a) || on != c->n_obs)
             derived_delta(e, up, n, op, ov, on);
         return;
@@ -1224,18 +1350,18 @@ static inline void agg_apply(struct score_engine *e, struct score_up *up, uint32
         c->aux = agg_new(e);
     struct score_agg *g = G(e, c->aux);
     g->n += sign;
-    switch (e->s->nodes[n].input) {
+    switch (e->input[n]) {
     case SCORE_I_COUNT:
         break;
     case SCORE_I_AVG:
     case SCORE_I_RATE: {
-        int64_t qw = llround(r->x.w * EVENT_Q);
-        acc_add(&g->x, qw, 1, sign);
-        acc_add(&g->y, qw, llround(r->value * EVENT_Q), sign);
+        int64_t qw = quantize(r->x.w);
+        acc_add1(&g->x, qw, sign);
+        acc_add(&g->y, qw, quantize(r->value), sign);
         break;
     }
     default: /* sum, adjustments */
-        acc_add(&g->x, llround(r->value * EVENT_Q), 1, sign);
+        acc_add1(&g->x, quantize(r->value), sign);
         break;
     }
 }
@@ -1245,7 +1371,7 @@ static void event_move(struct score_engine *e, const struct score_rec *r, int si
 {
     struct score_up *up = e->ups[r->up];
     agg_apply(e, up, r->node, r, sign);
-    if (e->s->nodes[r->node].rollup != SCORE_R_POOL)
+    if (!e->pool[r->node])
         return;
     const struct score_period *per = e->periods[up->period];
     for (int k = 0; k < (int)per->key.kind; k++)
@@ -1331,9 +1457,46 @@ static void detach(struct score_engine *e, uint32_t idx)
  * updates records and exact sums and queues the cell; score_engine_changes() and
  * score_engine_commit() flush, so a node shared by many observations of a batch (a unit's
  * total, its year cells) is recomputed once. Outside a unit of work each apply flushes. */
+/* Prefetches the cells that the flush of a native leaf cell reads: those of the coarser
+ * periods derived from it and their parents. */
+__attribute__((always_inline)) static inline void prefetch_derived(const struct score_engine *e,
+                                                                   const struct cellref *r)
+{
+    const struct score_period *per = e->periods[r->up->period];
+    int32_t parent = e->parent[r->node];
+    if (parent >= 0)
+        __builtin_prefetch(CELL(e, r->up, parent));
+    for (int k = 0; k < (int)per->key.kind; k++) {
+        const struct score_up *aup =
+            per->anc[k] < 0 ? NULL : e->periods[per->anc[k]]->ups[r->up->unit];
+        if (!aup)
+            continue;
+        __builtin_prefetch(CELL(e, aup, r->node));
+        if (parent >= 0) /* the cell's parent, queued when the cell changes */
+            __builtin_prefetch(CELL(e, aup, parent));
+    }
+}
+
+/* Prefetches the children's cells of an inner node (adjacent: breadth-first layout). */
+__attribute__((always_inline)) static inline void prefetch_kids(const struct score_engine *e,
+                                                                const struct cellref *r)
+{
+    const char *a = (const char *)&r->up->cells[e->kid0[r->node]];
+    const char *b = (const char *)&r->up->cells[e->kid0[r->node] + e->nkids[r->node]];
+    if (a < b)
+        __builtin_prefetch(b - 1);
+    for (; a < b; a += 64)
+        __builtin_prefetch(a);
+    __builtin_prefetch(CELL(e, r->up, r->node));
+}
+
+#define FLUSH_PF 8 /* the flush prefetches this many items ahead */
+
 static void flush(struct score_engine *e)
 {
     for (size_t i = 0; i < e->n_dleaf; i++) {
+        if (i + FLUSH_PF < e->n_dleaf)
+            prefetch_derived(e, &e->dleaf[i + FLUSH_PF]);
         struct cellref *r = &e->dleaf[i];
         CELL(e, r->up, r->node)->dirty = false;
         leaf_changed(e, r->up, r->node);
@@ -1344,6 +1507,8 @@ static void flush(struct score_engine *e)
     e->n_drs = 0;
     for (size_t d = e->n_depth; d-- > 0;) {
         for (size_t i = 0; i < e->n_dq[d]; i++) {
+            if (i + FLUSH_PF < e->n_dq[d])
+                prefetch_kids(e, &e->dq[d][i + FLUSH_PF]);
             struct cellref *r = &e->dq[d][i];
             CELL(e, r->up, r->node)->dirty = false;
             if (!inner_update(e, r->up, r->node))
@@ -1391,7 +1556,9 @@ int score_engine_new(const struct score_scheme *s, struct score_engine **out)
     if (!e)
         return KP_ENOMEM;
     e->s = s;
-    e->memo_unit = e->memo_node = e->memo_period = e->memo_src = -1;
+    e->memo_period = e->memo_src = -1;
+    e->utab = code_tab(s->n_units, score_scheme_unit_code, s, &e->umask);
+    e->ntab = code_tab(s->n_nodes, score_scheme_node_code, s, &e->nmask);
     e->n_tree = s->n_nodes;
     for (size_t i = 0; i < s->n_nodes; i++)
         if (s->nodes[i].adjust) {
@@ -1400,6 +1567,10 @@ int score_engine_new(const struct score_scheme *s, struct score_engine **out)
         }
     size_t nn = s->n_nodes;
     e->event = kp_xcalloc(nn + 1, sizeof *e->event);
+    e->pool = kp_xcalloc(nn + 1, sizeof *e->pool);
+    e->rollup = kp_xcalloc(nn + 1, sizeof *e->rollup);
+    e->input = kp_xcalloc(nn + 1, sizeof *e->input);
+    e->relative = kp_xcalloc(nn + 1, sizeof *e->relative);
     e->src_kind = kp_xcalloc(nn + 1, sizeof *e->src_kind);
     e->slot = kp_xcalloc(nn + 1, sizeof *e->slot);
     e->parent = kp_xcalloc(nn + 1, sizeof *e->parent);
@@ -1408,6 +1579,10 @@ int score_engine_new(const struct score_scheme *s, struct score_engine **out)
     for (size_t i = 0; i < nn; i++) {
         const struct score_node *nd = &s->nodes[i];
         e->event[i] = nd->adjust || (nd->leaf && nd->input != SCORE_I_VALUE);
+        e->pool[i] = e->event[i] && nd->rollup == SCORE_R_POOL;
+        e->rollup[i] = (uint8_t)nd->rollup;
+        e->input[i] = (uint8_t)nd->input;
+        e->relative[i] = nd->relative;
         e->parent[i] = i < e->n_tree ? (int32_t)nd->parent : -1;
         e->inner[i] = i < e->n_tree && !nd->leaf;
         for (int k = 0; k < SCORE_P__COUNT; k++)
@@ -1434,6 +1609,32 @@ int score_engine_new(const struct score_scheme *s, struct score_engine **out)
             e->slot[i] = next++;
     }
     KP_ASSERT(next == nn);
+    e->goff = kp_xcalloc(s->n_groups + 1, sizeof *e->goff);
+    for (size_t g = 1; g <= s->n_groups; g++)
+        e->goff[g] = e->goff[g - 1] + (uint32_t)s->groups[g - 1].n_units;
+    e->kid0 = kp_xcalloc(nn + 1, sizeof *e->kid0);
+    e->nkids = kp_xcalloc(nn + 1, sizeof *e->nkids);
+    for (size_t i = 0; i < nn; i++) {
+        const struct score_node *nd = &s->nodes[i];
+        if (!nd->n_kids)
+            continue;
+        e->kid0[i] = e->slot[nd->kids[0]];
+        e->nkids[i] = (uint16_t)nd->n_kids;
+        for (size_t k = 0; k < nd->n_kids; k++) /* breadth first: the kids are adjacent */
+            KP_ASSERT(e->slot[nd->kids[k]] == e->kid0[i] + k);
+    }
+    e->wslot = kp_xcalloc(s->n_units * nn + 1, sizeof *e->wslot);
+    e->inner_slot = kp_xcalloc(nn + 1, sizeof *e->inner_slot);
+    e->applies = kp_xcalloc(s->n_units * nn / 64 + 1, sizeof *e->applies);
+    for (size_t u = 0; u < s->n_units; u++)
+        for (size_t i = 0; i < nn; i++)
+            if (score__w(s, u, i) != 0)
+                e->applies[(u * nn + i) >> 6] |= 1ull << ((u * nn + i) & 63);
+    for (size_t i = 0; i < nn; i++) {
+        e->inner_slot[e->slot[i]] = e->inner[i];
+        for (size_t u = 0; u < s->n_units; u++)
+            e->wslot[u * nn + e->slot[i]] = score__w(s, u, i);
+    }
     e->depth = kp_xcalloc(nn + 1, sizeof *e->depth);
     for (size_t i = 1; i < e->n_tree; i++) {
         e->depth[i] = (uint8_t)(e->depth[s->nodes[i].parent] + 1); /* preorder */
@@ -1454,6 +1655,8 @@ void score_engine_destroy(struct score_engine **ep)
     if (!ep || !*ep)
         return;
     struct score_engine *e = *ep;
+    free(e->utab);
+    free(e->ntab);
     for (size_t i = 0; i < e->n_rchunks; i++)
         free(e->rchunks[i]);
     free(e->rchunks);
@@ -1480,11 +1683,22 @@ void score_engine_destroy(struct score_engine **ep)
         free(e->periods[p]->ups);
         free(e->periods[p]->kids);
         free(e->periods[p]->rank_dirty);
+        free(e->periods[p]->ord);
+        free(e->periods[p]->n_ord);
         free(e->periods[p]);
     }
     free(e->periods);
     score__strmap_fini(&e->period_map);
     free(e->event);
+    free(e->pool);
+    free(e->rollup);
+    free(e->input);
+    free(e->relative);
+    free(e->kid0);
+    free(e->nkids);
+    free(e->wslot);
+    free(e->applies);
+    free(e->inner_slot);
     free(e->src_kind);
     free(e->slot);
     free(e->parent);
@@ -1501,7 +1715,7 @@ void score_engine_destroy(struct score_engine **ep)
     free(e->dtot);
 
     free(e->rk);
-    free(e->rkey);
+    free(e->goff);
     free(e->undo);
     free(e->clog);
     free(e->tlog);
@@ -1531,22 +1745,25 @@ static enum kp_reason resolve(const struct score_engine *e, const struct score_o
         snprintf(msg, msg_len, "unit and indicator are required");
         return KP_R_missing_field;
     }
-    long u = e->memo_unit;
-    if (u < 0 || !streq(o->unit, s->units[u].code))
+    /* codes of fewer than 16 bytes (all in practice) by their packed words, the rest by the
+     * scheme's maps */
+    long u = code_find(e->utab, e->umask, o->unit);
+    if (u == -2)
         u = score_scheme_unit_find(s, o->unit);
     if (u < 0) {
         snprintf(msg, msg_len, "unit '%s' is not in scheme %s", o->unit, s->id);
         return KP_R_unknown_unit;
     }
-    long n = e->memo_node;
-    if (n < 0 || !streq(o->indicator, s->nodes[n].code))
+    long n = code_find(e->ntab, e->nmask, o->indicator);
+    if (n == -2)
         n = score_scheme_node_find(s, o->indicator);
     if (n < 0 || !s->nodes[n].leaf) {
         snprintf(msg, msg_len, "indicator '%s' is not a leaf of scheme %s", o->indicator, s->id);
         return KP_R_unknown_indicator;
     }
     const struct score_node *nd = &s->nodes[n];
-    if (score__w(s, (size_t)u, (size_t)n) == 0) {
+    size_t an = (size_t)u * s->n_nodes + (size_t)n;
+    if (!(e->applies[an >> 6] >> (an & 63) & 1)) { /* score__w(s, u, n) == 0 */
         snprintf(msg, msg_len, "indicator '%s' does not apply to unit '%s' (group %s)",
                  o->indicator, o->unit, s->groups[s->units[u].group].code);
         return KP_R_unknown_indicator;
@@ -1631,32 +1848,154 @@ void score_engine_begin(struct score_engine *e)
     e->txn_n_big = e->n_big;
 }
 
-enum kp_reason score_engine_apply(struct score_engine *e, const struct score_obs *o)
+enum kp_reason score_engine_check_ex(const struct score_engine *e, const struct score_obs *o,
+                                     char *msg, size_t msg_len, struct score_checked *out)
 {
     uint32_t u, n;
     long p;
-    enum kp_reason reason = resolve(e, o, NULL, 0, &u, &n, &p);
-    if (reason != KP_R_OK)
-        return reason;
+    enum kp_reason r = resolve(e, o, msg, msg_len, &u, &n, &p);
+    if (r == KP_R_OK && out) {
+        out->unit_p = o->unit;
+        out->indicator_p = o->indicator;
+        out->period_p = o->period;
+        out->unit = u;
+        out->node = (uint16_t)n; /* MAX_NODES */
+        out->period1 = p >= 0 && p < UINT16_MAX ? (uint16_t)(p + 1) : 0;
+    }
+    return r;
+}
+
+/* The first step of an apply: the observation's unit, leaf, source and period (created on
+ * first use, as their order of arrival decides) and its record's hash. With a handle of
+ * score_engine_check_ex() whose codes are the observation's, the checks are not repeated. */
+/* What the observations of one score_engine_apply_batch() call share: their strings do not
+ * change during the call, so the same src pointer is the same source. */
+struct batch_memo {
+    const char *src_p;
     uint32_t src;
-    if (e->memo_src >= 0 && streq(o->src, e->srcs[e->memo_src]))
+};
+
+static inline bool handle_ok(const struct score_engine *e, const struct score_obs *o,
+                             const struct score_checked *chk)
+{
+    const struct score_scheme *s = e->s;
+    if (chk->unit >= s->n_units || chk->node >= s->n_nodes)
+        return false;
+    return (o->unit == chk->unit_p || streq(o->unit, s->units[chk->unit].code)) &&
+           (o->indicator == chk->indicator_p || streq(o->indicator, s->nodes[chk->node].code));
+}
+
+static inline enum kp_reason prepare(struct score_engine *e, const struct score_obs *o,
+                                     const struct score_checked *chk, struct batch_memo *bm,
+                                     struct pend *pd)
+{
+    uint32_t u, n;
+    long p = -1;
+    pd->o = o;
+    if (chk && handle_ok(e, o, chk)) {
+        u = chk->unit;
+        n = chk->node;
+        /* periods are never removed: the index the check found still holds */
+        if (chk->period1 && o->period == chk->period_p && chk->period1 <= e->n_periods)
+            p = chk->period1 - 1;
+    } else {
+        enum kp_reason reason = resolve(e, o, NULL, 0, &u, &n, &p);
+        if (reason != KP_R_OK)
+            return pd->reason = reason;
+    }
+    uint32_t src;
+    if (bm && bm->src_p == o->src) {
+        src = bm->src;
+    } else if (e->memo_src >= 0 && streq(o->src, e->srcs[e->memo_src])) {
         src = (uint32_t)e->memo_src;
-    else
-        src = src_get(e, o->src);
-    if (p < 0)
-        p = period_get(e, o->period);
-    e->memo_unit = u;
-    e->memo_node = n;
+    } else {
+        long id = score__strmap_get(&e->src_map, o->src);
+        if (id < 0 && e->n_srcs >= MAX_SRCS) /* what resolve() refuses */
+            return pd->reason = KP_R_not_granted_indicator;
+        src = id >= 0 ? (uint32_t)id : src_get(e, o->src);
+    }
+    if (p < 0) {
+        p = e->memo_period;
+        if (p < 0 || !streq(o->period, e->periods[p]->code))
+            p = period_get(e, o->period);
+    }
     e->memo_period = p;
     e->memo_src = src;
+    if (bm) {
+        bm->src_p = o->src;
+        bm->src = src;
+    }
+    pd->u = u;
+    pd->n = n;
+    pd->src = src;
+    pd->p = (uint32_t)p;
     size_t len = strlen(o->ref);
-    uint32_t hash = rec_hash(src, o->ref, len);
+    pd->len = (uint32_t)len;
+    pd->hash = rec_hash(src, o->ref, len);
+    return pd->reason = KP_R_OK;
+}
+
+/* Prefetches what finish() will read for a prepared observation: its record's map slot and
+ * its cell (early), then the record and the cell's sums (once the slot and cell are in). */
+/* always_inline: a function that only prefetches counts as pure for gcc, and a call to it is
+ * dropped before it would be inlined */
+__attribute__((always_inline)) static inline void prefetch_early(const struct score_engine *e,
+                                                                 const struct pend *pd)
+{
+    if (pd->reason != KP_R_OK)
+        return;
+    if (e->map_cap)
+        __builtin_prefetch(&e->map[pd->hash & (e->map_cap - 1)]);
+    const struct score_period *per = e->periods[pd->p];
+    const struct score_up *up = per->ups[pd->u];
+    if (up)
+        __builtin_prefetch(CELL(e, up, pd->n));
+    if (!e->pool[pd->n])
+        return;
+    for (int k = 0; k < (int)per->key.kind; k++) {
+        const struct score_up *aup = per->anc[k] < 0 ? NULL : e->periods[per->anc[k]]->ups[pd->u];
+        if (aup)
+            __builtin_prefetch(CELL(e, aup, pd->n));
+    }
+}
+
+__attribute__((always_inline)) static inline void prefetch_late(const struct score_engine *e,
+                                                                const struct pend *pd)
+{
+    if (pd->reason != KP_R_OK)
+        return;
+    if (e->map_cap) {
+        const struct slot *sl = &e->map[pd->hash & (e->map_cap - 1)];
+        if (sl->idx1 && sl->hash == pd->hash)
+            __builtin_prefetch(R(e, sl->idx1 - 1));
+    }
+    if (!e->event[pd->n])
+        return;
+    const struct score_period *per = e->periods[pd->p];
+    const struct score_up *up = per->ups[pd->u];
+    if (up && CELL(e, up, pd->n)->aux != NONE)
+        __builtin_prefetch(G(e, CELL(e, up, pd->n)->aux));
+    if (!e->pool[pd->n])
+        return;
+    for (int k = 0; k < (int)per->key.kind; k++) {
+        const struct score_up *aup = per->anc[k] < 0 ? NULL : e->periods[per->anc[k]]->ups[pd->u];
+        if (aup && CELL(e, aup, pd->n)->aux != NONE)
+            __builtin_prefetch(G(e, CELL(e, aup, pd->n)->aux));
+    }
+}
+
+/* The rest of an apply: the record, its cells, the flush queue. */
+static void finish(struct score_engine *e, const struct pend *pd)
+{
+    const struct score_obs *o = pd->o;
+    uint32_t u = pd->u, n = pd->n, src = pd->src, hash = pd->hash;
+    size_t len = pd->len;
     uint32_t idx = rec_find(e, hash, src, o->ref);
     /* ARCHITECTURE.md guarantee 2: a revision lower than or equal to the held one changes
      * nothing. */
     if (idx != NONE && o->rev <= R(e, idx)->rev)
-        return KP_R_OK;
-    struct score_up *up = up_get(e, (uint32_t)p, u);
+        return;
+    struct score_up *up = up_get(e, pd->p, u);
     if (e->in_txn) {
         GROW(e->undo, e->n_undo, e->cap_undo);
         struct undo *ud = &e->undo[e->n_undo++];
@@ -1703,7 +2042,43 @@ enum kp_reason score_engine_apply(struct score_engine *e, const struct score_obs
     mark_leaf(e, up, n);
     if (!e->in_txn)
         flush(e);
+}
+
+enum kp_reason score_engine_apply(struct score_engine *e, const struct score_obs *o)
+{
+    struct pend pd;
+    if (prepare(e, o, NULL, NULL, &pd) != KP_R_OK)
+        return pd.reason;
+    finish(e, &pd);
     return KP_R_OK;
+}
+
+size_t score_engine_apply_batch(struct score_engine *e, const struct score_obs *obs,
+                                const struct score_checked *chk, size_t n, enum kp_reason *reasons)
+{
+    /* a ring of prepared observations: obs[j + PF_DIST - 1] is looked up (its map slot and
+     * cell prefetched) while obs[j] is applied; halfway its record and sums are prefetched */
+    struct pend ring[PF_DIST];
+    struct batch_memo bm = {NULL, 0};
+    size_t refused = 0, pre = 0;
+    for (size_t j = 0; j < n; j++) {
+        for (; pre < n && pre < j + PF_DIST; pre++) {
+            struct pend *pd = &ring[pre % PF_DIST];
+            prepare(e, &obs[pre], chk ? &chk[pre] : NULL, &bm, pd);
+            prefetch_early(e, pd);
+        }
+        if (j + PF_DIST / 2 < pre)
+            prefetch_late(e, &ring[(j + PF_DIST / 2) % PF_DIST]);
+        const struct pend *pd = &ring[j % PF_DIST];
+        if (reasons)
+            reasons[j] = pd->reason;
+        if (pd->reason != KP_R_OK) {
+            refused++;
+            continue;
+        }
+        finish(e, pd);
+    }
+    return refused;
 }
 
 /* Gives back the memory of a log that one large unit of work (a recovery replay) grew. */
@@ -1797,16 +2172,21 @@ static bool is_inner(const struct score_engine *e, size_t n)
     return e->inner[n];
 }
 
-static inline void fill_cell(const struct score_engine *e, const struct score_up *up, uint32_t n,
-                             struct score_cell_change *out)
+static inline void fill_cell_of(const struct score_up *up, uint32_t n, const struct score_cell *c,
+                                bool inner, struct score_cell_change *out)
 {
-    const struct score_cell *c = CELL(e, up, n);
     out->unit = up->unit;
     out->node = n;
     out->period = up->pcode;
-    out->value = c->present && !is_inner(e, n) ? c->a : NAN;
+    out->value = c->present && !inner ? c->a : NAN;
     out->score = c->present ? c->score : NAN;
     out->n_obs = c->present ? c->n_obs : 0;
+}
+
+static inline void fill_cell(const struct score_engine *e, const struct score_up *up, uint32_t n,
+                             struct score_cell_change *out)
+{
+    fill_cell_of(up, n, CELL(e, up, n), is_inner(e, n), out);
 }
 
 static void fill_total(const struct score_engine *e, const struct score_up *up,
@@ -1837,7 +2217,7 @@ void score_engine_changes(struct score_engine *e,
             c->n_obs == l->n_obs)
             continue;
         struct score_cell_change ch;
-        fill_cell(e, l->up, l->node, &ch);
+        fill_cell_of(l->up, l->node, c, inner, &ch);
         cell_fn(&ch, arg);
     }
     for (size_t i = 0; total_fn && i < e->n_tlog; i++) {

@@ -111,6 +111,40 @@ enum kp_reason score_engine_apply(struct score_engine *e, const struct score_obs
 void score_engine_commit(struct score_engine *e);
 void score_engine_rollback(struct score_engine *e);
 
+/* Additions (engine owner, issue 3): a batch applied without validating it twice.
+ *
+ * What score_engine_check_ex() resolved for one observation: the unit and leaf indices, the
+ * period's index when the engine already knew it, and the unit, indicator and period pointers
+ * it was given (compared as pointers, never dereferenced). The caller stores it next to the
+ * observation and passes both to score_engine_apply_batch(). Plain data; fill it only through
+ * score_engine_check_ex(). */
+struct score_checked {
+    const char *unit_p, *indicator_p, *period_p;
+    uint32_t unit;
+    uint16_t node;
+    uint16_t period1; /* period index + 1, 0 when unknown (or beyond 65534) */
+};
+
+/* score_engine_check() that also fills *out (when it returns KP_R_OK; out may be NULL). Same
+ * reasons and messages as score_engine_check(). The handle holds for this engine as long as
+ * it lives, also across units of work and rollbacks. Does not block. */
+enum kp_reason score_engine_check_ex(const struct score_engine *e, const struct score_obs *o,
+                                     char *msg, size_t msg_len, struct score_checked *out);
+
+/* Applies obs[0..n) in order; the same as calling score_engine_apply() on each, with the
+ * same result, inside or outside a unit of work. chk (may be NULL) holds, for each obs[i], the
+ * handle score_engine_check_ex() filled for it: then apply does not validate the observation
+ * again (the fields of obs[i] must be those that were checked; a handle whose unit or
+ * indicator is neither the same pointer nor the same code as obs[i]'s is ignored, and obs[i]
+ * is validated in full). Either way it looks up the records of later observations ahead
+ * (prefetch). With chk NULL every observation is validated as score_engine_apply() does.
+ * reasons (may be NULL) gets each observation's result: KP_R_OK, or the check's reason for
+ * one that did not pass (then it changed nothing). Returns the number of observations that
+ * did not pass (0 when all passed their check). The strings of obs are borrowed for the call
+ * only and must not change during it. Does not block. */
+size_t score_engine_apply_batch(struct score_engine *e, const struct score_obs *obs,
+                                const struct score_checked *chk, size_t n, enum kp_reason *reasons);
+
 /* A changed indicator cell (any node of the tree, including inner nodes; not the root).
  * A cell that no longer exists (its last record moved away by a higher revision) is
  * reported with n_obs == 0 and value/score NAN: delete its row. Adjustment kinds

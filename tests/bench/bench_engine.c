@@ -2,10 +2,13 @@
  * bench_engine: the scoring engine alone (scorer/score_engine.h), no database, no sockets.
  * It writes a synthetic scheme of U units × L leaves (default 70 × 300, four groups of 3, 4,
  * 3 and 60 units as in Anshan) as a temporary YAML file, loads it, and streams N
- * observations through score_engine_check/begin/apply/changes/commit in batches, as the
- * scorer does for each PostgreSQL transaction (scorer/scr_batch.c). It prints a markdown
- * table and one JSON line. It asserts nothing about time (STYLE.md "Tests": benchmarks print
- * tables); `--smoke` runs a tiny size so CI exercises the program (CTest bench.engine_smoke).
+ * observations through check/begin/apply/changes/commit in batches, as the scorer does for
+ * each PostgreSQL transaction (scorer/scr_batch.c). By default a batch goes through
+ * score_engine_check_ex and score_engine_apply_batch (the calls the scorer is to make);
+ * --per-obs times score_engine_check and score_engine_apply one by one instead. It prints a
+ * markdown table and one JSON line. It asserts nothing about time (STYLE.md "Tests":
+ * benchmarks print tables); `--smoke` runs a tiny size so CI exercises the program (CTest
+ * bench.engine_smoke).
  *
  * The scheme: root → 5 areas (weights 30/25/20/15/10) → 6 sub-areas each → 10 leaves each.
  * Within a sub-area, leaves 0-3 are `efficacy` (stats, clamp [0,100], rollup latest), 4-7
@@ -414,22 +417,58 @@ static void count_cell(const struct score_cell_change *c, void *arg)
     (*(size_t *)arg)++;
 }
 
-/* One batch through the engine as scr_batch.c does it: check each, begin, apply each,
- * changes, commit. Returns the CPU seconds spent in the engine. */
-static double run_batch(struct score_engine *e, struct slot *slots, size_t n, struct counts *ch,
-                        size_t *rejected)
+/* What a batch is gathered into for score_engine_apply_batch (allocated before the heap
+ * baseline). */
+struct work {
+    struct score_obs *obs;
+    struct score_checked *chk;
+};
+
+static bool per_obs; /* --per-obs: score_engine_check, then score_engine_apply one by one */
+
+static struct work work_new(size_t n)
+{
+    struct work w = {xcalloc(n, sizeof *w.obs), xcalloc(n, sizeof *w.chk)};
+    return w;
+}
+
+static void work_free(struct work *w)
+{
+    free(w->obs);
+    free(w->chk);
+}
+
+/* One batch through the engine as the scorer does it (scorer/scr_batch.c): check each
+ * (score_engine_check_ex, keeping the accepted observations and their handles), begin, apply
+ * them (score_engine_apply_batch), changes, commit. With --per-obs: score_engine_check for
+ * each, then score_engine_apply for each accepted one. Returns the CPU seconds spent. */
+static double run_batch(struct score_engine *e, struct slot *slots, size_t n, struct work *w,
+                        struct counts *ch, size_t *rejected)
 {
     double t0 = now_cpu();
-    for (size_t i = 0; i < n; i++) {
-        if (score_engine_check(e, &slots[i].o, NULL, 0) != KP_R_OK) {
-            slots[i].o.src = NULL; /* refused: not applied */
-            (*rejected)++;
+    if (per_obs) {
+        for (size_t i = 0; i < n; i++) {
+            if (score_engine_check(e, &slots[i].o, NULL, 0) != KP_R_OK) {
+                slots[i].o.src = NULL; /* refused: not applied */
+                (*rejected)++;
+            }
         }
+        score_engine_begin(e);
+        for (size_t i = 0; i < n; i++)
+            if (slots[i].o.src)
+                score_engine_apply(e, &slots[i].o);
+    } else {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (score_engine_check_ex(e, &slots[i].o, NULL, 0, &w->chk[k]) != KP_R_OK) {
+                (*rejected)++;
+                continue;
+            }
+            w->obs[k++] = slots[i].o;
+        }
+        score_engine_begin(e);
+        *rejected += score_engine_apply_batch(e, w->obs, w->chk, k, NULL);
     }
-    score_engine_begin(e);
-    for (size_t i = 0; i < n; i++)
-        if (slots[i].o.src)
-            score_engine_apply(e, &slots[i].o);
     score_engine_changes(e, on_cell, on_total, ch);
     score_engine_commit(e);
     return now_cpu() - t0;
@@ -457,6 +496,7 @@ static struct result run_main(const struct opts *o, const struct score_scheme *s
     struct gen g;
     gen_init(&g, o, random);
     struct slot *slots = xcalloc(o->batch, sizeof *slots);
+    struct work w = work_new(o->batch);
     struct result r = {.name = random ? "stream, random order" : "stream, source batches"};
     size_t base = heap_bytes();
     struct score_engine *e = NULL;
@@ -473,7 +513,7 @@ static struct result run_main(const struct opts *o, const struct score_scheme *s
             else
                 gen_source(&g, &slots[i]);
         }
-        r.secs += run_batch(e, slots, n, &ch, &r.rejected);
+        r.secs += run_batch(e, slots, n, &w, &ch, &r.rejected);
         done += n;
     }
     r.obs = o->obs;
@@ -492,6 +532,7 @@ static struct result run_main(const struct opts *o, const struct score_scheme *s
     }
     score_engine_destroy(&e);
     free(slots);
+    work_free(&w);
     gen_fini(&g);
     return r;
 }
@@ -502,6 +543,7 @@ static struct result run_hot(const struct opts *o, const struct score_scheme *s,
                              size_t n)
 {
     struct slot *slots = xcalloc(n, sizeof *slots);
+    struct work w = work_new(n);
     struct result r = {.name = events ? "hot event cell" : "hot value cell"};
     struct score_engine *e = NULL;
     if (score_engine_new(s, &e))
@@ -513,7 +555,7 @@ static struct result run_hot(const struct opts *o, const struct score_scheme *s,
             snprintf(slots[i].ref, sizeof slots[i].ref, "hot%zu", i);
             fill(&slots[i], "office", 0, 0, leaf, 2, (double)(i % 100), (int64_t)i);
         }
-        run_batch(e, slots, n, &ch, &r.rejected);
+        run_batch(e, slots, n, &w, &ch, &r.rejected);
     }
     for (size_t i = 0; i < n; i++) {
         if (events) {
@@ -525,7 +567,7 @@ static struct result run_hot(const struct opts *o, const struct score_scheme *s,
         }
     }
     (void)o;
-    r.secs = run_batch(e, slots, n, &ch, &r.rejected);
+    r.secs = run_batch(e, slots, n, &w, &ch, &r.rejected);
     r.obs = n;
     r.records = score_engine_n_records(e);
     score_engine_foreach_cell(e, count_cell, &r.cells);
@@ -533,6 +575,7 @@ static struct result run_hot(const struct opts *o, const struct score_scheme *s,
     r.changed_totals = ch.totals;
     score_engine_destroy(&e);
     free(slots);
+    work_free(&w);
     return r;
 }
 
@@ -541,7 +584,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_engine [--units N] [--leaves N] [--obs N] [--batch N] [--events F]\n"
             "                    [--revisions F] [--hot-value N] [--hot-events N] [--seed N]\n"
-            "                    [--only source|random] [--dump FILE] [--smoke] [--keep]\n");
+            "                    [--only source|random] [--dump FILE] [--per-obs] [--smoke] "
+            "[--keep]\n");
     exit(2);
 }
 
@@ -586,6 +630,10 @@ int main(int argc, char **argv)
             o.batch = 500;
             o.hot_value = 500;
             o.hot_events = 1000;
+            continue;
+        }
+        if (!strcmp(a, "--per-obs")) {
+            per_obs = true;
             continue;
         }
         if (!strcmp(a, "--keep")) {
@@ -658,8 +706,10 @@ int main(int argc, char **argv)
     score_scheme_destroy(&s);
 
     printf("engine: %zu units × %zu leaves (%zu nodes), %zu observations in batches of %zu, "
-           "%.0f%% events, %.0f%% event revisions%s\n\n",
+           "%.0f%% events, %.0f%% event revisions, %s%s\n\n",
            o.units, o.leaves, n_nodes, o.obs, o.batch, o.events * 100, o.revisions * 100,
+           per_obs ? "score_engine_check + score_engine_apply per observation"
+                   : "score_engine_check_ex + score_engine_apply_batch",
            o.smoke ? " (smoke)" : "");
     printf("| run | observations | obs/s (1 core) | ns/obs | cells | records | bytes/cell |"
            " changed cells | changed totals |\n");
@@ -671,12 +721,13 @@ int main(int argc, char **argv)
     printf("\nbytes/cell: heap in use by the engine after the stream (glibc mallinfo2, malloc"
            " overhead included; n/a under sanitizers) over the cells it holds (every node but"
            " the root, every period).\n");
-    printf("{\"bench\":\"engine\",\"units\":%zu,\"leaves\":%zu,\"obs\":%zu,\"batch\":%zu,"
+    printf("{\"bench\":\"engine\",\"api\":\"%s\",\"units\":%zu,\"leaves\":%zu,\"obs\":%zu,"
+           "\"batch\":%zu,"
            "\"events\":%.2f,\"obs_per_s\":%.0f,\"ns_per_obs\":%.1f,\"cells\":%zu,"
            "\"records\":%zu,\"heap_bytes\":%zu,\"bytes_per_cell\":%.1f,"
            "\"random_obs_per_s\":%.0f,\"random_bytes_per_cell\":%.1f,"
            "\"hot_value_ms\":%.2f,\"hot_events_ms\":%.2f,\"rejected\":%zu}\n",
-           o.units, o.leaves, src_r.obs, o.batch, o.events,
+           per_obs ? "per_obs" : "batch", o.units, o.leaves, src_r.obs, o.batch, o.events,
            src_r.secs > 0 ? (double)src_r.obs / src_r.secs : 0,
            src_r.obs ? src_r.secs * 1e9 / (double)src_r.obs : 0, src_r.cells, src_r.records,
            src_r.bytes, src_r.cells ? (double)src_r.bytes / (double)src_r.cells : 0,

@@ -61,8 +61,8 @@ static struct score_scheme *load_anshan(void)
 {
     char err[512];
     struct score_scheme *s = NULL;
-    int rc = score_scheme_load(KP_SOURCE_DIR "/schemas/schemes/anshan-2015.yaml", &s, err,
-                               sizeof err);
+    int rc =
+        score_scheme_load(KP_SOURCE_DIR "/schemas/schemes/anshan-2015.yaml", &s, err, sizeof err);
     if (rc)
         fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, 0);
@@ -72,8 +72,15 @@ static struct score_scheme *load_anshan(void)
 static struct score_obs ob(const char *src, const char *ref, uint64_t rev, const char *unit,
                            const char *ind, const char *period, double value)
 {
-    struct score_obs o = {.src = src, .ref = ref, .rev = rev, .unit = unit, .indicator = ind,
-                          .period = period, .value = value, .w = 1, .at = 0};
+    struct score_obs o = {.src = src,
+                          .ref = ref,
+                          .rev = rev,
+                          .unit = unit,
+                          .indicator = ind,
+                          .period = period,
+                          .value = value,
+                          .w = 1,
+                          .at = 0};
     return o;
 }
 
@@ -127,8 +134,7 @@ static bool no_cell(const struct score_engine *e, const struct score_scheme *s, 
                     const char *node, const char *period)
 {
     struct score_cell_change c;
-    return score_engine_cell(e, (size_t)U(s, unit), (size_t)N(s, node), period, &c) ==
-           KP_ENOENT;
+    return score_engine_cell(e, (size_t)U(s, unit), (size_t)N(s, node), period, &c) == KP_ENOENT;
 }
 
 static void assert_near(double got, double want)
@@ -456,7 +462,8 @@ static const char *T1 =
     "groups:\n"
     "  - code: g1\n"
     "    name: 组一\n"
-    "    units: [{code: A, name: 甲}, {code: B, name: 乙}, {code: C, name: 丙}, {code: D, name: 丁}]\n"
+    "    units: [{code: A, name: 甲}, {code: B, name: 乙}, {code: C, name: 丙}, {code: D, name: "
+    "丁}]\n"
     "  - code: g2\n"
     "    name: 组二\n"
     "    units: [{code: E, name: 戊}, {code: F, name: 己}]\n"
@@ -685,8 +692,8 @@ static void assert_snap_equal(const struct snap *x, const struct snap *y)
     assert_int_equal(x->n, y->n);
     for (size_t i = 0; i < x->n; i++) {
         if (!item_same(&x->v[i], &y->v[i])) {
-            fprintf(stderr, "differs: %s %.17g %.17g vs %s %.17g %.17g\n", x->v[i].key,
-                    x->v[i].a, x->v[i].b, y->v[i].key, y->v[i].a, y->v[i].b);
+            fprintf(stderr, "differs: %s %.17g %.17g vs %s %.17g %.17g\n", x->v[i].key, x->v[i].a,
+                    x->v[i].b, y->v[i].key, y->v[i].a, y->v[i].b);
             fail();
         }
     }
@@ -715,8 +722,8 @@ static void gen_one(struct gen_obs *g, unsigned ref, unsigned rev)
 {
     static const char *const units[] = {"A", "B", "C", "D", "E", "F"};
     static const char *const inds[] = {"x", "y", "r", "r", "crit", "praise", "veto", "x"};
-    static const char *const inds2[] = {"rel", "rel_low", "rk", "comp", "comp_rev", "bd", "rel",
-                                        "rk"};
+    static const char *const inds2[] = {"rel",      "rel_low", "rk",  "comp",
+                                        "comp_rev", "bd",      "rel", "rk"};
     uint64_t save = rng_state;
     rng_state = ref * 1000003ull + rev * 7919ull + 17;
     snprintf(g->ref, sizeof g->ref, "ref%u", ref);
@@ -973,6 +980,177 @@ static void run_changes_exact(int mode)
     score_scheme_destroy(&s);
 }
 
+/* ---- score_engine_check_ex + score_engine_apply_batch (issue 3) ---------------------------- */
+
+/* The set of gen_set plus observations that fail their check: an unknown unit, an unknown
+ * indicator, a bad period. */
+static void spoil(struct gen_obs *v, size_t n)
+{
+    for (size_t i = 3; i < n; i += 17) {
+        if (i % 3 == 0)
+            snprintf(v[i].unit, sizeof v[i].unit, "ZZ");
+        else if (i % 3 == 1)
+            snprintf(v[i].ind, sizeof v[i].ind, "nosuch");
+        else
+            snprintf(v[i].period, sizeof v[i].period, "2015-13");
+    }
+}
+
+/*
+ * A batch applied through check_ex + apply_batch (handles), through apply_batch without
+ * handles, and one by one through check + apply give the same state bit for bit, the same
+ * reasons, the same change reports and the same rollback; so does a batch whose handles are
+ * mismatched (they are ignored: full validation). Batches of every size around the prefetch
+ * distance, inside and outside units of work.
+ */
+static void run_apply_batch(int mode)
+{
+    struct score_scheme *s = load_mode(mode);
+    rng_state = 1234;
+    const size_t n = 600;
+    struct gen_obs *v = gen_set(n, 200, 0);
+    spoil(v, n);
+    struct score_obs *obs = calloc(n, sizeof *obs);
+    struct score_checked *chk = calloc(n, sizeof *chk);
+    enum kp_reason *want = calloc(n, sizeof *want), *got = calloc(n, sizeof *got);
+    assert_non_null(obs);
+    assert_non_null(chk);
+    assert_non_null(want);
+    assert_non_null(got);
+    for (int variant = 0; variant < 4; variant++) {
+        struct score_engine *a = NULL, *b = NULL;
+        assert_int_equal(score_engine_new(s, &a), 0);
+        assert_int_equal(score_engine_new(s, &b), 0);
+        size_t i = 0, size = 1, round = 0;
+        while (i < n) {
+            size_t k = n - i < size ? n - i : size;
+            bool txn = variant != 3;
+            struct snap before = snapshot(b);
+            size_t want_bad = 0;
+            if (txn) {
+                score_engine_begin(a);
+                score_engine_begin(b);
+            }
+            for (size_t j = 0; j < k; j++) {
+                char msg[128];
+                want[j] = score_engine_check(a, &v[i + j].o, msg, sizeof msg);
+                enum kp_reason r = score_engine_check_ex(b, &v[i + j].o, msg, sizeof msg, &chk[j]);
+                assert_int_equal(r, want[j]);
+                if (r != KP_R_OK)
+                    memset(&chk[j], 0, sizeof chk[j]);
+                assert_int_equal(score_engine_apply(a, &v[i + j].o), want[j]);
+                want_bad += want[j] != KP_R_OK;
+                obs[j] = v[i + j].o;
+            }
+            if (variant == 2 && k > 1) { /* mismatched handles are ignored */
+                struct score_checked t = chk[0];
+                chk[0] = chk[k - 1];
+                chk[k - 1] = t;
+            }
+            size_t bad = score_engine_apply_batch(b, obs, variant == 1 ? NULL : chk, k,
+                                                  round % 2 ? got : NULL);
+            assert_int_equal(bad, want_bad);
+            for (size_t j = 0; round % 2 && j < k; j++)
+                assert_int_equal(got[j], want[j]);
+            if (txn) {
+                check_report(b, &before);
+                struct seen ra = {{0}, {0}};
+                score_engine_changes(a, seen_cell, seen_total, &ra);
+                free(ra.cells.v);
+                free(ra.totals.v);
+                if (round % 4 == 3) {
+                    score_engine_rollback(a);
+                    score_engine_rollback(b);
+                } else {
+                    score_engine_commit(a);
+                    score_engine_commit(b);
+                }
+            }
+            struct snap sa = snapshot(a), sb = snapshot(b);
+            assert_snap_equal(&sa, &sb);
+            assert_int_equal(score_engine_n_records(a), score_engine_n_records(b));
+            free(sa.v);
+            free(sb.v);
+            free(before.v);
+            i += k;
+            size = size * 2 + round % 3; /* 1, 2, 5, 10, 22, 44, ... around PF_DIST */
+            if (size > 100)
+                size = 1 + round % 40;
+            round++;
+        }
+        score_engine_destroy(&a);
+        score_engine_destroy(&b);
+    }
+    /* the same records applied as one batch reach the one-by-one state of a fresh engine */
+    struct score_engine *a = NULL, *b = NULL;
+    assert_int_equal(score_engine_new(s, &a), 0);
+    assert_int_equal(score_engine_new(s, &b), 0);
+    size_t k = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (score_engine_check_ex(b, &v[j].o, NULL, 0, &chk[k]) != KP_R_OK)
+            continue;
+        obs[k++] = v[j].o;
+        assert_int_equal(score_engine_apply(a, &v[j].o), KP_R_OK);
+    }
+    score_engine_begin(b);
+    assert_int_equal(score_engine_apply_batch(b, obs, chk, k, NULL), 0);
+    score_engine_commit(b);
+    struct snap sa = snapshot(a), sb = snapshot(b);
+    assert_snap_equal(&sa, &sb);
+    free(sa.v);
+    free(sb.v);
+    score_engine_destroy(&a);
+    score_engine_destroy(&b);
+    free(obs);
+    free(chk);
+    free(want);
+    free(got);
+    free(v);
+    score_scheme_destroy(&s);
+}
+
+static void test_apply_batch(void **state)
+{
+    (void)state;
+    run_apply_batch(1);
+    run_apply_batch(2);
+}
+
+/* Event values are counted as llround(x·1e6): values on the half micro-unit, either sign, and
+ * near the ±4e12 limit sum to what llround gives. */
+static void test_event_rounding(void **state)
+{
+    (void)state;
+    struct score_scheme *s =
+        load_text("t4.yaml", "scheme: t4\n"
+                             "name: 取整\n"
+                             "groups: [{code: g, name: G, units: [{code: A, name: A}]}]\n"
+                             "indicators:\n"
+                             "  - {code: s, name: 和, weight: 100, input: sum, method: direct}\n");
+    static const double vals[] = {0.0000005,  -0.0000005, 0.0000025,  -0.0000025, 1.0000015,
+                                  -2.4999995, 0.49999999, 4e12,       -4e12,      3999999.9999995,
+                                  1e-7,       -1e-7,      0.00000049, 123.4567895};
+    struct score_engine *e = NULL;
+    assert_int_equal(score_engine_new(s, &e), 0);
+    long long q = 0;
+    score_engine_begin(e);
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        char ref[16];
+        snprintf(ref, sizeof ref, "e%zu", i);
+        struct score_obs o = ob("x", ref, 0, "A", "s", "2015-01", vals[i]);
+        struct score_checked c;
+        assert_int_equal(score_engine_check_ex(e, &o, NULL, 0, &c), KP_R_OK);
+        assert_int_equal(score_engine_apply_batch(e, &o, &c, 1, NULL), 0);
+        q += llround(vals[i] * 1e6);
+    }
+    score_engine_commit(e);
+    struct score_cell_change ch;
+    assert_int_equal(score_engine_cell(e, 0, 1, "2015-01", &ch), 0);
+    assert_true(ch.value == (double)q / 1e6);
+    score_engine_destroy(&e);
+    score_scheme_destroy(&s);
+}
+
 static void test_permutations(void **state)
 {
     (void)state;
@@ -1052,7 +1230,6 @@ static void test_changes_ranks(void **state)
     score_scheme_destroy(&s);
 }
 
-
 /* ---- group-relative and the other methods (T2) ----------------------------------------- */
 
 static const char *T2 =
@@ -1122,13 +1299,13 @@ static void test_relative_methods(void **state)
         const char *u, *i;
         double v;
     } in[] = {
-        {"A", "rel", 10},     {"B", "rel", 20},     {"C", "rel", 15},     {"D", "rel", 30},
-        {"A", "rel_low", 2},  {"B", "rel_low", 4},  {"C", "rel_low", 3},  {"D", "rel_low", 2},
-        {"A", "rk", 5},       {"B", "rk", 7},       {"C", "rk", 7},       {"D", "rk", 3},
-        {"A", "comp", 40},    {"B", "comp", 70},    {"C", "comp", 50},    {"D", "comp", 25},
+        {"A", "rel", 10},     {"B", "rel", 20},      {"C", "rel", 15},     {"D", "rel", 30},
+        {"A", "rel_low", 2},  {"B", "rel_low", 4},   {"C", "rel_low", 3},  {"D", "rel_low", 2},
+        {"A", "rk", 5},       {"B", "rk", 7},        {"C", "rk", 7},       {"D", "rk", 3},
+        {"A", "comp", 40},    {"B", "comp", 70},     {"C", "comp", 50},    {"D", "comp", 25},
         {"A", "comp_rev", 4}, {"B", "comp_rev", 10}, {"C", "comp_rev", 5}, {"D", "comp_rev", 0},
-        {"A", "bd", 95},      {"B", "bd", 80},      {"C", "bd", 75},      {"D", "bd", 74.9},
-        {"E", "rel", 5},      {"F", "rel", 5},      {"E", "rk", 1},       {"F", "rk", 2},
+        {"A", "bd", 95},      {"B", "bd", 80},       {"C", "bd", 75},      {"D", "bd", 74.9},
+        {"E", "rel", 5},      {"F", "rel", 5},       {"E", "rk", 1},       {"F", "rk", 2},
     };
     for (size_t k = 0; k < sizeof in / sizeof in[0]; k++) {
         char ref[32];
@@ -1194,18 +1371,19 @@ static void test_count_sum(void **state)
 {
     (void)state;
     struct score_scheme *s = load_text(
-        "t3.yaml", "scheme: t3\n"
-                   "name: 计数\n"
-                   "groups: [{code: g, name: G, units: [{code: A, name: A}, {code: B, name: B}]}]\n"
-                   "indicators:\n"
-                   "  - code: findings\n"
-                   "    name: 审计发现问题数\n"
-                   "    weight: 50\n"
-                   "    input: count\n"
-                   "    method: band\n"
-                   "    bands: [{hi: 1, points: 100}, {lo: 1, hi: 3, points: 80}, {lo: 3, points: 60}]\n"
-                   "  - {code: overdue, name: 超期天数, weight: 50, input: sum, method: completion,\n"
-                   "     target: 10, reverse: true, min: 0}\n");
+        "t3.yaml",
+        "scheme: t3\n"
+        "name: 计数\n"
+        "groups: [{code: g, name: G, units: [{code: A, name: A}, {code: B, name: B}]}]\n"
+        "indicators:\n"
+        "  - code: findings\n"
+        "    name: 审计发现问题数\n"
+        "    weight: 50\n"
+        "    input: count\n"
+        "    method: band\n"
+        "    bands: [{hi: 1, points: 100}, {lo: 1, hi: 3, points: 80}, {lo: 3, points: 60}]\n"
+        "  - {code: overdue, name: 超期天数, weight: 50, input: sum, method: completion,\n"
+        "     target: 10, reverse: true, min: 0}\n");
     struct score_engine *e = NULL;
     assert_int_equal(score_engine_new(s, &e), 0);
     apply_ok(e, ob("audit", "f1", 0, "A", "findings", "2015-02", 1));
@@ -1276,13 +1454,13 @@ static void test_exact_event_sums(void **state)
 static void test_event_limits(void **state)
 {
     (void)state;
-    struct score_scheme *s = load_text("t3.yaml",
-                                       "scheme: t3\n"
-                                       "name: 限值\n"
-                                       "groups: [{code: g, name: G, units: [{code: A, name: A}]}]\n"
-                                       "indicators:\n"
-                                       "  - {code: amt, name: 金额, weight: 50, input: sum, method: direct}\n"
-                                       "  - {code: v, name: 值, weight: 50, method: direct}\n");
+    struct score_scheme *s =
+        load_text("t3.yaml", "scheme: t3\n"
+                             "name: 限值\n"
+                             "groups: [{code: g, name: G, units: [{code: A, name: A}]}]\n"
+                             "indicators:\n"
+                             "  - {code: amt, name: 金额, weight: 50, input: sum, method: direct}\n"
+                             "  - {code: v, name: 值, weight: 50, method: direct}\n");
     struct score_engine *e = NULL;
     assert_int_equal(score_engine_new(s, &e), 0);
     char msg[256];
@@ -1382,8 +1560,8 @@ static void test_crowded_value_cell(void **state)
             if (!here[i])
                 continue;
             if (best < 0 || at[i] > at[best] ||
-                (at[i] == at[best] && ((i % 2 ? 1 : 2) > (best % 2 ? 1 : 2) ||
-                                       ((i % 2) == (best % 2) && i > best))))
+                (at[i] == at[best] &&
+                 ((i % 2 ? 1 : 2) > (best % 2 ? 1 : 2) || ((i % 2) == (best % 2) && i > best))))
                 best = i;
         }
         struct score_cell_change c = cell(e, s, "A", "x", "2015-05");
@@ -1462,6 +1640,8 @@ int main(void)
         cmocka_unit_test(test_ref_lengths),
         cmocka_unit_test(test_crowded_value_cell),
         cmocka_unit_test(test_unit_of_work_reads),
+        cmocka_unit_test(test_apply_batch),
+        cmocka_unit_test(test_event_rounding),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
