@@ -1,6 +1,7 @@
 /*
- * brk: the broker (see brk.h). A small table maps each scheme to the scorer serving it and
- * when it was last heard from; routing is a lookup in that table. Sends to a scorer use
+ * brk: the broker (see brk.h). A small table maps each scheme to the scorer serving it, a
+ * second one keeps, per scorer that serves a scheme, when it was last heard from; routing is
+ * a lookup in the first, liveness one entry of the second. Sends to a scorer use
  * ZMQ_ROUTER_MANDATORY, so a scorer that has gone away is noticed on the first send and the
  * batch is nacked for retry instead of vanishing (ARCHITECTURE.md guarantee 1).
  */
@@ -38,7 +39,7 @@ const struct kp_cfg_entry brk_config_table[] = {
     {"admin", KP_CFG_STR, "127.0.0.1:9402", 0, 0, CFG(admin), false, false,
      "host:port of the admin HTTP endpoint (/metrics, /healthz, /readyz)"},
     {"hb_ms", KP_CFG_MS, "1000", 100, 600000, CFG(hb_ms), false, false,
-     "scorer heartbeat interval; a scorer silent for 3 intervals is dead"},
+     "scorer heartbeat interval; a scorer silent (no reg, hb or rep) for 3 intervals is dead"},
     {"max_bytes", KP_CFG_BYTES, "4M", 1024, 64.0 * 1024 * 1024, CFG(max_bytes), false, false,
      "largest batch frame (the envelope adds 64 KiB)"},
     {"insecure", KP_CFG_BOOL, "false", 0, 0, CFG(insecure), false, false,
@@ -57,10 +58,17 @@ const struct kp_cfg_entry brk_config_table[] = {
 #define BRK_FRONT_HWM  32 /* frames queued per collector connection, each way */
 #define BRK_SCORER_HWM 16 /* batches queued per scorer: a scorer takes one at a time */
 
+/* A scorer that serves at least one route. Liveness is kept here, once per scorer, so that
+ * any frame of a scorer refreshes all its routes in O(1) (INTERNAL.md "Liveness"). */
+struct brk_scorer {
+    char sid[KP_CODE_MAX + 1]; /* "" = free slot */
+    int64_t last_seen_ms;      /* mono_ms() of its last well-formed frame: reg, hb or rep */
+    unsigned n_routes;         /* routes served; the slot is freed when it drops to 0 */
+};
+
 struct brk_route {
     char scheme[KP_CODE_MAX + 1];
-    char sid[KP_CODE_MAX + 1];
-    int64_t last_seen_ms; /* mono_ms() */
+    struct brk_scorer *scorer; /* NULL: no scorer (none registered, or dropped as dead) */
     int64_t registered_ms;
     struct kp_gauge *live;
 };
@@ -76,8 +84,12 @@ struct brk {
     char front_ep[256], back_ep[256];
     struct brk_route routes[BRK_MAX_ROUTES];
     size_t n_routes;
-    int closing;      /* parts still closing; the struct is freed at 0 */
-    bool timer_open;  /* the liveness timer was initialised */
+    /* the scorers that serve a route: at most one per route */
+    struct brk_scorer serving[BRK_MAX_ROUTES];
+    size_t n_serving;          /* every slot in use lies below this index */
+    struct brk_scorer *recent; /* the scorer found last: a frame of the same one skips the scan */
+    int closing;               /* parts still closing; the struct is freed at 0 */
+    bool timer_open;           /* the liveness timer was initialised */
     struct kp_counter *routed, *replies, *unavailable, *overloaded, *bad_frames;
     /* operations (issue 8) */
     struct kp_gauge *collectors, *scorers, *schemes_live;
@@ -104,9 +116,70 @@ static struct brk_route *route_find(struct brk *b, const char *scheme, size_t le
     return NULL;
 }
 
+/* The scorer whose sid is the len bytes at sid (a routing id), or NULL when it serves no
+ * route. O(1) for a frame of the scorer found last (the common case: one active scorer
+ * streaming replies), else a scan of the scorers, at most one per route. */
+static struct brk_scorer *scorer_find(struct brk *b, const void *sid, size_t len)
+{
+    struct brk_scorer *s = b->recent;
+    if (s && s->sid[0] && strlen(s->sid) == len && memcmp(s->sid, sid, len) == 0)
+        return s;
+    for (size_t i = 0; i < b->n_serving; i++) {
+        s = &b->serving[i];
+        if (s->sid[0] && strlen(s->sid) == len && memcmp(s->sid, sid, len) == 0)
+            return b->recent = s;
+    }
+    return NULL;
+}
+
+/* A free slot for sid (loop thread). There is always one when the caller has just unrouted the
+ * route it is about to give sid: every slot in use serves one of the other routes. */
+static struct brk_scorer *scorer_add(struct brk *b, const char *sid, int64_t now)
+{
+    size_t i = 0;
+    while (i < b->n_serving && b->serving[i].sid[0])
+        i++;
+    KP_ASSERT(i < sizeof b->serving / sizeof b->serving[0]);
+    if (i == b->n_serving)
+        b->n_serving++;
+    struct brk_scorer *s = &b->serving[i];
+    snprintf(s->sid, sizeof s->sid, "%s", sid);
+    s->last_seen_ms = now;
+    s->n_routes = 0;
+    return s;
+}
+
+/* Routes r to s (NULL: to nobody); a scorer left with no route frees its slot. */
+static void route_set(struct brk *b, struct brk_route *r, struct brk_scorer *s)
+{
+    struct brk_scorer *old = r->scorer;
+    if (old == s)
+        return;
+    r->scorer = s;
+    if (s)
+        s->n_routes++;
+    if (old && --old->n_routes == 0) {
+        old->sid[0] = 0;
+        if (b->recent == old)
+            b->recent = NULL;
+        while (b->n_serving > 0 && !b->serving[b->n_serving - 1].sid[0])
+            b->n_serving--;
+    }
+}
+
+/* A well-formed frame from the scorer with routing id sid proves it alive: every route it
+ * serves is refreshed at once (INTERNAL.md "Liveness"). A scorer that serves no route (never
+ * registered, or already declared dead) stays so until its next reg. */
+static void scorer_heard(struct brk *b, const void *sid, size_t len, int64_t now)
+{
+    struct brk_scorer *s = scorer_find(b, sid, len);
+    if (s)
+        s->last_seen_ms = now;
+}
+
 static bool route_live(const struct brk *b, const struct brk_route *r, int64_t now)
 {
-    return r->sid[0] && now - r->last_seen_ms <= 3 * b->cfg->hb_ms;
+    return r->scorer && now - r->scorer->last_seen_ms <= 3 * b->cfg->hb_ms;
 }
 
 /* Recounts the schemes with a live scorer after a route changed (loop thread). */
@@ -131,12 +204,10 @@ static void on_register(struct brk *b, const struct kp_frame *sid_frame, const s
         return;
     }
     int64_t now = mono_ms();
-    if (is_hb) {
-        for (size_t i = 0; i < b->n_routes; i++)
-            if (strcmp(b->routes[i].sid, reg.sid) == 0)
-                b->routes[i].last_seen_ms = now;
+    scorer_heard(b, sid_frame->data, sid_frame->len, now);
+    if (is_hb)
         return;
-    }
+    struct brk_scorer *s = scorer_find(b, sid_frame->data, sid_frame->len);
     for (size_t k = 0; k < reg.n_schemes; k++) {
         struct brk_route *r = route_find(b, reg.schemes[k], strlen(reg.schemes[k]));
         if (!r) {
@@ -151,28 +222,31 @@ static void on_register(struct brk *b, const struct kp_frame *sid_frame, const s
             r->live = kp_metrics_gauge(b->metrics, "kaoping_broker_scorer_live",
                                        "1 when a live scorer serves the scheme", labels);
         }
-        if (strcmp(r->sid, reg.sid) != 0) {
+        if (!s || r->scorer != s) {
             KP_INFO("scorer_registered", "scheme=%s scorer=%s previous=%s", r->scheme, reg.sid,
-                    r->sid[0] ? r->sid : "none");
-            snprintf(r->sid, sizeof r->sid, "%s", reg.sid);
+                    r->scorer ? r->scorer->sid : "none");
+            /* taking the route first frees the previous scorer's slot if it was its last */
+            route_set(b, r, NULL);
+            if (!s)
+                s = scorer_add(b, reg.sid, now);
+            route_set(b, r, s);
             r->registered_ms = now;
         }
-        r->last_seen_ms = now;
         kp_gauge_set(r->live, 1);
     }
     /* A reg lists every scheme the scorer serves now: one it no longer lists (a standby, a
      * scorer that lost its PostgreSQL session and with it the scheme's lock) is not routed to
      * it any more, rather than until it falls silent. */
-    for (size_t i = 0; i < b->n_routes; i++) {
+    for (size_t i = 0; s && i < b->n_routes; i++) {
         struct brk_route *r = &b->routes[i];
-        if (strcmp(r->sid, reg.sid) != 0)
+        if (r->scorer != s)
             continue;
         bool listed = false;
         for (size_t k = 0; k < reg.n_schemes && !listed; k++)
             listed = strcmp(r->scheme, reg.schemes[k]) == 0;
         if (!listed) {
-            KP_INFO("scorer_deregistered", "scheme=%s scorer=%s", r->scheme, r->sid);
-            r->sid[0] = 0;
+            KP_INFO("scorer_deregistered", "scheme=%s scorer=%s", r->scheme, s->sid);
+            route_set(b, r, NULL);
             kp_gauge_set(r->live, 0);
         }
     }
@@ -225,20 +299,21 @@ static void on_front(struct kp_zsock *s, const struct kp_frame *fr, size_t n, vo
         reply_nack(b, cid, rid, seq, KP_R_scorer_unavailable, "no live scorer serves the scheme");
         return;
     }
-    struct kp_frame f[8] = {{r->sid, strlen(r->sid)}, {"bat", 3}, *cid, *rid, *aid, *seq,
-                            *payload, n == 8 ? fr[7] : *payload};
+    const char *sid = r->scorer->sid;
+    struct kp_frame f[8] = {{sid, strlen(sid)}, {"bat", 3}, *cid, *rid, *aid, *seq, *payload};
+    if (n == 8)
+        f[7] = fr[7];
     int rc = kp_zsock_send(b->back, f, n);
     if (rc == 0) {
         kp_counter_inc(b->routed);
         KP_DEBUG("batch_routed", "adapter=%.*s scheme=%s seq=%.*s scorer=%s", (int)aid->len,
-                 (const char *)aid->data, r->scheme, (int)seq->len, (const char *)seq->data,
-                 r->sid);
+                 (const char *)aid->data, r->scheme, (int)seq->len, (const char *)seq->data, sid);
         return;
     }
     if (rc == KP_EHOSTUNREACH) {
-        KP_WARN("scorer_gone", "scheme=%s scorer=%s adapter=%.*s seq=%.*s", r->scheme, r->sid,
+        KP_WARN("scorer_gone", "scheme=%s scorer=%s adapter=%.*s seq=%.*s", r->scheme, sid,
                 (int)aid->len, (const char *)aid->data, (int)seq->len, (const char *)seq->data);
-        r->sid[0] = 0;
+        route_set(b, r, NULL);
         kp_gauge_set(r->live, 0);
         live_changed(b);
         kp_counter_inc(b->unavailable);
@@ -260,6 +335,9 @@ static void on_back(struct kp_zsock *s, const struct kp_frame *fr, size_t n, voi
         return;
     }
     if (n == 5 && fr[1].len == 3 && memcmp(fr[1].data, "rep", 3) == 0) {
+        /* a reply proves its scorer alive as a hb does: a scorer working through a queue of
+         * batches back to back has no turn to heartbeat (INTERNAL.md "Liveness") */
+        scorer_heard(b, fr[0].data, fr[0].len, mono_ms());
         struct kp_frame f[4] = {fr[2], {"rep", 3}, fr[3], fr[4]};
         int rc = kp_zsock_send(b->front, f, 4);
         if (rc == 0)
@@ -278,10 +356,10 @@ static void on_timer(uv_timer_t *t)
     int64_t now = mono_ms();
     for (size_t i = 0; i < b->n_routes; i++) {
         struct brk_route *r = &b->routes[i];
-        if (r->sid[0] && !route_live(b, r, now)) {
-            KP_WARN("scorer_silent", "scheme=%s scorer=%s silent_ms=%" PRId64, r->scheme, r->sid,
-                    now - r->last_seen_ms);
-            r->sid[0] = 0;
+        if (r->scorer && !route_live(b, r, now)) {
+            KP_WARN("scorer_silent", "scheme=%s scorer=%s silent_ms=%" PRId64, r->scheme,
+                    r->scorer->sid, now - r->scorer->last_seen_ms);
+            route_set(b, r, NULL);
             kp_gauge_set(r->live, 0);
         }
     }

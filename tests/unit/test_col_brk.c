@@ -5,7 +5,8 @@
  * (schemas/INTERNAL.md). Checked, on the exact decoded replies: hello/welcome and ping/pong,
  * the collector's structural nacks, scorer_unavailable when no live scorer serves a scheme,
  * the routing envelope both ways with the payload passed through byte for byte, liveness
- * by heartbeat (3 x hb_ms), a scorer that disconnects (ZMQ_ROUTER_MANDATORY), and the
+ * by heartbeat (3 x hb_ms), liveness by replies (a busy scorer that sends no hb but keeps
+ * replying stays routed), a scorer that disconnects (ZMQ_ROUTER_MANDATORY), and the
  * counters on both admin endpoints over real HTTP. The cases run in order on one fixture;
  * the last one stops everything and checks nothing is left open on the loop.
  */
@@ -39,7 +40,8 @@
 
 #define HB_MS      500 /* the broker's hb_ms: silent for 1.5 s = dead (wide, for loaded CI) */
 #define HB_MS_TEXT "500"
-#define SETTLE_MS  100  /* case 7: time given to a scorer's disconnect to reach the broker */
+#define SETTLE_MS  100  /* case 8: time given to a scorer's disconnect to reach the broker */
+#define BUSY_MS    200  /* case 7: a batch's transaction at the scorer, as in bench_e2e */
 #define MAX_OBS    3    /* the collector's max_obs */
 #define WAIT_MS    5000 /* generous deadline for anything that should take milliseconds */
 #define SID        "sc-1"
@@ -58,8 +60,10 @@ struct fx {
     bool hb_open;
     bool loop_closed;
     uint64_t last_heard_ns; /* when the scorer last sent reg or hb */
+    uint64_t last_rep_ns;   /* when the scorer last sent a rep */
     int col_port, brk_port;
     int scorer_closed;
+    unsigned busy_routed;    /* batches routed in case 7 */
     uint64_t seq;            /* the adapter's batch numbers */
     unsigned sent, answered; /* client messages that expect one reply, and replies popped */
 };
@@ -90,12 +94,6 @@ static bool client_has(struct fx *f, const void *arg)
 {
     (void)arg;
     return inbox_len(&f->client_rx) > 0;
-}
-
-static bool scorer_has(struct fx *f, const void *arg)
-{
-    (void)arg;
-    return inbox_len(&f->scorer_rx) > 0;
 }
 
 static bool scorer_is_closed(struct fx *f, const void *arg)
@@ -309,15 +307,29 @@ static void scorer_register(struct fx *f)
     uv_timer_start(&f->hb, on_hb, HB_MS / 2, HB_MS / 2);
 }
 
-/* Sends a valid batch for s1, checks what the scorer receives, answers it with an ack from
- * the scorer and checks the adapter receives exactly that ack. */
-static void batch_routed(struct fx *f)
+static bool scorer_or_client_has(struct fx *f, const void *arg)
+{
+    (void)arg;
+    return inbox_len(&f->scorer_rx) > 0 || inbox_len(&f->client_rx) > 0;
+}
+
+/* Sends a valid batch for s1, checks what the scorer receives, lets the scorer work on it for
+ * busy_ms (the loop runs, so the broker's liveness timer does too), answers it with an ack
+ * from the scorer and checks the adapter receives exactly that ack. */
+static void batch_routed_busy(struct fx *f, int busy_ms)
 {
     struct kp_buf b = {0};
     uint64_t seq = make_batch(f, &b, "s1", 3);
     client_send(f, b.data, b.len);
 
-    assert_true(run_until(f, scorer_has, NULL, WAIT_MS));
+    assert_true(run_until(f, scorer_or_client_has, NULL, WAIT_MS));
+    if (inbox_len(&f->client_rx) > 0) {
+        print_error("batch seq=%" PRIu64 " answered by the broker, not routed to the scorer "
+                    "(silent from hb for %" PRIu64 " ms)\n",
+                    seq, (kp_mono_ns() - f->last_heard_ns) / 1000000u);
+        expect_nack(f, KP_R_scorer_unavailable, true, seq, true, NULL);
+        fail();
+    }
     struct rmsg m;
     inbox_pop(&f->scorer_rx, &m);
     /* INTERNAL.md broker -> scorer: ["bat", cid, rid, aid, seq, payload] */
@@ -336,9 +348,12 @@ static void batch_routed(struct fx *f)
     struct kp_ack a = {.seq = seq, .stored = 2, .dup = false, .n_rej = 1, .rej = &rej};
     struct kp_buf ack = {0};
     assert_int_equal(kp_ack_encode(&ack, &a), 0);
+    if (busy_ms > 0)
+        run_until(f, never, NULL, busy_ms);
     struct kp_frame rep[4] = {
         {"rep", 3}, {m.f[1].data, m.f[1].len}, {m.f[2].data, m.f[2].len}, {ack.data, ack.len}};
     assert_int_equal(kp_zsock_send(f->scorer, rep, 4), 0);
+    f->last_rep_ns = kp_mono_ns();
     rmsg_fini(&m);
 
     expect_client(f, &m);
@@ -357,6 +372,11 @@ static void batch_routed(struct fx *f)
     rmsg_fini(&m);
     kp_buf_fini(&ack);
     kp_buf_fini(&b);
+}
+
+static void batch_routed(struct fx *f)
+{
+    batch_routed_busy(f, 0);
 }
 
 /* ---- fixture ----------------------------------------------------------------------------- */
@@ -578,7 +598,44 @@ static void test_silent_scorer(void **state)
     batch_routed(f);
 }
 
-/* 7. The scorer's socket closes while it is registered and heard from: the broker's send
+/* 7. A scorer busy with batches back to back sends no hb between them (the bench_e2e case:
+ * 256 batches of 100-200 ms per loop turn), but its replies prove it alive (INTERNAL.md
+ * "Liveness"): for well over 3 x hb_ms without hb every batch still reaches it and no
+ * scorer_unavailable nack comes back. Once it stops replying as well, it is declared dead
+ * 3 x hb_ms after its last reply; a reg brings it back. */
+static void test_replying_scorer(void **state)
+{
+    struct fx *f = *state;
+    uv_timer_stop(&f->hb);
+    unsigned routed = 0;
+    while ((kp_mono_ns() - f->last_heard_ns) / 1000000u <= 3 * HB_MS + HB_MS) {
+        batch_routed_busy(f, BUSY_MS);
+        routed++;
+    }
+    assert_true(routed >= (3 * HB_MS) / BUSY_MS);
+    f->busy_routed += routed;
+    assert_true(brk_gauge_is(f, &s1_live));
+
+    /* silent now: no rep, no hb */
+    assert_true(run_until(f, brk_gauge_is, &s1_dead, WAIT_MS));
+    uint64_t silent_ms = (kp_mono_ns() - f->last_rep_ns) / 1000000u;
+    assert_true(silent_ms > 3 * HB_MS);
+    batch_unavailable(f, "s1", "no live scorer serves the scheme");
+    assert_int_equal(inbox_len(&f->scorer_rx), 0);
+
+    /* a late rep from a scorer declared dead does not bring its route back (it may have lost
+     * the scheme meanwhile): only a reg does. Its envelope names no collector, so the broker
+     * drops it (collector_gone) without counting a relayed reply. */
+    struct kp_frame late[4] = {{"rep", 3}, {"nobody", 6}, {"r", 1}, {"\x80", 1}};
+    assert_int_equal(kp_zsock_send(f->scorer, late, 4), 0);
+    run_until(f, never, NULL, SETTLE_MS);
+    batch_unavailable(f, "s1", "no live scorer serves the scheme");
+    assert_int_equal(inbox_len(&f->scorer_rx), 0);
+
+    scorer_register(f);
+}
+
+/* 8. The scorer's socket closes while it is registered and heard from: the broker's send
  * fails with EHOSTUNREACH (ZMQ_ROUTER_MANDATORY), the batch is nacked scorer_unavailable and
  * the route is dropped, so the next batch is refused at the lookup. */
 static void test_scorer_disconnects(void **state)
@@ -602,7 +659,7 @@ static void test_scorer_disconnects(void **state)
     assert_true(run_until(f, brk_gauge_is, &s1_dead, WAIT_MS));
 }
 
-/* 8. The counters on both admin endpoints, over HTTP. */
+/* 9. The counters on both admin endpoints, over HTTP. */
 static void test_metrics(void **state)
 {
     struct fx *f = *state;
@@ -618,16 +675,17 @@ static void test_metrics(void **state)
     assert_true(metric(f->col_port, "kaoping_collector_nacks_total{code=\"too_large\"}") == 1);
     assert_true(metric(f->col_port, "kaoping_collector_hellos_total") == 1);
     assert_true(metric(f->col_port, "kaoping_collector_pings_total") == 1);
-    /* cases 3, 4, 5, 6 (two), 7 (two) */
-    assert_true(metric(f->col_port, "kaoping_collector_batches_forwarded_total") == 7);
-    assert_true(metric(f->col_port, "kaoping_collector_replies_relayed_total") == 7);
+    /* cases 3, 4, 5, 6 (two), 7 (busy_routed + two), 8 (two) */
+    double forwarded = 9 + f->busy_routed;
+    assert_true(metric(f->col_port, "kaoping_collector_batches_forwarded_total") == forwarded);
+    assert_true(metric(f->col_port, "kaoping_collector_replies_relayed_total") == forwarded);
     assert_true(metric(f->col_port, "kaoping_collector_replies_undeliverable_total") == 0);
 
-    /* case 4 and case 6 after the new reg */
-    assert_true(metric(f->brk_port, "kaoping_broker_batches_routed_total") == 2);
-    assert_true(metric(f->brk_port, "kaoping_broker_replies_total") == 2);
+    /* case 4, case 6 after the new reg, case 7 while busy */
+    assert_true(metric(f->brk_port, "kaoping_broker_batches_routed_total") == 2 + f->busy_routed);
+    assert_true(metric(f->brk_port, "kaoping_broker_replies_total") == 2 + f->busy_routed);
     assert_true(metric(f->brk_port, "kaoping_broker_nacks_total{code=\"scorer_unavailable\"}") ==
-                5);
+                7);
     assert_true(metric(f->brk_port, "kaoping_broker_nacks_total{code=\"overloaded\"}") == 0);
     assert_true(metric(f->brk_port, "kaoping_broker_bad_frames_total") == 0);
     assert_true(metric(f->brk_port, "kaoping_broker_scorer_live{scheme=\"s1\"}") == 0);
@@ -672,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_routed),
         cmocka_unit_test(test_other_scheme),
         cmocka_unit_test(test_silent_scorer),
+        cmocka_unit_test(test_replying_scorer),
         cmocka_unit_test(test_scorer_disconnects),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_stop),
