@@ -129,6 +129,33 @@ enum scr_outcome scr_process_refused(struct scr *s, const void *aid, size_t aid_
                                      const void *payload, size_t len, const void *refused,
                                      size_t refused_len, struct kp_buf *reply);
 
+/* The most batches stored in one transaction by scr_process_group. */
+#define SCR_GROUP_MAX 16
+
+/* One batch of a group for scr_process_group: the envelope's adapter id, the payload and the
+ * optional refused frame are borrowed for the call; the answer is written into reply (reset
+ * first) and its kind into out. */
+struct scr_item {
+    const void *aid;
+    size_t aid_len;
+    const void *payload;
+    size_t len;
+    const void *refused; /* NULL: none */
+    size_t refused_len;
+    struct kp_buf *reply;
+    enum scr_outcome out;
+};
+
+/* Processes batches that arrived together (the DEALER's queue at the end of a loop turn; at
+ * most SCR_GROUP_MAX). Each is checked and answered exactly as by scr_process_refused; the
+ * batches of one scheme that pass the batch-level checks are then stored in ONE PostgreSQL
+ * transaction (group commit): every batch row, observation and rejection, the engine applying
+ * them in order, and the score rows and alert transitions of the whole group written once.
+ * Each batch stays all-or-nothing (it commits with the group or not at all) and is answered
+ * only after the COMMIT; a database failure nacks every batch of the group scorer_unavailable,
+ * retry:true. Loop thread only; blocks on the database. */
+void scr_process_group(struct scr *s, struct scr_item *items, size_t n);
+
 struct scr_stats {
     uint64_t committed, dup, nacked;
     uint64_t stored, rejected; /* observations stored / refused in committed batches */

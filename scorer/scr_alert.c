@@ -588,10 +588,11 @@ static void feed_total(const struct score_total_change *t, void *arg)
     }
 }
 
-int scr__alert_batch(struct scr *s, struct scr_scheme *sch, const struct kp_batch *b)
+int scr__alert_batch(struct scr *s, struct scr_scheme *sch, const struct kp_batch *const *bs,
+                     size_t nb)
 {
     struct scr_alerts *A = s->alerts;
-    if (!A)
+    if (!A || nb == 0)
         return 0;
     struct scr_alert_sch *as = &A->sch[sch_index(s, sch)];
     bool eval = as->has_rules && as->ev && as->loaded;
@@ -603,9 +604,10 @@ int scr__alert_batch(struct scr *s, struct scr_scheme *sch, const struct kp_batc
     score_engine_changes(sch->engine, eval ? feed_cell : NULL, feed_total, &f);
     if (!eval)
         return 0;
-    if (as->tasks) {
-        struct kp_buf xj = {0};
-        for (size_t i = 0; i < b->n_obs; i++) {
+    struct kp_buf xj = {0};
+    for (size_t k = 0; k < nb; k++) {
+        const struct kp_batch *b = bs[k];
+        for (size_t i = 0; as->tasks && i < b->n_obs; i++) {
             const struct kp_obs *o = &b->obs[i];
             if (o->reason != KP_R_OK)
                 continue;
@@ -618,9 +620,9 @@ int scr__alert_batch(struct scr *s, struct scr_scheme *sch, const struct kp_batc
                 x = kp_buf_cstr(&xj);
             feed_task(as, sch->scheme, b->src, o->ref, o->rev, o->u, o->i, o->p, o->val, x);
         }
-        kp_buf_fini(&xj);
+        score_alert_source(as->ev, b->aid, b->src, f.now);
     }
-    score_alert_source(as->ev, b->aid, b->src, f.now);
+    kp_buf_fini(&xj);
     const struct score_alert_transition *t;
     size_t n = score_alert_eval(as->ev, sch->engine, f.now, false, &t);
     if (n == 0)

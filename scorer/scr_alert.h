@@ -36,11 +36,13 @@ void scr__alert_stop(struct scr *s, void (*done)(void *), void *arg);
 int scr__alert_prepare(struct scr *s, struct scr_scheme *sch);
 
 /* Batch path, after the score rows are written and before COMMIT: feeds the engine's changes,
- * the batch's task nodes (x.due) and the adapter's heartbeat to the evaluator, evaluates,
+ * the task nodes (x.due) and the adapters' heartbeats of the nb batches stored in this
+ * transaction (a group, scr_process_group) to the evaluator, evaluates once,
  * writes the transitions into `alert` and NOTIFYs kaoping_alert, in the same transaction; queues
  * the PUB messages (alert transitions, score changes) for after the COMMIT. Returns 0 or
  * KP_EDB (the caller rolls back; the evaluator is reloaded before its next use). */
-int scr__alert_batch(struct scr *s, struct scr_scheme *sch, const struct kp_batch *b);
+int scr__alert_batch(struct scr *s, struct scr_scheme *sch, const struct kp_batch *const *bs,
+                     size_t nb);
 
 /* Batch path, after COMMIT: publishes the queued PUB messages and wakes the sender. */
 void scr__alert_committed(struct scr *s, struct scr_scheme *sch);

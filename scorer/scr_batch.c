@@ -7,6 +7,8 @@
  * unnest()ed arrays. The ack is written only after COMMIT (guarantee 1); a retransmit finds
  * its batch row and is answered dup:true with the original counts. Any database failure rolls
  * back both the transaction and the engine and answers nack scorer_unavailable, retry:true.
+ * Batches that arrive together share the transaction (group commit, scr_process_group): each
+ * still commits whole or not at all, and the score rows they share are written once.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -177,13 +179,22 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
     struct kp_buf *a = s->a;
     for (int k = SCR_A_OREF; k <= SCR_A_RMSG; k++)
         kp_pg_array_begin(&a[k]);
+    if (s->cap_so < b->n_obs) {
+        s->cap_so = b->n_obs;
+        s->so = kp_xrealloc(s->so, s->cap_so * sizeof *s->so);
+        s->chk = kp_xrealloc(s->chk, s->cap_so * sizeof *s->chk);
+        s->so_reason = kp_xrealloc(s->so_reason, s->cap_so * sizeof *s->so_reason);
+    }
+    s->n_so = 0;
     size_t accepted = 0;
     for (size_t i = 0; i < b->n_obs; i++) {
         struct kp_obs *o = &b->obs[i];
+        struct score_obs so;
+        struct score_checked chk;
         if (o->reason == KP_R_OK) {
-            struct score_obs so = to_score_obs(b, o);
+            so = to_score_obs(b, o);
             char msg[KP_MSG_TEXT_MAX] = "";
-            enum kp_reason r = score_engine_check(sch->engine, &so, msg, sizeof msg);
+            enum kp_reason r = score_engine_check_ex(sch->engine, &so, msg, sizeof msg, &chk);
             if (r == KP_R_OK) /* the scheme's hard data_quality checks (issue 7) */
                 r = score_alert_check(sch->scheme, sch->engine, &so, msg, sizeof msg);
             if (r != KP_R_OK)
@@ -209,6 +220,9 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
             kp_pg_array_add_double(&a[SCR_A_OW], o->w);
             kp_pg_array_add(&a[SCR_A_OX], xjson);
             kp_pg_array_add_i64(&a[SCR_A_OAT], (long long)o->at);
+            s->so[s->n_so] = so;
+            s->chk[s->n_so] = chk;
+            s->n_so++;
             accepted++;
         } else {
             if (!o->msg[0])
@@ -291,15 +305,27 @@ static void reply_ack(struct kp_buf *reply, const struct kp_batch *b, size_t acc
     free(rej);
 }
 
-/* Database failure in the middle of a batch: roll back database and engine, log once with the
- * batch's context, nack for retry. `at_commit`: COMMIT itself failed, so when the connection
- * is lost its outcome is unknown and the engines are rebuilt after reconnecting. */
-static enum scr_outcome db_failure(struct scr *s, struct scr_scheme *sch, bool engine_open,
-                                   bool at_commit, const char *step, const struct kp_batch *b,
-                                   struct kp_buf *reply)
+/* One batch of a group on its way through scr_process_group. */
+struct slot {
+    struct scr_item *it;
+    struct kp_batch *b;     /* decoded; NULL once answered without the database */
+    struct scr_scheme *sch; /* the scheme serving it */
+    size_t accepted;        /* observations stored */
+    long long inserted;     /* of which new rows (the others: a (src, ref, rev) seen before) */
+    bool dup;               /* a retransmit of a committed batch: answered from its row */
+};
+
+/* Database failure in the middle of a group: roll back database and engine, log once with the
+ * first batch's context, nack every batch of the group for retry (a dup answer read inside the
+ * transaction may name a batch of this very group, which is not committed now). `at_commit`:
+ * COMMIT itself failed, so when the connection is lost its outcome is unknown and the engines
+ * are rebuilt after reconnecting. */
+static void db_failure(struct scr *s, struct scr_scheme *sch, bool engine_open, bool at_commit,
+                       const char *step, struct slot *g, size_t n)
 {
     char ctx[256];
-    snprintf(ctx, sizeof ctx, "adapter=%s scheme=%s seq=%" PRIu64, b->aid, b->scheme, b->seq);
+    snprintf(ctx, sizeof ctx, "adapter=%s scheme=%s seq=%" PRIu64 " batches=%zu", g[0].b->aid,
+             g[0].b->scheme, g[0].b->seq, n);
     if (engine_open)
         score_engine_rollback(sch->engine);
     scr__db_failed(s, step, ctx);
@@ -310,26 +336,31 @@ static enum scr_outcome db_failure(struct scr *s, struct scr_scheme *sch, bool e
                 "rebuilt from the database\"",
                 ctx);
     }
-    reply_nack(reply, true, b->seq, KP_R_scorer_unavailable, "database unavailable; retry later");
-    s->stats.nacked++;
-    kp_counter_inc(s->m_nacked);
-    return SCR_NACKED;
+    for (size_t k = 0; k < n; k++) {
+        reply_nack(g[k].it->reply, true, g[k].b->seq, KP_R_scorer_unavailable,
+                   "database unavailable; retry later");
+        g[k].it->out = SCR_NACKED;
+        s->stats.nacked++;
+        kp_counter_inc(s->m_nacked);
+    }
 }
 
-static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_batch *b,
-                              size_t accepted, struct kp_buf *reply)
+/* Stores one batch of the group inside the open transaction: its batch row (the dedup key),
+ * observations and rejections, then applies its observations to the engine, so the checks of
+ * the next batch see this one. Returns NULL or the failed step. */
+static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot *sl,
+                             long long *max_id)
 {
+    struct kp_batch *b = sl->b;
     struct kp_buf *a = s->a;
+    sl->accepted = check_and_collect(s, sch, b);
     char seqtxt[24], n_obs[24], stored[24];
     snprintf(seqtxt, sizeof seqtxt, "%" PRIu64, b->seq);
     snprintf(n_obs, sizeof n_obs, "%zu", b->n_obs);
-    snprintf(stored, sizeof stored, "%zu", accepted);
-    size_t n_rej = b->n_obs - accepted;
-    uint64_t t0 = kp_mono_ns();
+    snprintf(stored, sizeof stored, "%zu", sl->accepted);
+    size_t n_rej = b->n_obs - sl->accepted;
     struct kp_pg_res *r = NULL;
 
-    if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL))
-        return db_failure(s, sch, false, false, "begin", b, reply);
     const char *p_batch[9] = {b->aid,
                               seqtxt,
                               b->scheme,
@@ -340,27 +371,23 @@ static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_b
                               kp_buf_cstr(&a[SCR_A_RCODE]),
                               kp_buf_cstr(&a[SCR_A_RMSG])};
     if (kp_pg_exec(s->pg, SQL_BATCH, 9, p_batch, &r))
-        return db_failure(s, sch, false, false, "batch", b, reply);
+        return "batch";
     bool first = kp_pg_res_ntuples(r) > 0;
     kp_pg_res_free(&r);
-
     if (!first) {
-        /* A retransmit of a committed batch (ARCHITECTURE.md guarantee 2): nothing applied. */
+        /* A retransmit of a committed batch (ARCHITECTURE.md guarantee 2), or of one earlier in
+         * this group: nothing applied, answered with the original counts. */
         uint64_t orig_stored = 0;
         size_t orig_rej = 0;
-        if (reply_dup(s, b->aid, seqtxt, b->seq, reply, &orig_stored, &orig_rej))
-            return db_failure(s, sch, false, false, "dup", b, reply);
-        scr__db_rollback(s);
-        s->stats.dup++;
-        kp_counter_inc(s->m_dup);
+        if (reply_dup(s, b->aid, seqtxt, b->seq, sl->it->reply, &orig_stored, &orig_rej))
+            return "dup";
+        sl->dup = true;
         KP_INFO("batch_dup",
                 "adapter=%s scheme=%s seq=%" PRIu64 " stored=%" PRIu64 " rejected=%zu dup=true",
                 b->aid, b->scheme, b->seq, orig_stored, orig_rej);
-        return SCR_DUP;
+        return NULL;
     }
-
-    long long inserted = 0, max_id = -1;
-    if (accepted) {
+    if (sl->accepted) {
         const char *p_obs[13] = {b->scheme,
                                  b->src,
                                  b->aid,
@@ -375,10 +402,12 @@ static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_b
                                  kp_buf_cstr(&a[SCR_A_OX]),
                                  kp_buf_cstr(&a[SCR_A_OAT])};
         if (kp_pg_exec(s->pg, SQL_OBS, 13, p_obs, &r))
-            return db_failure(s, sch, false, false, "observation", b, reply);
+            return "observation";
         if (kp_pg_res_ntuples(r) == 1) {
-            inserted = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
-            max_id = strtoll(kp_pg_res_value(r, 0, 1), NULL, 10);
+            sl->inserted = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+            long long id = strtoll(kp_pg_res_value(r, 0, 1), NULL, 10);
+            if (id > *max_id)
+                *max_id = id;
         }
         kp_pg_res_free(&r);
     }
@@ -392,54 +421,94 @@ static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_b
                                 kp_buf_cstr(&a[SCR_A_RCODE]),
                                 kp_buf_cstr(&a[SCR_A_RMSG])};
         if (kp_pg_exec(s->pg, SQL_REJ, 8, p_rej, NULL))
-            return db_failure(s, sch, false, false, "rejection", b, reply);
+            return "rejection";
     }
+    /* Checked above: applied without a second validation (score_engine_apply_batch). */
+    if (score_engine_apply_batch(sch->engine, s->so, s->chk, s->n_so, s->so_reason))
+        for (size_t i = 0; i < s->n_so; i++)
+            if (s->so_reason[i] != KP_R_OK) /* it passed the check: an engine invariant broke */
+                KP_ERROR("apply_failed", "adapter=%s scheme=%s seq=%" PRIu64 " ref=%s reason=%s",
+                         b->aid, b->scheme, b->seq, s->so[i].ref, kp_reason_str(s->so_reason[i]));
+    return NULL;
+}
 
-    /* Alerts (issue 7): the evaluator in step with engine and database before the batch. */
-    if (scr__alert_prepare(s, sch))
-        return db_failure(s, sch, false, false, "alerts", b, reply);
-    /* Score the accepted observations; the engine's unit of work mirrors the transaction. */
-    score_engine_begin(sch->engine);
-    for (size_t i = 0; i < b->n_obs; i++) {
-        const struct kp_obs *o = &b->obs[i];
-        if (o->reason != KP_R_OK)
-            continue;
-        struct score_obs so = to_score_obs(b, o);
-        enum kp_reason rr = score_engine_apply(sch->engine, &so);
-        if (rr != KP_R_OK) /* it passed score_engine_check: an engine invariant is broken */
-            KP_ERROR("apply_failed", "adapter=%s scheme=%s seq=%" PRIu64 " n=%zu reason=%s", b->aid,
-                     b->scheme, b->seq, i, kp_reason_str(rr));
+/* Stores the n batches of g, all of scheme sch, in one transaction and answers each. */
+static void store_group(struct scr *s, struct scr_scheme *sch, struct slot *g, size_t n)
+{
+    uint64_t t0 = kp_mono_ns();
+    long long max_id = -1;
+    const char *step = NULL;
+    if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL)) {
+        db_failure(s, sch, false, false, "begin", g, n);
+        return;
     }
-    struct scr_changes ch;
-    scr__collect_changes(s, sch, &ch);
-    if (scr__db_write_scores(s, b->scheme, &ch, NULL))
-        return db_failure(s, sch, true, false, "scores", b, reply);
-    if (scr__alert_batch(s, sch, b)) /* alert transitions in the same transaction */
-        return db_failure(s, sch, true, false, "alerts", b, reply);
-    if (kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL))
-        return db_failure(s, sch, true, true, "commit", b, reply);
+    /* Alerts (issue 7): the evaluator in step with engine and database before the group. */
+    if (scr__alert_prepare(s, sch)) {
+        db_failure(s, sch, false, false, "alerts", g, n);
+        return;
+    }
+    /* The engine's unit of work mirrors the transaction. */
+    score_engine_begin(sch->engine);
+    const struct kp_batch *fresh[SCR_GROUP_MAX];
+    size_t n_fresh = 0;
+    for (size_t k = 0; k < n && !step; k++) {
+        step = store_one(s, sch, &g[k], &max_id);
+        if (!step && !g[k].dup)
+            fresh[n_fresh++] = g[k].b;
+    }
+    if (step) {
+        db_failure(s, sch, true, false, step, g, n);
+        return;
+    }
+    struct scr_changes ch = {0};
+    if (n_fresh) {
+        scr__collect_changes(s, sch, &ch);
+        if (scr__db_write_scores(s, sch->id, &ch, NULL)) {
+            db_failure(s, sch, true, false, "scores", g, n);
+            return;
+        }
+        if (scr__alert_batch(s, sch, fresh, n_fresh)) { /* transitions in the same transaction */
+            db_failure(s, sch, true, false, "alerts", g, n);
+            return;
+        }
+    }
+    if (kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL)) {
+        db_failure(s, sch, true, true, "commit", g, n);
+        return;
+    }
     score_engine_commit(sch->engine);
     if (max_id > sch->known_max_id)
         sch->known_max_id = max_id;
-    scr__alert_committed(s, sch); /* PUB announcements, Alertmanager sender */
+    if (n_fresh)
+        scr__alert_committed(s, sch); /* PUB announcements, Alertmanager sender */
     double secs = (double)(kp_mono_ns() - t0) / 1e9;
-
-    reply_ack(reply, b, accepted);
-    s->stats.committed++;
-    s->stats.stored += accepted;
-    s->stats.rejected += n_rej;
-    kp_counter_inc(s->m_committed);
-    kp_counter_add(s->m_stored, (double)accepted);
-    for (size_t i = 0; i < b->n_obs; i++)
-        if (b->obs[i].reason != KP_R_OK && b->obs[i].reason < KP_R__COUNT)
-            kp_counter_inc(s->m_rej[b->obs[i].reason]);
     kp_histogram_observe(s->m_commit_s, secs);
-    KP_DEBUG("batch_committed",
-             "adapter=%s scheme=%s seq=%" PRIu64 " stored=%zu new=%lld "
-             "rejected=%zu dup=false cells=%zu totals=%zu ms=%.2f",
-             b->aid, b->scheme, b->seq, accepted, inserted, n_rej, ch.n_cells, ch.n_totals,
-             secs * 1e3);
-    return SCR_COMMITTED;
+
+    for (size_t k = 0; k < n; k++) {
+        struct kp_batch *b = g[k].b;
+        if (g[k].dup) {
+            g[k].it->out = SCR_DUP;
+            s->stats.dup++;
+            kp_counter_inc(s->m_dup);
+            continue;
+        }
+        size_t n_rej = b->n_obs - g[k].accepted;
+        reply_ack(g[k].it->reply, b, g[k].accepted);
+        g[k].it->out = SCR_COMMITTED;
+        s->stats.committed++;
+        s->stats.stored += g[k].accepted;
+        s->stats.rejected += n_rej;
+        kp_counter_inc(s->m_committed);
+        kp_counter_add(s->m_stored, (double)g[k].accepted);
+        for (size_t i = 0; i < b->n_obs; i++)
+            if (b->obs[i].reason != KP_R_OK && b->obs[i].reason < KP_R__COUNT)
+                kp_counter_inc(s->m_rej[b->obs[i].reason]);
+        KP_DEBUG("batch_committed",
+                 "adapter=%s scheme=%s seq=%" PRIu64 " stored=%zu new=%lld "
+                 "rejected=%zu dup=false group=%zu cells=%zu totals=%zu ms=%.2f",
+                 b->aid, b->scheme, b->seq, g[k].accepted, g[k].inserted, n_rej, n, ch.n_cells,
+                 ch.n_totals, secs * 1e3);
+    }
 }
 
 /* ---- entry ---------------------------------------------------------------------------- */
@@ -479,19 +548,13 @@ static bool merge_refused(struct kp_batch *b, const void *refused, size_t len, c
     return true;
 }
 
-enum scr_outcome scr_process(struct scr *s, const void *aid, size_t aid_len, const void *payload,
-                             size_t len, struct kp_buf *reply)
-{
-    return scr_process_refused(s, aid, aid_len, payload, len, NULL, 0, reply);
-}
-
-enum scr_outcome scr_process_refused(struct scr *s, const void *aid, size_t aid_len,
-                                     const void *payload, size_t len, const void *refused,
-                                     size_t refused_len, struct kp_buf *reply)
+/* Decodes and checks one batch of a group. Returns true when it waits for the group's
+ * transaction (sl->b, sl->sch set); false when it was answered (a nack). */
+static bool admit(struct scr *s, struct scr_item *it, struct slot *sl)
 {
     char env_aid[KP_CODE_MAX + 1];
-    size_t n = aid_len < KP_CODE_MAX ? aid_len : KP_CODE_MAX;
-    memcpy(env_aid, aid, n);
+    size_t n = it->aid_len < KP_CODE_MAX ? it->aid_len : KP_CODE_MAX;
+    memcpy(env_aid, it->aid, n);
     env_aid[n] = 0;
     if (!kp_code_valid(env_aid, n))
         snprintf(env_aid, sizeof env_aid, "?");
@@ -501,35 +564,89 @@ enum scr_outcome scr_process_refused(struct scr *s, const void *aid, size_t aid_
     bool has_seq = false;
     uint64_t seq = 0;
     char msg[KP_MSG_TEXT_MAX] = "";
-    enum kp_reason r = kp_batch_decode(payload, len, &lim, &b, &has_seq, &seq, msg, sizeof msg);
-    if (r != KP_R_OK)
-        return nacked(s, reply, has_seq, seq, r, msg, env_aid, "?");
+    enum kp_reason r =
+        kp_batch_decode(it->payload, it->len, &lim, &b, &has_seq, &seq, msg, sizeof msg);
+    if (r != KP_R_OK) {
+        it->out = nacked(s, it->reply, has_seq, seq, r, msg, env_aid, "?");
+        return false;
+    }
     kp_histogram_observe(s->m_batch_size, (double)b->n_obs);
 
-    enum scr_outcome out;
     struct scr_scheme *sch;
     /* INTERNAL.md: the envelope's aid is the authenticated adapter id. */
-    if (strlen(b->aid) != aid_len || memcmp(b->aid, aid, aid_len) != 0) {
+    if (strlen(b->aid) != it->aid_len || memcmp(b->aid, it->aid, it->aid_len) != 0) {
         snprintf(msg, sizeof msg, "aid %s does not match the authenticated adapter %s", b->aid,
                  env_aid);
-        out = nacked(s, reply, true, b->seq, KP_R_bad_aid, msg, env_aid, b->scheme);
+        it->out = nacked(s, it->reply, true, b->seq, KP_R_bad_aid, msg, env_aid, b->scheme);
     } else if (!(sch = find_scheme(s, b->scheme))) {
         snprintf(msg, sizeof msg, "scheme %s is not served by scorer %s", b->scheme, s->sid);
-        out = nacked(s, reply, true, b->seq, KP_R_unknown_scheme, msg, b->aid, b->scheme);
+        it->out = nacked(s, it->reply, true, b->seq, KP_R_unknown_scheme, msg, b->aid, b->scheme);
     } else if (!s->db_ready || !sch->engine) {
-        out = nacked(s, reply, true, b->seq, KP_R_scorer_unavailable,
-                     "database unavailable; retry later", b->aid, b->scheme);
+        it->out = nacked(s, it->reply, true, b->seq, KP_R_scorer_unavailable,
+                         "database unavailable; retry later", b->aid, b->scheme);
     } else if (!sch->active) {
         /* Standby, or the lock session was lost: only the lock holder writes a scheme. */
-        out = nacked(s, reply, true, b->seq, KP_R_scorer_unavailable,
-                     "this scorer does not hold the scheme's lock; retry later", b->aid,
-                     b->scheme);
-    } else if (!merge_refused(b, refused, refused_len, msg, sizeof msg)) {
-        out = nacked(s, reply, true, b->seq, KP_R_bad_msgpack, msg, b->aid, b->scheme);
+        it->out =
+            nacked(s, it->reply, true, b->seq, KP_R_scorer_unavailable,
+                   "this scorer does not hold the scheme's lock; retry later", b->aid, b->scheme);
+    } else if (!merge_refused(b, it->refused, it->refused_len, msg, sizeof msg)) {
+        it->out = nacked(s, it->reply, true, b->seq, KP_R_bad_msgpack, msg, b->aid, b->scheme);
     } else {
-        size_t accepted = check_and_collect(s, sch, b);
-        out = store(s, sch, b, accepted, reply);
+        *sl = (struct slot){.it = it, .b = b, .sch = sch};
+        return true;
     }
     kp_batch_destroy(&b);
-    return out;
+    return false;
+}
+
+void scr_process_group(struct scr *s, struct scr_item *items, size_t n)
+{
+    KP_ASSERT(n <= SCR_GROUP_MAX);
+    struct slot slots[SCR_GROUP_MAX], g[SCR_GROUP_MAX];
+    size_t waiting = 0;
+    for (size_t k = 0; k < n; k++)
+        if (admit(s, &items[k], &slots[waiting]))
+            waiting++;
+    /* One transaction per scheme present, its batches in arrival order. */
+    for (size_t k = 0; k < waiting; k++) {
+        if (!slots[k].b)
+            continue;
+        struct scr_scheme *sch = slots[k].sch;
+        size_t ng = 0;
+        for (size_t j = k; j < waiting; j++)
+            if (slots[j].b && slots[j].sch == sch) {
+                g[ng++] = slots[j];
+                slots[j].b = NULL;
+            }
+        if (s->db_ready)
+            store_group(s, sch, g, ng);
+        else /* an earlier group of this call lost the connection */
+            for (size_t j = 0; j < ng; j++)
+                g[j].it->out =
+                    nacked(s, g[j].it->reply, true, g[j].b->seq, KP_R_scorer_unavailable,
+                           "database unavailable; retry later", g[j].b->aid, g[j].b->scheme);
+        for (size_t j = 0; j < ng; j++)
+            kp_batch_destroy(&g[j].b);
+    }
+}
+
+enum scr_outcome scr_process_refused(struct scr *s, const void *aid, size_t aid_len,
+                                     const void *payload, size_t len, const void *refused,
+                                     size_t refused_len, struct kp_buf *reply)
+{
+    struct scr_item it = {.aid = aid,
+                          .aid_len = aid_len,
+                          .payload = payload,
+                          .len = len,
+                          .refused = refused,
+                          .refused_len = refused_len,
+                          .reply = reply};
+    scr_process_group(s, &it, 1);
+    return it.out;
+}
+
+enum scr_outcome scr_process(struct scr *s, const void *aid, size_t aid_len, const void *payload,
+                             size_t len, struct kp_buf *reply)
+{
+    return scr_process_refused(s, aid, aid_len, payload, len, NULL, 0, reply);
 }

@@ -27,6 +27,8 @@ struct kp_gauge;
 struct kp_histogram;
 struct score_scheme;
 struct score_engine;
+struct score_obs;
+struct score_checked;
 
 /* One scheme served by this scorer. It is served (batches scored, listed in reg) only while
  * `active`: the scorer holds the scheme's advisory lock in its current database session and
@@ -124,15 +126,29 @@ struct scr {
     struct kp_gauge *m_broker_up;
     unsigned hb_ticks;
 
+    /* the DEALER's queue (group commit): batches received in this loop turn, stored together
+     * by the check handle at its end (or as soon as SCR_GROUP_MAX wait); frames copied */
+    struct scr_pend {
+        struct kp_buf cid, rid, aid, seq, payload, refused;
+        bool has_refused;
+        struct kp_buf reply;
+    } pend[SCR_GROUP_MAX];
+    size_t n_pend;
+    uv_check_t flush_check;
+    uint64_t last_hb_ms; /* kp_mono_ns() in ms at the last heartbeat round (reg to the broker) */
     /* scratch, reused batch after batch */
+    struct score_obs *so;      /* the batch's accepted observations, as checked */
+    struct score_checked *chk; /* their check handles (score_engine_apply_batch) */
+    enum kp_reason *so_reason; /* what applying each gave */
+    size_t n_so, cap_so;
     struct kp_buf a[SCR_A__COUNT];
     struct kp_buf json; /* one observation's x as JSON */
-    struct kp_buf out;  /* reply payload for the socket path */
     struct kp_buf reg;  /* reg frame */
 
     struct scr_stats stats;
 
-    struct scr_alerts *alerts; /* issue 7: evaluators, timer, PUB, Alertmanager sender (scr_alert.c) */
+    struct scr_alerts
+        *alerts; /* issue 7: evaluators, timer, PUB, Alertmanager sender (scr_alert.c) */
 };
 
 /* ---- scr_db.c --------------------------------------------------------------------------- */

@@ -173,9 +173,10 @@ static void on_broker_peers(struct kp_zsock *z, int peers, void *arg)
 
 static void on_hb_timer(uv_timer_t *t)
 {
-    if (((struct scr *)t->data)->hb_ticks++ % SCR_ALERT_TICKS == 0)
-        refresh_alerts(t->data);
     struct scr *s = t->data;
+    s->last_hb_ms = kp_mono_ns() / 1000000u;
+    if (s->hb_ticks++ % SCR_ALERT_TICKS == 0)
+        refresh_alerts(s);
     (void)scr__lock_probe(s); /* a dead lock session makes the schemes inactive first */
     scr__send_reg(s);
 }
@@ -284,8 +285,57 @@ void scr__db_schedule(struct scr *s)
 
 /* ---- the DEALER ----------------------------------------------------------------------- */
 
+/* Stores the queued batches (scr_process_group) and sends their replies. A queue that takes
+ * longer than a heartbeat interval to store does not keep the broker waiting for the scorer's
+ * reg: the heartbeat round runs between groups when it is due. */
+static void flush_pending(struct scr *s)
+{
+    if (s->n_pend == 0)
+        return;
+    struct scr_item it[SCR_GROUP_MAX];
+    size_t n = s->n_pend;
+    for (size_t k = 0; k < n; k++) {
+        struct scr_pend *p = &s->pend[k];
+        it[k] = (struct scr_item){.aid = p->aid.data,
+                                  .aid_len = p->aid.len,
+                                  .payload = p->payload.data,
+                                  .len = p->payload.len,
+                                  .refused = p->has_refused ? p->refused.data : NULL,
+                                  .refused_len = p->has_refused ? p->refused.len : 0,
+                                  .reply = &p->reply};
+    }
+    scr_process_group(s, it, n);
+    s->n_pend = 0;
+    for (size_t k = 0; k < n; k++) {
+        struct scr_pend *p = &s->pend[k];
+        struct kp_frame rep[4] = {{"rep", 3},
+                                  {p->cid.data, p->cid.len},
+                                  {p->rid.data, p->rid.len},
+                                  {p->reply.data, p->reply.len}};
+        int rc = kp_zsock_send(s->dealer, rep, 4);
+        if (rc) /* the adapter retransmits and gets dup:true (ARCHITECTURE.md guarantee 2) */
+            KP_WARN("reply_not_sent", "err=%s adapter=%.*s seq=%.*s", kp_err_name(rc),
+                    (int)p->aid.len, (const char *)p->aid.data, (int)p->seq.len,
+                    (const char *)p->seq.data);
+    }
+    if (!s->closing && kp_mono_ns() / 1000000u - s->last_hb_ms >= (uint64_t)s->cfg->hb_ms)
+        on_hb_timer(&s->hb_timer);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    flush_pending(h->data);
+}
+
+static void copy_frame(struct kp_buf *b, const struct kp_frame *f)
+{
+    kp_buf_reset(b);
+    kp_buf_append(b, f->data, f->len);
+}
+
 /* INTERNAL.md broker → scorer: ["bat", cid, rid, aid, seq, payload] and, when the collector
- * refused observations the adapter is not granted, [..., payload, refused]. */
+ * refused observations the adapter is not granted, [..., payload, refused]. Queued until the
+ * end of the loop turn, so that batches that arrived together share one transaction. */
 static void on_dealer(struct kp_zsock *z, const struct kp_frame *fr, size_t n, void *arg)
 {
     (void)z;
@@ -296,14 +346,17 @@ static void on_dealer(struct kp_zsock *z, const struct kp_frame *fr, size_t n, v
         KP_WARN("bad_broker_frame", "frames=%zu", n);
         return;
     }
-    (void)scr_process_refused(s, fr[3].data, fr[3].len, fr[5].data, fr[5].len,
-                              n == 7 ? fr[6].data : NULL, n == 7 ? fr[6].len : 0, &s->out);
-    struct kp_frame rep[4] = {{"rep", 3}, fr[1], fr[2], {s->out.data, s->out.len}};
-    int rc = kp_zsock_send(s->dealer, rep, 4);
-    if (rc) /* the adapter retransmits and gets dup:true (ARCHITECTURE.md guarantee 2) */
-        KP_WARN("reply_not_sent", "err=%s adapter=%.*s seq=%.*s", kp_err_name(rc),
-                (int)fr[3].len, (const char *)fr[3].data, (int)fr[4].len,
-                (const char *)fr[4].data);
+    struct scr_pend *p = &s->pend[s->n_pend++];
+    copy_frame(&p->cid, &fr[1]);
+    copy_frame(&p->rid, &fr[2]);
+    copy_frame(&p->aid, &fr[3]);
+    copy_frame(&p->seq, &fr[4]);
+    copy_frame(&p->payload, &fr[5]);
+    p->has_refused = n == 7;
+    if (p->has_refused)
+        copy_frame(&p->refused, &fr[6]);
+    if (s->n_pend == SCR_GROUP_MAX)
+        flush_pending(s);
 }
 
 /* ---- start / stop --------------------------------------------------------------------- */
@@ -348,10 +401,9 @@ static void make_metrics(struct scr *s)
             char labels[128];
             snprintf(labels, sizeof labels, "scheme=\"%s\",state=\"%s\"", s->schemes[i].id,
                      alert_states[k]);
-            s->m_alerts[i * SCR_ALERT_STATES + (size_t)k] =
-                kp_metrics_gauge(m, "kaoping_scorer_alerts",
-                                 "Alerts recorded for the scheme, by state (from the alert table)",
-                                 labels);
+            s->m_alerts[i * SCR_ALERT_STATES + (size_t)k] = kp_metrics_gauge(
+                m, "kaoping_scorer_alerts",
+                "Alerts recorded for the scheme, by state (from the alert table)", labels);
         }
     for (size_t i = 0; i < s->n_schemes; i++) {
         char labels[96];
@@ -409,8 +461,20 @@ static void free_scr(struct scr *s)
     for (int k = 0; k < SCR_A__COUNT; k++)
         kp_buf_fini(&s->a[k]);
     kp_buf_fini(&s->json);
-    kp_buf_fini(&s->out);
     kp_buf_fini(&s->reg);
+    free(s->so);
+    free(s->chk);
+    free(s->so_reason);
+    for (size_t k = 0; k < SCR_GROUP_MAX; k++) {
+        struct scr_pend *p = &s->pend[k];
+        kp_buf_fini(&p->cid);
+        kp_buf_fini(&p->rid);
+        kp_buf_fini(&p->aid);
+        kp_buf_fini(&p->seq);
+        kp_buf_fini(&p->payload);
+        kp_buf_fini(&p->refused);
+        kp_buf_fini(&p->reply);
+    }
     free(s->dsn);
     free(s);
 }
@@ -470,7 +534,10 @@ int scr_start(uv_loop_t *loop, const struct scr_config *cfg, struct scr **out)
     uv_timer_init(loop, &s->db_timer);
     uv_timer_init(loop, &s->hb_timer);
     uv_timer_init(loop, &s->lock_timer);
-    s->db_timer.data = s->hb_timer.data = s->lock_timer.data = s;
+    uv_check_init(loop, &s->flush_check);
+    s->db_timer.data = s->hb_timer.data = s->lock_timer.data = s->flush_check.data = s;
+    uv_check_start(&s->flush_check, on_flush_check);
+    s->last_hb_ms = kp_mono_ns() / 1000000u;
     s->timers_init = true;
 
     /* First attempt now, so that a reachable database makes the scorer ready on return. */
@@ -503,8 +570,7 @@ int scr_start(uv_loop_t *loop, const struct scr_config *cfg, struct scr **out)
     }
     rc = kp_zsock_open(loop, KP_ZSOCK_DEALER, &o, &s->dealer);
     kp_keys_wipe(sec, sizeof sec); /* libzmq holds its own copy */
-    if (rc != 0 ||
-        (rc = kp_zsock_monitor(s->dealer, on_broker_peers, s)) != 0 ||
+    if (rc != 0 || (rc = kp_zsock_monitor(s->dealer, on_broker_peers, s)) != 0 ||
         (rc = kp_zsock_connect(s->dealer, cfg->broker)) != 0 ||
         (rc = kp_zsock_start(s->dealer, on_dealer, s)) != 0) {
         KP_ERROR("broker_connect_failed", "endpoint=%s err=%s", cfg->broker, kp_err_name(rc));
@@ -536,7 +602,10 @@ void scr_stop(struct scr **sp)
         return;
     struct scr *s = *sp;
     *sp = NULL;
-    /* Processing is synchronous on this loop: no batch is half done here. */
+    /* Processing is synchronous on this loop: no batch is half done here. The batches queued
+     * in this loop turn are stored and answered first. */
+    if (s->timers_init && !s->closing && s->dealer)
+        flush_pending(s);
     if (s->dealer)
         kp_zsock_pause(s->dealer);
     kp_admin_close(&s->admin);
@@ -547,10 +616,12 @@ void scr_stop(struct scr **sp)
         uv_timer_stop(&s->db_timer);
         uv_timer_stop(&s->hb_timer);
         uv_timer_stop(&s->lock_timer);
-        s->closing += 3;
+        uv_check_stop(&s->flush_check);
+        s->closing += 4;
         uv_close((uv_handle_t *)&s->db_timer, on_timer_closed);
         uv_close((uv_handle_t *)&s->hb_timer, on_timer_closed);
         uv_close((uv_handle_t *)&s->lock_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&s->flush_check, on_timer_closed);
     }
     if (s->dealer) {
         s->closing++;

@@ -1254,6 +1254,107 @@ static void test_config_yaml(void **state)
 
 /* ---- main ----------------------------------------------------------------------------- */
 
+/* ---- group commit --------------------------------------------------------------------- */
+
+/* Batches that arrive together share one transaction (scr_process_group): a revision inside
+ * the group, a retransmit of a batch of the same group (dup with the counts the group is
+ * committing) and a batch refused at the batch level (its neighbours still commit). */
+static void test_group_commit(void **state)
+{
+    (void)state;
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct scr *s = NULL;
+    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
+    assert_true(scr_ready(s));
+    struct scr_stats st0, st1;
+    scr_get_stats(s, &st0);
+
+    static const struct ob A[] = {{"U1", "direct_a", "2026", 70, "g1", 0},
+                                  {"U2", "direct_a", "2026", 50, "g2", 0}};
+    static const struct ob B[] = {{"U1", "direct_a", "2026", 90, "g1", 1}, /* A's g1, revised */
+                                  {"U3", "eff_b", "2026", 5.81, "g3", 0},
+                                  {"U3", "nope", "2026", 1, "g4", 0}}; /* unknown_indicator */
+    struct kp_buf pay[4] = {{0}}, rep[4] = {{0}};
+    encode_batch(&pay[0], "adg", 1, A, 2);
+    encode_batch(&pay[1], "adg", 2, B, 3);
+    encode_batch(&pay[2], "adg", 1, A, 2);   /* a retransmit of the first, same group */
+    encode_batch(&pay[3], "other", 3, A, 2); /* its aid is not the envelope's: bad_aid */
+    struct scr_item it[4];
+    for (size_t k = 0; k < 4; k++)
+        it[k] = (struct scr_item){.aid = "adg",
+                                  .aid_len = 3,
+                                  .payload = pay[k].data,
+                                  .len = pay[k].len,
+                                  .reply = &rep[k]};
+    scr_process_group(s, it, 4);
+    assert_int_equal(it[0].out, SCR_COMMITTED);
+    assert_int_equal(it[1].out, SCR_COMMITTED);
+    assert_int_equal(it[2].out, SCR_DUP);
+    assert_int_equal(it[3].out, SCR_NACKED);
+
+    struct kp_ack a;
+    assert_int_equal(kp_ack_decode(rep[0].data, rep[0].len, &a), KP_R_OK);
+    assert_true(!a.dup && a.seq == 1 && a.stored == 2 && a.n_rej == 0);
+    kp_ack_fini(&a);
+    assert_int_equal(kp_ack_decode(rep[1].data, rep[1].len, &a), KP_R_OK);
+    assert_true(!a.dup && a.seq == 2 && a.stored == 2 && a.n_rej == 1);
+    assert_int_equal(a.rej[0].n, 2);
+    assert_int_equal(a.rej[0].code, KP_R_unknown_indicator);
+    kp_ack_fini(&a);
+    assert_int_equal(kp_ack_decode(rep[2].data, rep[2].len, &a), KP_R_OK);
+    assert_true(a.dup && a.seq == 1 && a.stored == 2 && a.n_rej == 0);
+    kp_ack_fini(&a);
+    struct kp_nack nk;
+    decode_nack(rep[3].data, rep[3].len, &nk);
+    assert_int_equal(nk.code, KP_R_bad_aid);
+
+    scr_get_stats(s, &st1);
+    assert_true(st1.committed - st0.committed == 2);
+    assert_true(st1.dup - st0.dup == 1);
+    assert_true(st1.nacked - st0.nacked == 1);
+    /* Exactly one row per record revision and per batch; one rejection. */
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE adapter = 'adg'"), 4);
+    assert_int_equal(q_ll("SELECT count(*) FROM batch WHERE adapter = 'adg'"), 2);
+    assert_int_equal(q_ll("SELECT count(*) FROM rejection WHERE adapter = 'adg'"), 1);
+
+    /* 2026, by hand: U1 direct_a 90 (rev 1 replaces 70), U2 50, U3 eff_b 5.81 with good 12,
+     * bad 6 and no clamp: 60 + 40 * (5.81 - 6) / (12 - 6) = 58.7333…; every unit has one of
+     * the two leaves, so the totals renormalise to the leaf's score. */
+    struct cell_row c = db_cell("2026", "U1", "direct_a");
+    assert_true(c.found && c.n_obs == 1);
+    assert_near(c.value, 90);
+    assert_near(c.score, 90);
+    c = db_cell("2026", "U3", "eff_b");
+    assert_true(c.found);
+    assert_near(c.score, 60 + 40 * (5.81 - 6) / 6.0);
+    struct total_row t = db_total("2026", "U1");
+    assert_true(t.found && t.rank == 1);
+    assert_near(t.total, 90);
+    assert_near(t.coverage, 0.4);
+    t = db_total("2026", "U2");
+    assert_true(t.found && t.rank == 2);
+    assert_near(t.total, 50);
+    t = db_total("2026", "U3");
+    assert_true(t.found && t.rank == 1);
+    assert_near(t.total, eff(5.81));
+    assert_near(t.coverage, 0.6);
+    assert_engine_equals_db(s);
+
+    /* The whole group again, as an adapter retransmitting after a lost ack: all dup, no row. */
+    scr_process_group(s, it, 3);
+    for (size_t k = 0; k < 3; k++)
+        assert_int_equal(it[k].out, SCR_DUP);
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE adapter = 'adg'"), 4);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+    for (size_t k = 0; k < 4; k++) {
+        kp_buf_fini(&pay[k]);
+        kp_buf_fini(&rep[k]);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1291,6 +1392,7 @@ int main(void)
         cmocka_unit_test(test_config_check),       cmocka_unit_test(test_config_yaml),
         cmocka_unit_test(test_sockets_end_to_end), cmocka_unit_test(test_restart_replays),
         cmocka_unit_test(test_db_outages),         cmocka_unit_test(test_failover_lock),
+        cmocka_unit_test(test_group_commit),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     kp_zctx_term();
