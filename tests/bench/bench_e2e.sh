@@ -9,7 +9,9 @@
 #      as one transaction per batch; the rows are removed again (TRUNCATE) before step 2;
 #   2. end-to-end maximum throughput: kp_loadgen (tests/bench/kp_loadgen.c, a PROTOCOL.md
 #      client) at rate 0 with the collector's window, acked = committed observations per second,
-#      and its ratio to the COPY limit;
+#      and its ratio to the COPY limit, once with values on random cells (--order random, every
+#      value on its own cells: the most score rows per observation) and once in the order a
+#      statistics system exports them (--order source: unit by unit, indicators in order);
 #   3. the latency from send to ack (after the scorer's commit) at 1,000 and 10,000 obs/s;
 #   4. the scoring engine alone (bench_engine, its JSON obs_per_s);
 #   5. each daemon's peak RSS (VmHWM) at the end.
@@ -172,7 +174,7 @@ kp_cluster_init "$work" "$KP_BUILD_DIR" "$KP_SOURCE_DIR" "$SCHEME_FILE" "$DSN"
 echo "log_level: warn" >>"$KP_WORK/etc/scorer.yaml"
 [ "$WINDOW" -gt 0 ] && echo "max_inflight: $WINDOW" >>"$KP_WORK/etc/collector.yaml"
 # The load generator's adapter ids: keys and grants as any adapter's (kp_cluster_adapter_keys)
-AIDS="bench-max bench-1k bench-10k"
+AIDS="bench-max bench-src bench-1k bench-10k"
 for aid in $AIDS; do
     printf 'aid: %s\nsrc: bench\n' "$aid" >"$KP_WORK/etc/adapter-$aid.yaml"
     kp_cluster_adapter_keys "$aid"
@@ -306,6 +308,13 @@ CPU=$(paste <(echo "$cpu0") <(echo "$cpu1") | awk -v s="$(jget seconds "$MAX")" 
     '{ printf "%s%.0f", (NR > 1 ? " " : ""), (s > 0 ? ($2 - $1) / hz / s * 100 : 0) }')
 read -r CPU_COL CPU_BRK CPU_SCR <<<"$CPU"
 
+# ---- 2b. the same in the order a statistics system exports (unit by unit, indicators in order) --
+say "end to end, rate 0, source order: $OBS observations in batches of $BATCH"
+MAXS=$(loadgen bench-src --order source --obs "$OBS" --batch "$BATCH" --window "$WINDOW") ||
+    { say "kp_loadgen: $MAXS"; exit 1; }
+MAXS_RATE=$(jget obs_per_s "$MAXS")
+RATIO_S=$(awk -v a="$MAXS_RATE" -v b="$COPY_RATE" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+
 # ---- 3. latency at fixed rates ---------------------------------------------------------------
 say "latency at 1,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
 R1K=$(loadgen bench-1k --rate 1000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
@@ -330,7 +339,7 @@ RSS_SCR=$(rss scorer)
 
 # ---- correctness: every batch acked, the table holds exactly what was acked ----------------------
 fail=0
-for pair in "bench-max:$MAX" "bench-1k:$R1K" "bench-10k:$R10K"; do
+for pair in "bench-max:$MAX" "bench-src:$MAXS" "bench-1k:$R1K" "bench-10k:$R10K"; do
     aid=${pair%%:*} j=${pair#*:}
     sent=$(jget obs "$j") acked=$(jget acked_obs "$j") stored=$(jget stored "$j")
     rej=$(jget rejected "$j") perm=$(jget nacks_permanent "$j")
@@ -357,12 +366,13 @@ echo "| measurement | obs/s | p50 ms | p99 ms | max ms | note |"
 echo "| --- | ---: | ---: | ---: | ---: | --- |"
 echo "| COPY, one transaction (the limit) | $(fmt "$COPY_RATE") | | | | ${COPY_S} s |"
 echo "| COPY, one transaction per batch of $BATCH | $(fmt "$COPYB_RATE") | | | | ${COPYB_S} s |"
-echo "| end to end, rate 0 (maximum) | $(fmt "$MAX_RATE") | $(jget p50_ms "$MAX") | $(jget p99_ms "$MAX") | $(jget max_ms "$MAX") | ${RATIO} of COPY; $(jget retries "$MAX") resends after nacks; CPU collector ${CPU_COL}%, broker ${CPU_BRK}%, scorer ${CPU_SCR}% |"
+echo "| end to end, rate 0 (maximum), random cells | $(fmt "$MAX_RATE") | $(jget p50_ms "$MAX") | $(jget p99_ms "$MAX") | $(jget max_ms "$MAX") | ${RATIO} of COPY; $(jget retries "$MAX") resends after nacks; CPU collector ${CPU_COL}%, broker ${CPU_BRK}%, scorer ${CPU_SCR}% |"
+echo "| end to end, rate 0, source order | $(fmt "$MAXS_RATE") | $(jget p50_ms "$MAXS") | $(jget p99_ms "$MAXS") | $(jget max_ms "$MAXS") | ${RATIO_S} of COPY; $(jget retries "$MAXS") resends after nacks |"
 echo "| end to end at 1,000 obs/s | $(fmt "$(jget obs_per_s "$R1K")") | $(jget p50_ms "$R1K") | $(jget p99_ms "$R1K") | $(jget max_ms "$R1K") | $(jget acked_batches "$R1K") batches |"
 echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches |"
 echo "| scoring engine alone (bench_engine) | $(fmt "$ENG_RATE") | | | | one core, no I/O |"
 echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MB, broker $(mb "$RSS_BRK") MB, scorer $(mb "$RSS_SCR") MB |"
 echo
-echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
+echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
 [ -n "$PROFILE" ] && say "profiles in $PROFILE"
 exit $fail

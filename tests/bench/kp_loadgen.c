@@ -18,11 +18,16 @@
  * --events of them are events (a new ref each, val 1 or 0, for `input: rate` indicators); the
  * rest are values (one ref per unit, indicator and period, each a higher revision, val in
  * [0, 100)). Every batch is one month of --year, as a department system sends it.
+ * --order random (the default) draws every value's unit and indicator at random: each value
+ * lands on its own cells, the worst case for the score rows written. --order source sends the
+ * values as a statistics system exports them: unit by unit, each unit's indicators in order,
+ * the month advancing once every (unit, indicator) of the last one was sent; events stay random.
  *
  *   kp_loadgen --collector EP [--secret FILE --server-key FILE] --aid A --scheme S --src S
  *              --units U:70 --values V:240 [--event-indicators E:60] [--events 0.25]
  *              [--batch 1000] [--rate OBS_PER_S] [--window W] [--obs N] [--seconds S]
- *              [--year 2015] [--seed N] [--seq-start N] [--ack-timeout-ms MS] [--drain-s S]
+ *              [--order random|source] [--year 2015] [--seed N] [--seq-start N] [--ack-timeout-ms
+ * MS] [--drain-s S]
  *              [--trace FILE] [--quiet]
  *
  * Prints one JSON line: obs, acked_obs, stored, rejected, dup, batches, seconds, obs_per_s,
@@ -70,6 +75,9 @@ struct gen {
     unsigned batch, window, year;
     uint64_t obs_target, seed, seq_next, rev_next, ack_timeout_ns;
     bool quiet;
+    bool source_order;   /* --order source: values unit by unit, indicators in order */
+    size_t cur_u, cur_i; /* its cursor */
+    unsigned cur_m;
     FILE *trace;
     /* run */
     uv_loop_t loop;
@@ -117,7 +125,8 @@ static int usage(const char *why)
             "kp_loadgen: %s\nusage: kp_loadgen --collector EP [--secret FILE --server-key FILE]"
             " --aid A --scheme S --src S --units U:N --values V:N [--event-indicators E:N]"
             " [--events F] [--batch N] [--rate OBS_PER_S] [--window W] [--obs N] [--seconds S]"
-            " [--year Y] [--seed N] [--seq-start N] [--ack-timeout-ms MS] [--drain-s S] [--trace "
+            " [--order random|source] [--year Y] [--seed N] [--seq-start N] [--ack-timeout-ms MS] "
+            "[--drain-s S] [--trace "
             "FILE] [--quiet]\n",
             why);
     return 2;
@@ -201,7 +210,8 @@ static void send_new(struct gen *g, struct slot *s)
     uint32_t n = (uint32_t)(left < g->batch ? left : g->batch);
     int64_t now = kp_now_ms();
     char period[KP_PERIOD_MAX + 1];
-    snprintf(period, sizeof period, "%04u-%02u", g->year, (unsigned)(rnd() % 12) + 1);
+    snprintf(period, sizeof period, "%04u-%02u", g->year,
+             g->source_order ? g->cur_m % 12 + 1 : (unsigned)(rnd() % 12) + 1);
     uint64_t seq = g->seq_next++;
     for (uint32_t k = 0; k < n; k++) {
         struct kp_obs *o = &g->ob[k];
@@ -216,7 +226,19 @@ static void send_new(struct gen *g, struct slot *s)
             o->rev = 0;
             snprintf(o->ref, sizeof o->ref, "%s-e%" PRIu64 "-%" PRIu32, g->aid, seq, k);
         } else {
-            snprintf(o->i, sizeof o->i, "%s", g->values.c[rnd() % g->values.n]);
+            if (g->source_order) { /* the next (unit, indicator) of this month's export */
+                snprintf(o->u, sizeof o->u, "%s", g->units.c[g->cur_u]);
+                snprintf(o->i, sizeof o->i, "%s", g->values.c[g->cur_i]);
+                if (++g->cur_i == g->values.n) {
+                    g->cur_i = 0;
+                    if (++g->cur_u == g->units.n) {
+                        g->cur_u = 0;
+                        g->cur_m++; /* the next batch opens the next month */
+                    }
+                }
+            } else {
+                snprintf(o->i, sizeof o->i, "%s", g->values.c[rnd() % g->values.n]);
+            }
             o->val = (double)(rnd() % 1000) / 10.0;
             o->rev = g->rev_next++; /* each value a higher revision of its cell's record */
             snprintf(o->ref, sizeof o->ref, "%s-%s-%s-%s", g->aid, o->u, o->i, period);
@@ -498,7 +520,11 @@ int main(int argc, char **argv)
             g->seconds = atof(v);
         else if (!strcmp(a, "--year"))
             g->year = (unsigned)strtoul(v, NULL, 10);
-        else if (!strcmp(a, "--seed"))
+        else if (!strcmp(a, "--order")) {
+            if (strcmp(v, "random") && strcmp(v, "source"))
+                return usage("--order is random or source");
+            g->source_order = !strcmp(v, "source");
+        } else if (!strcmp(a, "--seed"))
             g->seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--seq-start"))
             g->seq_next = strtoull(v, NULL, 10);
