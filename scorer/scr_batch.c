@@ -300,8 +300,10 @@ static enum scr_outcome db_failure(struct scr *s, struct scr_scheme *sch, bool e
 {
     char ctx[256];
     snprintf(ctx, sizeof ctx, "adapter=%s scheme=%s seq=%" PRIu64, b->aid, b->scheme, b->seq);
-    if (engine_open)
+    if (engine_open) {
         score_engine_rollback(sch->engine);
+        scr__cells_rollback(sch->cells);
+    }
     scr__db_failed(s, step, ctx);
     if (at_commit && kp_pg_conn_lost(s->pg)) {
         s->need_replay = true;
@@ -412,13 +414,14 @@ static enum scr_outcome store(struct scr *s, struct scr_scheme *sch, struct kp_b
     }
     struct scr_changes ch;
     scr__collect_changes(s, sch, &ch);
-    if (scr__db_write_scores(s, b->scheme, &ch, NULL))
+    if (scr__db_write_scores(s, sch, &ch, NULL))
         return db_failure(s, sch, true, false, "scores", b, reply);
     if (scr__alert_batch(s, sch, b)) /* alert transitions in the same transaction */
         return db_failure(s, sch, true, false, "alerts", b, reply);
     if (kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL))
         return db_failure(s, sch, true, true, "commit", b, reply);
     score_engine_commit(sch->engine);
+    scr__cells_commit(sch->cells, ch.now_us);
     if (max_id > sch->known_max_id)
         sch->known_max_id = max_id;
     scr__alert_committed(s, sch); /* PUB announcements, Alertmanager sender */

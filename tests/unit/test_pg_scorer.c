@@ -5,7 +5,7 @@
  *
  *  - sockets: a ROUTER playing the broker receives the scorer's reg, sends batches in the
  *    INTERNAL.md envelope and checks the replies; rows in batch/observation/rejection and
- *    the exact indicator_score/unit_score values; a retransmit is dup:true with the original
+ *    the exact kp_indicator_score/unit_score values; a retransmit is dup:true with the original
  *    counts and adds nothing; a higher revision replaces the score, a lower one does not;
  *    batch-level refusals are nacked; /metrics and /readyz answer.
  *  - restart: a new scorer replays the stored observations; its engine equals the database
@@ -174,7 +174,7 @@ struct cell_row {
 static struct cell_row db_cell(const char *period, const char *unit, const char *ind)
 {
     const char *p[4] = {SCHEME, period, unit, ind};
-    struct kp_pg_res *r = q("SELECT value, score, n_obs FROM indicator_score WHERE scheme = $1 "
+    struct kp_pg_res *r = q("SELECT value, score, n_obs FROM kp_indicator_score WHERE scheme = $1 "
                             "AND period = $2 AND unit = $3 AND indicator = $4",
                             4, p);
     struct cell_row c = {0};
@@ -220,7 +220,7 @@ static void assert_cell(const char *unit, const char *ind, double value, double 
 {
     struct cell_row c = db_cell("2024", unit, ind);
     if (!c.found)
-        fprintf(stderr, "no indicator_score row for %s %s\n", unit, ind);
+        fprintf(stderr, "no kp_indicator_score row for %s %s\n", unit, ind);
     assert_true(c.found);
     assert_false(c.value_null);
     assert_near(c.value, value);
@@ -247,7 +247,7 @@ static char *dump_scores(void)
 {
     return q_str("SELECT coalesce(string_agg(x, E'\\n' ORDER BY x), '') FROM ("
                  " SELECT concat_ws('|', 'i', period, unit, indicator, value, score, n_obs,"
-                 " updated_at) AS x FROM indicator_score WHERE scheme = $1"
+                 " updated_at) AS x FROM kp_indicator_score WHERE scheme = $1"
                  " UNION ALL"
                  " SELECT concat_ws('|', 'u', period, unit, total, coverage, rank, grade, vetoed,"
                  " updated_at) FROM unit_score WHERE scheme = $1) t",
@@ -622,7 +622,7 @@ static void test_sockets_end_to_end(void **state)
     assert_cell("U1", "eff_b", 5.81, eff(5.81), 1);
     assert_cell("U2", "direct_a", 90, 90, 1);
     assert_cell("U3", "eff_b", 12, 100, 1);
-    assert_int_equal(q_ll("SELECT count(*) FROM indicator_score WHERE scheme = 'kp-test'"), 4);
+    assert_int_equal(q_ll("SELECT count(*) FROM kp_indicator_score WHERE scheme = 'kp-test'"), 4);
     double u1 = (40 * 80 + 60 * eff(5.81)) / 100;
     assert_total("U1", u1, 1.0, 2); /* g1: U2 90 > U1 67.24 */
     assert_total("U2", 90, 0.4, 1);
@@ -801,7 +801,7 @@ static void assert_engine_equals_db(struct scr *s)
     score_engine_foreach_cell(e, cmp_cell_db, &k);
     score_engine_foreach_total(e, cmp_total_db, &k);
     assert_true((long long)k.cells ==
-                q_ll("SELECT count(*) FROM indicator_score WHERE scheme = 'kp-test'"));
+                q_ll("SELECT count(*) FROM kp_indicator_score WHERE scheme = 'kp-test'"));
     assert_true((long long)k.totals ==
                 q_ll("SELECT count(*) FROM unit_score WHERE scheme = 'kp-test'"));
     score_scheme_destroy(&sc);
@@ -883,12 +883,19 @@ static void test_restart_replays(void **state)
                                 "AND unit = 'U3'",
                                 0, NULL, NULL),
                      0);
-    assert_int_equal(kp_pg_exec(g_pg,
-                                "INSERT INTO indicator_score (scheme, period, unit, "
-                                "indicator, score, n_obs) VALUES ('kp-test', '2023', "
-                                "'U1', 'eff_b', 1, 1)",
-                                0, NULL, NULL),
-                     0);
+    /* a cell row of a period the engine has no data for (migration 005's layout) */
+    assert_int_equal(
+        kp_pg_exec(g_pg,
+                   "INSERT INTO indicator_cells (scheme, period, unit, layout, value, score, "
+                   "n_obs, updated_us) SELECT l.scheme, '2023', 'U1', l.layout, "
+                   "ARRAY(SELECT NULL::float8 FROM unnest(l.codes)), "
+                   "ARRAY(SELECT CASE WHEN c = 'eff_b' THEN 1 END::float8 FROM unnest(l.codes) c), "
+                   "ARRAY(SELECT CASE WHEN c = 'eff_b' THEN 1 ELSE 0 END FROM unnest(l.codes) c), "
+                   "ARRAY(SELECT CASE WHEN c = 'eff_b' THEN 0 END::int8 FROM unnest(l.codes) c) "
+                   "FROM indicator_layout l WHERE l.scheme = 'kp-test' "
+                   "ORDER BY l.layout DESC LIMIT 1",
+                   0, NULL, NULL),
+        0);
     stop_and_close(&loop, &s);
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(scr_start(&loop, &cfg, &s), 0);
