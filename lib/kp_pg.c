@@ -385,24 +385,36 @@ void kp_pg_array_end(struct kp_buf *b)
 
 #define BARRAY_MAXDIM 6
 
-static void put_be32(struct kp_buf *b, uint32_t v)
-{
-    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-    kp_buf_append(b, x, 4);
-}
-
-static void put_be64(struct kp_buf *b, uint64_t v)
-{
-    put_be32(b, (uint32_t)(v >> 32));
-    put_be32(b, (uint32_t)v);
-}
-
 static void set_be32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
+}
+
+/* n more bytes at the end of b: one reserve per element, not one append per word (this runs
+ * for every cell of every row a batch writes). */
+static uint8_t *grow(struct kp_buf *b, size_t n)
+{
+    kp_buf_reserve(b, n);
+    uint8_t *p = b->data + b->len;
+    b->len += n;
+    return p;
+}
+
+static void put_be32(struct kp_buf *b, uint32_t v)
+{
+    set_be32(grow(b, 4), v);
+}
+
+/* One element of 8 bytes: its length and its big-endian value. */
+static void put_elem64(struct kp_buf *b, uint64_t v)
+{
+    uint8_t *p = grow(b, 12);
+    set_be32(p, 8);
+    set_be32(p + 4, (uint32_t)(v >> 32));
+    set_be32(p + 8, (uint32_t)v);
 }
 
 void kp_pg_barray_begin(struct kp_buf *b, unsigned elem_oid, int ndim)
@@ -429,20 +441,19 @@ void kp_pg_barray_add_f8(struct kp_buf *b, double v)
 {
     uint64_t u;
     memcpy(&u, &v, sizeof u);
-    put_be32(b, 8);
-    put_be64(b, u);
+    put_elem64(b, u);
 }
 
 void kp_pg_barray_add_i4(struct kp_buf *b, int v)
 {
-    put_be32(b, 4);
-    put_be32(b, (uint32_t)v);
+    uint8_t *p = grow(b, 8);
+    set_be32(p, 4);
+    set_be32(p + 4, (uint32_t)v);
 }
 
 void kp_pg_barray_add_i8(struct kp_buf *b, long long v)
 {
-    put_be32(b, 8);
-    put_be64(b, (uint64_t)v);
+    put_elem64(b, (uint64_t)v);
 }
 
 void kp_pg_barray_add_text(struct kp_buf *b, const char *s)

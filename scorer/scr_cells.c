@@ -310,20 +310,16 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
         kp_pg_array_add(&a[SCR_A_IUNIT], unit);
         kp_pg_array_add(&a[SCR_A_IPERIOD], r->period);
         n_up++;
+        /* No NULL in the arrays: PostgreSQL slices an array without NULLs at a computed
+         * offset, one with NULLs by walking its null bitmap from the start (quadratic over
+         * the rows). A missing value is NaN (the view shows NULL: NULLIF); a cell that does
+         * not exist has n_obs 0 and score and updated_us 0 (the view leaves it out). */
         for (size_t k = 0; k < n; k++) {
-            if (r->n_obs[k] > 0) {
-                if (isnan(r->value[k]))
-                    kp_pg_barray_add_null(bv); /* inner nodes have no input value */
-                else
-                    kp_pg_barray_add_f8(bv, r->value[k]);
-                kp_pg_barray_add_f8(bs, r->score[k]);
-                kp_pg_barray_add_i8(bu, r->upd[k]);
-            } else {
-                kp_pg_barray_add_null(bv);
-                kp_pg_barray_add_null(bs);
-                kp_pg_barray_add_null(bu);
-            }
+            bool live = r->n_obs[k] > 0;
+            kp_pg_barray_add_f8(bv, live ? r->value[k] : NAN);
+            kp_pg_barray_add_f8(bs, live ? r->score[k] : 0);
             kp_pg_barray_add_i4(bn, r->n_obs[k]);
+            kp_pg_barray_add_i8(bu, live ? r->upd[k] : 0);
         }
     }
     kp_pg_array_end(&a[SCR_A_IUNIT]);
@@ -374,7 +370,8 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
 
 /* Every existing cell of the scheme, by code, whatever layout its row was written with. */
 static const char SQL_READ[] =
-    "SELECT c.unit, c.period, c.layout = $2::int, t.indicator, t.value, t.score, t.n_obs, t.us"
+    "SELECT c.unit, c.period, c.layout = $2::int, t.indicator, NULLIF(t.value, 'NaN'), t.score,"
+    " t.n_obs, t.us"
     " FROM indicator_cells c JOIN indicator_layout l ON l.layout = c.layout"
     " CROSS JOIN LATERAL unnest(l.codes, c.value, c.score, c.n_obs, c.updated_us)"
     " AS t(indicator, value, score, n_obs, us)"

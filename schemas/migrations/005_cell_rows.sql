@@ -15,13 +15,15 @@
 --                     a scheme file); two scorers adding the same one at once make two equal
 --                     rows, which is harmless.
 --   indicator_cells   one row per (scheme, period, unit) with at least one cell; parallel
---                     arrays over the layout's codes: value (NULL for inner nodes and for
---                     cells that do not exist), score, n_obs (0: the cell does not exist and
---                     is not in the view, as a missing indicator_score row was) and updated_us,
---                     each cell's own updated_at as microseconds since the Unix epoch (server
---                     clock: the transaction's now(), moved only when the cell's value, score
---                     or n_obs changes, as before). The scorer writes every touched row whole
---                     (scorer/scr_db.c): a few hundred rows per batch instead of thousands.
+--                     arrays over the layout's codes, without NULLs (PostgreSQL slices those
+--                     in constant time, the scorer's write depends on it): value (NaN where
+--                     the view shows NULL: inner nodes), score, n_obs (0: the cell does not
+--                     exist and is not in the view, as a missing indicator_score row was; its
+--                     other elements are then 0 or NaN) and updated_us, each cell's own
+--                     updated_at as microseconds since the Unix epoch (server clock: the
+--                     transaction's now(), moved only when the cell's value, score or n_obs
+--                     changes, as before). The scorer writes every touched row whole
+--                     (scorer/scr_cells.c): a few hundred rows per batch instead of thousands.
 --
 -- The key columns keep the database's default collation, as the view's columns always had
 -- (an index of another collation would not serve a reader's `unit = '…'`); with a few hundred
@@ -46,6 +48,22 @@ CREATE TABLE indicator_cells (
     PRIMARY KEY (scheme, period, unit)
 );
 
+-- TOAST. A row of a 337-node scheme is ~9.4 kB (8 + 8 + 4 + 8 bytes a cell), so its arrays
+-- are compressed and the largest (value, score) stored out of line, rewritten at each write
+-- of the row. pglz took 37% of the backend's time in the end-to-end benchmark (tests/bench/
+-- bench_e2e.sh, docs/BENCHMARKS.md); lz4 makes the row write 2.4 times faster. A server built
+-- without lz4 keeps pglz. Measured and rejected: toast_tuple_target = 8160 (the compressed row
+-- inline): as fast, but no HOT update and 55% more WAL.
+DO $lz4$
+BEGIN
+    ALTER TABLE indicator_cells
+        ALTER COLUMN value SET COMPRESSION lz4, ALTER COLUMN score SET COMPRESSION lz4,
+        ALTER COLUMN n_obs SET COMPRESSION lz4, ALTER COLUMN updated_us SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+    NULL;
+END
+$lz4$;
+
 -- The existing rows, in each scheme's node order as recorded in kp_indicator.ord (a scorer
 -- whose scheme file orders them otherwise rewrites the rows in its own layout when it
 -- starts). Rows of indicators kp_indicator does not know were not in the view; they go.
@@ -56,10 +74,10 @@ SELECT scheme, array_agg(indicator ORDER BY ord NULLS LAST, indicator)
 
 INSERT INTO indicator_cells (scheme, period, unit, layout, value, score, n_obs, updated_us)
 SELECT k.scheme, k.period, k.unit, l.layout,
-       array_agg(s.value ORDER BY t.pos),
-       array_agg(s.score ORDER BY t.pos),
+       array_agg(coalesce(s.value, 'NaN') ORDER BY t.pos),
+       array_agg(coalesce(s.score, 0) ORDER BY t.pos),
        array_agg(coalesce(s.n_obs, 0) ORDER BY t.pos),
-       array_agg((extract(epoch FROM s.updated_at) * 1000000)::bigint ORDER BY t.pos)
+       array_agg(coalesce((extract(epoch FROM s.updated_at) * 1000000)::bigint, 0) ORDER BY t.pos)
   FROM (SELECT DISTINCT scheme, period, unit FROM indicator_score) k
   JOIN indicator_layout l ON l.scheme = k.scheme
  CROSS JOIN LATERAL unnest(l.codes) WITH ORDINALITY AS t(code, pos)
@@ -74,7 +92,8 @@ DROP TABLE indicator_score;
 
 -- A cell is in the view when it exists (n_obs > 0), exactly as a row of indicator_score was.
 CREATE VIEW kp_indicator_score AS
-SELECT c.scheme, c.period, c.unit, t.indicator, i.name AS indicator_name, t.value, t.score,
+SELECT c.scheme, c.period, c.unit, t.indicator, i.name AS indicator_name,
+       NULLIF(t.value, 'NaN') AS value, t.score,
        t.n_obs, timestamptz 'epoch' + t.us * interval '1 microsecond' AS updated_at
   FROM indicator_cells c
   JOIN indicator_layout l ON l.layout = c.layout
