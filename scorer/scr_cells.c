@@ -328,14 +328,7 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
     kp_pg_array_end(&a[SCR_A_IDPERIOD]);
     if (n_up == 0 && n_del == 0)
         return 0;
-    int dims[2] = {n_up ? n_up : 1, n_up ? (int)n : 0};
-    if (n_up == 0) { /* a placeholder the statement does not read: no row to upsert */
-        kp_pg_barray_begin(bv, KP_PG_FLOAT8, 1);
-        kp_pg_barray_begin(bs, KP_PG_FLOAT8, 1);
-        kp_pg_barray_begin(bn, KP_PG_INT4, 1);
-        kp_pg_barray_begin(bu, KP_PG_INT8, 1);
-        dims[0] = 0;
-    }
+    int dims[2] = {n_up, (int)n};
     kp_pg_barray_end(bv, dims);
     kp_pg_barray_end(bs, dims);
     kp_pg_barray_end(bn, dims);
@@ -346,10 +339,10 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
                          layout,
                          kp_buf_cstr(&a[SCR_A_IUNIT]),
                          kp_buf_cstr(&a[SCR_A_IPERIOD]),
-                         (const char *)bv->data,
-                         (const char *)bs->data,
-                         (const char *)bn->data,
-                         (const char *)bu->data,
+                         n_up ? (const char *)bv->data : NULL, /* NULL: no row to upsert */
+                         n_up ? (const char *)bs->data : NULL,
+                         n_up ? (const char *)bn->data : NULL,
+                         n_up ? (const char *)bu->data : NULL,
                          kp_buf_cstr(&a[SCR_A_IDUNIT]),
                          kp_buf_cstr(&a[SCR_A_IDPERIOD])};
     int len[10] = {0, 0, 0, 0, (int)bv->len, (int)bs->len, (int)bn->len, (int)bu->len, 0, 0};

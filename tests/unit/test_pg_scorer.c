@@ -909,6 +909,96 @@ static void test_restart_replays(void **state)
     kp_buf_fini(&reply);
 }
 
+/* The scheme file changes its node order between runs (migration 005: indicator_cells rows are
+ * arrays in the order of an indicator_layout). The new scorer rewrites every row in its own
+ * layout, and the read model does not move, updated_at included; batches then write the new
+ * layout, and going back to the old file rewrites them again. */
+static void write_scheme(const char *yaml)
+{
+    FILE *f = fopen(g_scheme_path, "w");
+    assert_non_null(f);
+    fputs(yaml, f);
+    fclose(f);
+}
+
+static void test_scheme_reorder(void **state)
+{
+    (void)state;
+    static const char REORDERED[] =
+        "scheme: kp-test\n"
+        "name: 测试方案\n"
+        "groups:\n"
+        "  - code: g1\n"
+        "    name: 第一组\n"
+        "    units:\n"
+        "      - {code: U1, name: 单位一}\n"
+        "      - {code: U2, name: 单位二}\n"
+        "  - code: g2\n"
+        "    name: 第二组\n"
+        "    units:\n"
+        "      - {code: U3, name: 单位三}\n"
+        "indicators:\n"
+        "  - {code: eff_b, name: 功效系数, weight: 60, method: efficacy, good: 12, bad: 6,\n"
+        "     clamp: none, periods: [year], min: -100, max: 1000}\n"
+        "  - {code: direct_a, name: 直接评分, weight: 40, method: direct, periods: [year],\n"
+        "     min: 0, max: 100}\n";
+    char *before = dump_scores();
+    long long rows = q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test'");
+    assert_true(rows > 0);
+    write_scheme(REORDERED);
+
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct scr *s = NULL;
+    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
+    assert_true(scr_ready(s));
+    struct scr_stats st;
+    scr_get_stats(s, &st);
+    assert_true(st.replay_rows_synced == (uint64_t)rows); /* every row, in the new layout */
+    char *after = dump_scores();
+    assert_string_equal(before, after); /* the same cells, updated_at included */
+    free(before);
+    free(after);
+    char *codes = q_str("SELECT string_agg(DISTINCT l.codes::text, ' ') FROM indicator_cells c "
+                        "JOIN indicator_layout l ON l.layout = c.layout WHERE c.scheme = $1",
+                        SCHEME, NULL, NULL);
+    assert_string_equal(codes, "{eff_b,direct_a}");
+    free(codes);
+    assert_engine_equals_db(s);
+
+    /* A batch in the new layout (2023: the later tests' 2024 cells stay as they are). */
+    struct kp_buf payload = {0}, reply = {0};
+    static const struct ob MORE[] = {{"U2", "eff_b", "2023", 10, "r9", 1},
+                                     {"U2", "direct_a", "2023", 70, "r9a", 1}};
+    encode_batch(&payload, "ad9", 1, MORE, 2);
+    assert_int_equal(process(s, "ad9", &payload, &reply), SCR_COMMITTED);
+    struct cell_row c = db_cell("2023", "U2", "eff_b");
+    assert_true(c.found && c.value == 10 && c.n_obs == 1);
+    assert_near(c.score, eff(10));
+    c = db_cell("2023", "U2", "direct_a");
+    assert_true(c.found && c.value == 70 && c.n_obs == 1);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+
+    /* Back to the original file: rewritten once more, nothing moves. */
+    before = dump_scores();
+    write_scheme(SCHEME_YAML);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
+    scr_get_stats(s, &st);
+    assert_true(st.replay_rows_synced ==
+                (uint64_t)q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test'"));
+    after = dump_scores();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
 /* ---- outages -------------------------------------------------------------------------- */
 
 /* Runs the loop (timers: reconnection) until the scorer is ready or timeout_ms passes. */
@@ -1297,7 +1387,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_check),       cmocka_unit_test(test_config_yaml),
         cmocka_unit_test(test_sockets_end_to_end), cmocka_unit_test(test_restart_replays),
-        cmocka_unit_test(test_db_outages),         cmocka_unit_test(test_failover_lock),
+        cmocka_unit_test(test_scheme_reorder),     cmocka_unit_test(test_db_outages),
+        cmocka_unit_test(test_failover_lock),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     kp_zctx_term();
