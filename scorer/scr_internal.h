@@ -69,11 +69,13 @@ enum {
     SCR_A_RREF,
     SCR_A_RCODE,
     SCR_A_RMSG,
-    /* indicator_cells: rows written, rows deleted */
+    /* indicator_cells: parts written, parts deleted */
     SCR_A_IPERIOD,
     SCR_A_IUNIT,
+    SCR_A_IBASE,
     SCR_A_IDPERIOD,
     SCR_A_IDUNIT,
+    SCR_A_IDBASE,
     /* unit_score */
     SCR_A_UPERIOD,
     SCR_A_UUNIT,

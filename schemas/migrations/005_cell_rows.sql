@@ -1,9 +1,10 @@
--- kaoping schema, migration 5: indicator scores stored as one row per (scheme, period, unit)
--- (issue 9: each observation changes its leaf and its ancestors in its month, quarter, half
--- and year, so a batch of 1,000 upserted ~8,400 rows of indicator_score, 59% of the batch).
+-- kaoping schema, migration 5: indicator scores stored as arrays, a row per part of a
+-- (scheme, period, unit) (issue 9: each observation changes its leaf and its ancestors in its
+-- month, quarter, half and year, so a batch of 1,000 upserted ~8,400 rows of indicator_score,
+-- 59% of the batch's time).
 --
 -- The read model does not change (PROTOCOL.md "Read model"): kp_indicator_score keeps its
--- columns, types, collations and meaning; only the table behind it does.
+-- columns, types, collations and meaning; only the tables behind it do.
 --
 --   indicator_layout  the order of a scheme's nodes in the arrays: codes[k] is node k of the
 --                     scheme file the scorer loaded (node 0, the root, is not a cell; so for a
@@ -11,19 +12,25 @@
 --                     scorer looks its layout up (or adds it) whenever it loads a scheme; a
 --                     changed scheme file gets a new layout and rows written before keep
 --                     pointing at the one they were written with, so the view never reads an
---                     array in the wrong order. Layouts are never deleted (a few per edit of
---                     a scheme file); two scorers adding the same one at once make two equal
---                     rows, which is harmless.
---   indicator_cells   one row per (scheme, period, unit) with at least one cell; parallel
---                     arrays over the layout's codes, without NULLs (PostgreSQL slices those
---                     in constant time, the scorer's write depends on it): value (NaN where
---                     the view shows NULL: inner nodes), score, n_obs (0: the cell does not
---                     exist and is not in the view, as a missing indicator_score row was; its
---                     other elements are then 0 or NaN) and updated_us, each cell's own
---                     updated_at as microseconds since the Unix epoch (server clock: the
---                     transaction's now(), moved only when the cell's value, score or n_obs
---                     changes, as before). The scorer writes every touched row whole
---                     (scorer/scr_cells.c): a few hundred rows per batch instead of thousands.
+--                     array in the wrong order (the scorer then rewrites them: scr_cells.c).
+--                     Layouts are never deleted (one per edit of a scheme file's node list);
+--                     two scorers adding the same one at once make two equal rows: harmless.
+--   indicator_cells   one row per part of a (scheme, period, unit): the cells of the layout's
+--                     codes base+1 .. base+cardinality (the scorer's parts are 64 cells, the
+--                     last one padded), present while one of its cells exists. Parallel arrays
+--                     without NULLs (the scorer's write slices its parameters, which PostgreSQL
+--                     does in constant time only without NULLs): value (NaN where the view shows
+--                     NULL: inner nodes), score, n_obs (0: the cell does not exist and is not in
+--                     the view, as a missing indicator_score row was; its other elements are
+--                     then 0 or NaN) and updated_us, each cell's own updated_at in microseconds
+--                     since the Unix epoch (server clock: the transaction's now(), moved only
+--                     when the cell's value, score or n_obs changes, as before).
+--
+-- The scorer writes every part a batch changed whole (scorer/scr_cells.c): a batch of 1,000
+-- writes ~1,400 rows instead of ~8,400, each ~1.8 kB, below the TOAST threshold. A whole
+-- (unit, period) of a 337-node scheme (9.4 kB) was measured too: half the statement time of
+-- indicator_score for big batches, but TOASTed (compressed, stored out of line) at every write,
+-- and slower than before for batches of 100, which touch as many (unit, period)s.
 --
 -- The key columns keep the database's default collation, as the view's columns always had
 -- (an index of another collation would not serve a reader's `unit = '…'`); with a few hundred
@@ -40,20 +47,17 @@ CREATE TABLE indicator_cells (
     scheme      text NOT NULL,
     period      text NOT NULL,
     unit        text NOT NULL,
+    base        integer NOT NULL,
     layout      integer NOT NULL,
     value       double precision[] NOT NULL,
     score       double precision[] NOT NULL,
     n_obs       integer[] NOT NULL,
     updated_us  bigint[] NOT NULL,
-    PRIMARY KEY (scheme, period, unit)
+    PRIMARY KEY (scheme, period, unit, base)
 );
 
--- TOAST. A row of a 337-node scheme is ~9.4 kB (8 + 8 + 4 + 8 bytes a cell), so its arrays
--- are compressed and the largest (value, score) stored out of line, rewritten at each write
--- of the row. pglz took 37% of the backend's time in the end-to-end benchmark (tests/bench/
--- bench_e2e.sh, docs/BENCHMARKS.md); lz4 makes the row write 2.4 times faster. A server built
--- without lz4 keeps pglz. Measured and rejected: toast_tuple_target = 8160 (the compressed row
--- inline): as fast, but no HOT update and 55% more WAL.
+-- TOAST: a part stays inline. Should a row be larger (a reader's hand-made row), lz4 where the
+-- server has it: pglz took 37% of the backend when whole (unit, period) rows were TOASTed.
 DO $lz4$
 BEGIN
     ALTER TABLE indicator_cells
@@ -72,8 +76,9 @@ SELECT scheme, array_agg(indicator ORDER BY ord NULLS LAST, indicator)
   FROM kp_indicator
  GROUP BY scheme;
 
-INSERT INTO indicator_cells (scheme, period, unit, layout, value, score, n_obs, updated_us)
-SELECT k.scheme, k.period, k.unit, l.layout,
+INSERT INTO indicator_cells (scheme, period, unit, base, layout, value, score, n_obs,
+                             updated_us)
+SELECT k.scheme, k.period, k.unit, (t.pos - 1) / 64 * 64, l.layout,
        array_agg(coalesce(s.value, 'NaN') ORDER BY t.pos),
        array_agg(coalesce(s.score, 0) ORDER BY t.pos),
        array_agg(coalesce(s.n_obs, 0) ORDER BY t.pos),
@@ -84,7 +89,7 @@ SELECT k.scheme, k.period, k.unit, l.layout,
   LEFT JOIN indicator_score s
          ON s.scheme = k.scheme AND s.period = k.period AND s.unit = k.unit
         AND s.indicator = t.code AND s.n_obs > 0
- GROUP BY k.scheme, k.period, k.unit, l.layout
+ GROUP BY k.scheme, k.period, k.unit, (t.pos - 1) / 64, l.layout
 HAVING count(s.indicator) > 0;
 
 DROP VIEW kp_indicator_score;
@@ -97,8 +102,8 @@ SELECT c.scheme, c.period, c.unit, t.indicator, i.name AS indicator_name,
        t.n_obs, timestamptz 'epoch' + t.us * interval '1 microsecond' AS updated_at
   FROM indicator_cells c
   JOIN indicator_layout l ON l.layout = c.layout
- CROSS JOIN LATERAL unnest(l.codes, c.value, c.score, c.n_obs, c.updated_us)
-       AS t(indicator, value, score, n_obs, us)
+ CROSS JOIN LATERAL unnest(l.codes[c.base + 1:c.base + cardinality(c.n_obs)], c.value,
+                           c.score, c.n_obs, c.updated_us) AS t(indicator, value, score, n_obs, us)
   JOIN kp_indicator i ON i.scheme = c.scheme AND i.indicator = t.indicator
  WHERE t.n_obs > 0;
 

@@ -886,8 +886,8 @@ static void test_restart_replays(void **state)
     /* a cell row of a period the engine has no data for (migration 005's layout) */
     assert_int_equal(
         kp_pg_exec(g_pg,
-                   "INSERT INTO indicator_cells (scheme, period, unit, layout, value, score, "
-                   "n_obs, updated_us) SELECT l.scheme, '2023', 'U1', l.layout, "
+                   "INSERT INTO indicator_cells (scheme, period, unit, base, layout, value, score, "
+                   "n_obs, updated_us) SELECT l.scheme, '2023', 'U1', 0, l.layout, "
                    "ARRAY(SELECT NULL::float8 FROM unnest(l.codes)), "
                    "ARRAY(SELECT CASE WHEN c = 'eff_b' THEN 1 END::float8 FROM unnest(l.codes) c), "
                    "ARRAY(SELECT CASE WHEN c = 'eff_b' THEN 1 ELSE 0 END FROM unnest(l.codes) c), "
@@ -955,7 +955,9 @@ static void test_scheme_reorder(void **state)
     assert_true(scr_ready(s));
     struct scr_stats st;
     scr_get_stats(s, &st);
-    assert_true(st.replay_rows_synced == (uint64_t)rows); /* every row, in the new layout */
+    /* every row, in the new layout (with small parts, a cell moving to another part also
+     * deletes its old row: SCR_CELLS_PART builds) */
+    assert_true(st.replay_rows_synced >= (uint64_t)rows);
     char *after = dump_scores();
     assert_string_equal(before, after); /* the same cells, updated_at included */
     free(before);
@@ -987,7 +989,7 @@ static void test_scheme_reorder(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(scr_start(&loop, &cfg, &s), 0);
     scr_get_stats(s, &st);
-    assert_true(st.replay_rows_synced ==
+    assert_true(st.replay_rows_synced >=
                 (uint64_t)q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test'"));
     after = dump_scores();
     assert_string_equal(before, after);
