@@ -177,7 +177,8 @@ int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_chang
 /* ---- scr_cells.c ------------------------------------------------------------------------ */
 
 struct score_cell_change;
-/* The copy of one scheme's indicator_cells rows (migration 005), owned by its scr_scheme. */
+/* The copy of one scheme's indicator_cells rows (migration 005), owned by its scr_scheme;
+ * destroy with scr__cells_destroy (NULL accepted, nulls the pointer). */
 struct scr_cells;
 void scr__cells_destroy(struct scr_cells **c);
 /* A unit of work on the copy: begin, the engine's changed cells (score_engine_changes'
@@ -187,7 +188,7 @@ void scr__cells_begin(struct scr_cells *c);
 void scr__cells_on_cell(const struct score_cell_change *ch, void *arg);
 void scr__cells_commit(struct scr_cells *c, long long now_us);
 void scr__cells_rollback(struct scr_cells *c);
-/* Writes the rows of sch->cells touched by the unit of work (sync: the rows marked by
+/* Writes the parts of sch->cells changed by the unit of work (sync: those marked by
  * scr__cells_sync) whole, deletes those with no cell left; one statement. Adds the rows
  * written or deleted to *rows (may be NULL); *now_us: the transaction's now() in µs. Returns
  * 0 or KP_EDB. */
