@@ -226,6 +226,18 @@ int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const
     return finish(pg, r, res);
 }
 
+int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
+                   const int *lengths, const int *formats, struct kp_pg_res **res)
+{
+    if (res)
+        *res = NULL;
+    clear_error(pg);
+    if (check_usable(pg))
+        return KP_EDB;
+    PGresult *r = PQexecParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0);
+    return finish(pg, r, res);
+}
+
 int kp_pg_exec_script(struct kp_pg *pg, const char *sql)
 {
     clear_error(pg);
@@ -366,6 +378,103 @@ void kp_pg_array_end(struct kp_buf *b)
 {
     kp_buf_append(b, "}", 1);
     (void)kp_buf_cstr(b);
+}
+
+/* ---- binary arrays (array_recv: ndim, has-null flag, element type, ndim x (size, lower
+ * bound 1), then each element as a 4-byte length, -1 for NULL, and its big-endian bytes) -- */
+
+#define BARRAY_MAXDIM 6
+
+static void set_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* n more bytes at the end of b: one reserve per element, not one append per word (this runs
+ * for every cell of every row a batch writes). */
+static uint8_t *grow(struct kp_buf *b, size_t n)
+{
+    kp_buf_reserve(b, n);
+    uint8_t *p = b->data + b->len;
+    b->len += n;
+    return p;
+}
+
+static void put_be32(struct kp_buf *b, uint32_t v)
+{
+    set_be32(grow(b, 4), v);
+}
+
+/* One element of 8 bytes: its length and its big-endian value. */
+static void put_elem64(struct kp_buf *b, uint64_t v)
+{
+    uint8_t *p = grow(b, 12);
+    set_be32(p, 8);
+    set_be32(p + 4, (uint32_t)(v >> 32));
+    set_be32(p + 8, (uint32_t)v);
+}
+
+void kp_pg_barray_begin(struct kp_buf *b, unsigned elem_oid, int ndim)
+{
+    KP_ASSERT(ndim >= 1 && ndim <= BARRAY_MAXDIM);
+    kp_buf_reset(b);
+    put_be32(b, (uint32_t)ndim);
+    put_be32(b, 0); /* has-null flag, set by the first NULL */
+    put_be32(b, elem_oid);
+    for (int d = 0; d < ndim; d++) {
+        put_be32(b, 0); /* size, filled in by kp_pg_barray_end */
+        put_be32(b, 1); /* lower bound */
+    }
+}
+
+void kp_pg_barray_add_null(struct kp_buf *b)
+{
+    KP_ASSERT(b->len >= 12);
+    set_be32(b->data + 4, 1);
+    put_be32(b, UINT32_MAX); /* -1 */
+}
+
+void kp_pg_barray_add_f8(struct kp_buf *b, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    put_elem64(b, u);
+}
+
+void kp_pg_barray_add_i4(struct kp_buf *b, int v)
+{
+    uint8_t *p = grow(b, 8);
+    set_be32(p, 4);
+    set_be32(p + 4, (uint32_t)v);
+}
+
+void kp_pg_barray_add_i8(struct kp_buf *b, long long v)
+{
+    put_elem64(b, (uint64_t)v);
+}
+
+void kp_pg_barray_add_text(struct kp_buf *b, const char *s)
+{
+    if (!s) {
+        kp_pg_barray_add_null(b);
+        return;
+    }
+    size_t n = strlen(s);
+    put_be32(b, (uint32_t)n);
+    kp_buf_append(b, s, n);
+}
+
+void kp_pg_barray_end(struct kp_buf *b, const int *dims)
+{
+    KP_ASSERT(b->len >= 12);
+    uint32_t ndim = ((uint32_t)b->data[0] << 24) | ((uint32_t)b->data[1] << 16) |
+                    ((uint32_t)b->data[2] << 8) | b->data[3];
+    KP_ASSERT(ndim >= 1 && ndim <= BARRAY_MAXDIM);
+    for (uint32_t d = 0; d < ndim; d++)
+        set_be32(b->data + 12 + 8 * d, (uint32_t)dims[d]);
 }
 
 /* ---- migrations ----------------------------------------------------------------------- */

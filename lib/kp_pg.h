@@ -31,6 +31,10 @@ int kp_pg_reset(struct kp_pg *pg);
  * KP_EDB; kp_pg_sqlstate()/kp_pg_errmsg() describe the last error. */
 int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
                struct kp_pg_res **res);
+/* The same with each parameter in text (formats[i] == 0: NUL-terminated, lengths ignored) or
+ * binary format (formats[i] == 1: lengths[i] bytes, e.g. a kp_pg_barray_* array). */
+int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
+                   const int *lengths, const int *formats, struct kp_pg_res **res);
 /* Runs a script of several statements without parameters (migrations). */
 int kp_pg_exec_script(struct kp_pg *pg, const char *sql);
 
@@ -62,6 +66,24 @@ void kp_pg_array_add_double(struct kp_buf *b, double v); /* round-trip exact (%.
 void kp_pg_array_add_i64(struct kp_buf *b, long long v);
 void kp_pg_array_add_u64(struct kp_buf *b, unsigned long long v);
 void kp_pg_array_end(struct kp_buf *b);
+
+/* Builders of PostgreSQL arrays in the binary format (array_recv), for bulk statements whose
+ * arrays are too large to format and parse as text: no printf of doubles in the caller, no
+ * float8in in the backend. kp_pg_barray_begin(b, oid, ndim) with the element type's OID
+ * (KP_PG_FLOAT8, ...), then exactly the product of the dimensions' elements, row-major, then
+ * kp_pg_barray_end(b, dims) with the ndim (1 to 6) sizes. Pass b->data, b->len and format 1
+ * to kp_pg_exec_bin, the parameter cast to the array type ($1::float8[]). */
+#define KP_PG_INT8   20u
+#define KP_PG_INT4   23u
+#define KP_PG_TEXT   25u
+#define KP_PG_FLOAT8 701u
+void kp_pg_barray_begin(struct kp_buf *b, unsigned elem_oid, int ndim);
+void kp_pg_barray_add_null(struct kp_buf *b);
+void kp_pg_barray_add_f8(struct kp_buf *b, double v);
+void kp_pg_barray_add_i4(struct kp_buf *b, int v);
+void kp_pg_barray_add_i8(struct kp_buf *b, long long v);
+void kp_pg_barray_add_text(struct kp_buf *b, const char *s);
+void kp_pg_barray_end(struct kp_buf *b, const int *dims);
 
 /* Applies the SQL migrations in dir (files NNN_name.sql, in numeric order) that are not yet
  * recorded in kp_schema_version, each in its own transaction, serialised by a transaction

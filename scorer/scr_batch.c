@@ -326,8 +326,10 @@ static void db_failure(struct scr *s, struct scr_scheme *sch, bool engine_open, 
     char ctx[256];
     snprintf(ctx, sizeof ctx, "adapter=%s scheme=%s seq=%" PRIu64 " batches=%zu", g[0].b->aid,
              g[0].b->scheme, g[0].b->seq, n);
-    if (engine_open)
+    if (engine_open) {
         score_engine_rollback(sch->engine);
+        scr__cells_rollback(sch->cells);
+    }
     scr__db_failed(s, step, ctx);
     if (at_commit && kp_pg_conn_lost(s->pg)) {
         s->need_replay = true;
@@ -463,7 +465,7 @@ static void store_group(struct scr *s, struct scr_scheme *sch, struct slot *g, s
     struct scr_changes ch = {0};
     if (n_fresh) {
         scr__collect_changes(s, sch, &ch);
-        if (scr__db_write_scores(s, sch->id, &ch, NULL)) {
+        if (scr__db_write_scores(s, sch, &ch, NULL)) {
             db_failure(s, sch, true, false, "scores", g, n);
             return;
         }
@@ -477,6 +479,8 @@ static void store_group(struct scr *s, struct scr_scheme *sch, struct slot *g, s
         return;
     }
     score_engine_commit(sch->engine);
+    if (n_fresh)
+        scr__cells_commit(sch->cells, ch.now_us);
     if (max_id > sch->known_max_id)
         sch->known_max_id = max_id;
     if (n_fresh)

@@ -3,8 +3,9 @@
  * reference rows (kp_scheme, kp_group, kp_unit, kp_indicator), the replay that rebuilds an
  * engine from the stored observations so engine and database agree after any restart
  * (ARCHITECTURE.md guarantee 3: scores are a function of the set of latest revisions), and
- * the bulk upsert of changed score rows shared by replay and batches. Every statement is a
- * fixed, parameterised one over unnest()ed arrays: a round trip per statement, never per row.
+ * the bulk upsert of changed score rows shared by replay and batches (indicator cells: through
+ * scr_cells.c). Every statement is a fixed, parameterised one over unnest()ed arrays: a round
+ * trip per statement, never per row.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -94,10 +95,20 @@ static void db_err(struct scr *s, const char *what, char *err, size_t errlen)
              kp_pg_sqlstate(s->pg)[0] ? ": " : "", kp_pg_errmsg(s->pg));
 }
 
+/* The layout of the scheme's node order in indicator_cells (migration 005): nodes 1..n-1 as
+ * kp_indicator.ord numbers them; found, or added when this order is new. */
+static const char SQL_LAYOUT[] =
+    "WITH f AS (SELECT layout FROM indicator_layout WHERE scheme = $1 AND codes = $2::text[]"
+    " ORDER BY layout LIMIT 1), "
+    "i AS (INSERT INTO indicator_layout (scheme, codes) SELECT $1, $2::text[]"
+    " WHERE NOT EXISTS (SELECT 1 FROM f) RETURNING layout) "
+    "SELECT layout FROM f UNION ALL SELECT layout FROM i";
+
 _Static_assert(SCR_A__COUNT > 13, "scr__db_sync_scheme borrows 14 batch buffers");
 
-int scr__db_sync_scheme(struct scr *s, const struct score_scheme *sc, char *err, size_t errlen)
+int scr__db_sync_scheme(struct scr *s, struct scr_scheme *sch, char *err, size_t errlen)
 {
+    const struct score_scheme *sc = sch->scheme;
     struct kp_buf *a = s->a; /* borrow the batch buffers; no batch runs meanwhile */
     const char *id = score_scheme_id(sc);
     const char *name = score_scheme_name(sc);
@@ -168,6 +179,8 @@ int scr__db_sync_scheme(struct scr *s, const struct score_scheme *sc, char *err,
                             kp_buf_cstr(&a[9]),
                             kp_buf_cstr(&a[10])};
     const char *p_w[4] = {id, kp_buf_cstr(&a[11]), kp_buf_cstr(&a[12]), kp_buf_cstr(&a[13])};
+    const char *p_layout[2] = {id, kp_buf_cstr(&a[5])};
+    struct kp_pg_res *r = NULL;
     const char *step = "begin";
     if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL) ||
         (step = "kp_scheme", kp_pg_exec(s->pg, SQL_SCHEME, 2, p_scheme, NULL)) ||
@@ -176,41 +189,25 @@ int scr__db_sync_scheme(struct scr *s, const struct score_scheme *sc, char *err,
         (step = "kp_indicator", kp_pg_exec(s->pg, SQL_INDICATORS, 7, p_ind, NULL)) ||
         (step = "indicator_weight", kp_pg_exec(s->pg, SQL_WEIGHTS_CLEAR, 1, p_scheme, NULL)) ||
         (step = "indicator_weight", kp_pg_exec(s->pg, SQL_WEIGHTS, 4, p_w, NULL)) ||
+        (step = "indicator_layout", kp_pg_exec(s->pg, SQL_LAYOUT, 2, p_layout, &r)) ||
         (step = "commit", kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL))) {
         db_err(s, step, err, errlen);
+        kp_pg_res_free(&r);
         scr__db_rollback(s);
         return KP_EDB;
     }
+    sch->layout = (int)strtol(kp_pg_res_value(r, 0, 0), NULL, 10);
+    kp_pg_res_free(&r);
     return 0;
 }
 
 /* ---- score rows ----------------------------------------------------------------------- */
 /* The engine reports every changed cell and total; one that no longer exists (its last record
- * moved away by a revision) comes with n_obs == 0 (cells) or rank == 0 (totals) and its row
- * is deleted. DISTINCT ON keeps the last report of a key, so ON CONFLICT never meets the same
- * row twice (SQLSTATE 21000). Unchanged rows are not rewritten (IS DISTINCT FROM), and the
- * statement returns how many rows it deleted or wrote. */
-
-static const char SQL_IND_SCORES[] =
-    "WITH c AS ("
-    " SELECT DISTINCT ON (p, u, i) p, u, i, v, sc, n"
-    " FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[], $7::int[])"
-    " WITH ORDINALITY AS t(p, u, i, v, sc, n, ord)"
-    " ORDER BY p, u, i, ord DESC), "
-    "d AS ("
-    " DELETE FROM indicator_score s USING c"
-    " WHERE c.n = 0 AND s.scheme = $1 AND s.period = c.p AND s.unit = c.u AND s.indicator = c.i"
-    " RETURNING 1), "
-    "w AS ("
-    " INSERT INTO indicator_score (scheme, period, unit, indicator, value, score, n_obs,"
-    " updated_at)"
-    " SELECT $1, p, u, i, v, sc, n, now() FROM c WHERE c.n > 0"
-    " ON CONFLICT (scheme, period, unit, indicator) DO UPDATE SET value = EXCLUDED.value,"
-    " score = EXCLUDED.score, n_obs = EXCLUDED.n_obs, updated_at = now()"
-    " WHERE (indicator_score.value, indicator_score.score, indicator_score.n_obs)"
-    " IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.score, EXCLUDED.n_obs)"
-    " RETURNING 1) "
-    "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w)";
+ * moved away by a revision) comes with n_obs == 0 (cells) or rank == 0 (totals) and leaves the
+ * database (a cell: out of its indicator_cells row, scr_cells.c; a total: its row is deleted).
+ * DISTINCT ON keeps the last report of a key, so ON CONFLICT never meets the same row twice
+ * (SQLSTATE 21000). Unchanged rows are not rewritten (IS DISTINCT FROM), and the statement returns
+ * how many rows it deleted or wrote. */
 
 static const char SQL_UNIT_SCORES[] =
     "WITH c AS ("
@@ -236,33 +233,10 @@ static const char SQL_UNIT_SCORES[] =
     "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w)";
 
 /* After a replay: rows of the scheme the engine does not hold (a scheme file that dropped a
- * unit or an indicator, rows written by hand) go, so the database equals the engine. */
-static const char SQL_IND_STALE[] =
-    "DELETE FROM indicator_score s WHERE s.scheme = $1 AND NOT EXISTS ("
-    " SELECT 1 FROM unnest($2::text[], $3::text[], $4::text[]) AS t(p, u, i)"
-    " WHERE t.p = s.period AND t.u = s.unit AND t.i = s.indicator)";
-
+ * unit, rows written by hand) go, so the database equals the engine. */
 static const char SQL_UNIT_STALE[] = "DELETE FROM unit_score s WHERE s.scheme = $1 AND NOT EXISTS ("
                                      " SELECT 1 FROM unnest($2::text[], $3::text[]) AS t(p, u)"
                                      " WHERE t.p = s.period AND t.u = s.unit)";
-
-static void on_cell(const struct score_cell_change *c, void *arg)
-{
-    struct scr_changes *ch = arg;
-    struct kp_buf *a = ch->a;
-    if (c->node == 0)
-        return; /* the root: its total (with adjustments) is the unit_score row */
-    kp_pg_array_add(&a[SCR_A_IPERIOD], c->period);
-    kp_pg_array_add(&a[SCR_A_IUNIT], score_scheme_unit_code(ch->scheme, c->unit));
-    kp_pg_array_add(&a[SCR_A_IIND], score_scheme_node_code(ch->scheme, c->node));
-    if (isnan(c->value))
-        kp_pg_array_add(&a[SCR_A_IVAL], NULL); /* inner nodes have no input value */
-    else
-        kp_pg_array_add_double(&a[SCR_A_IVAL], c->value);
-    kp_pg_array_add_double(&a[SCR_A_ISCORE], c->score);
-    kp_pg_array_add_i64(&a[SCR_A_INOBS], (long long)c->n_obs);
-    ch->n_cells++;
-}
 
 static void on_total(const struct score_total_change *t, void *arg)
 {
@@ -282,21 +256,25 @@ static void changes_begin(struct scr *s, struct scr_scheme *sch, struct scr_chan
 {
     ch->a = s->a;
     ch->scheme = sch->scheme;
+    ch->cells = sch->cells;
     ch->n_cells = ch->n_totals = 0;
-    for (int k = SCR_A_IPERIOD; k <= SCR_A_UVETO; k++)
+    ch->now_us = 0;
+    for (int k = SCR_A_UPERIOD; k <= SCR_A_UVETO; k++)
         kp_pg_array_begin(&s->a[k]);
 }
 
 static void changes_end(struct scr *s)
 {
-    for (int k = SCR_A_IPERIOD; k <= SCR_A_UVETO; k++)
+    for (int k = SCR_A_UPERIOD; k <= SCR_A_UVETO; k++)
         kp_pg_array_end(&s->a[k]);
 }
 
 void scr__collect_changes(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch)
 {
+    KP_ASSERT(sch->cells); /* a scheme is active only after its sync (scr__db_catch_up) */
     changes_begin(s, sch, ch);
-    score_engine_changes(sch->engine, on_cell, on_total, ch);
+    scr__cells_begin(sch->cells);
+    score_engine_changes(sch->engine, scr__cells_on_cell, on_total, ch);
     changes_end(s);
 }
 
@@ -313,23 +291,14 @@ static int exec_count(struct scr *s, const char *sql, int np, const char *const 
     return 0;
 }
 
-int scr__db_write_scores(struct scr *s, const char *scheme, const struct scr_changes *ch,
+int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch,
                          long long *rows)
 {
     struct kp_buf *a = ch->a;
-    if (ch->n_cells) {
-        const char *p[7] = {scheme,
-                            kp_buf_cstr(&a[SCR_A_IPERIOD]),
-                            kp_buf_cstr(&a[SCR_A_IUNIT]),
-                            kp_buf_cstr(&a[SCR_A_IIND]),
-                            kp_buf_cstr(&a[SCR_A_IVAL]),
-                            kp_buf_cstr(&a[SCR_A_ISCORE]),
-                            kp_buf_cstr(&a[SCR_A_INOBS])};
-        if (exec_count(s, SQL_IND_SCORES, 7, p, rows))
-            return KP_EDB;
-    }
+    if (ch->n_cells && scr__cells_write(s, sch, false, rows, &ch->now_us))
+        return KP_EDB;
     if (ch->n_totals) {
-        const char *p[8] = {scheme,
+        const char *p[8] = {sch->id,
                             kp_buf_cstr(&a[SCR_A_UPERIOD]),
                             kp_buf_cstr(&a[SCR_A_UUNIT]),
                             kp_buf_cstr(&a[SCR_A_UTOTAL]),
@@ -376,25 +345,24 @@ static void replay_chunk(struct score_engine *e, const struct kp_pg_res *r, uint
     score_engine_commit(e);
 }
 
-/* Makes the score rows of the scheme equal to the engine: upserts what differs, deletes what
+/* Makes the score rows of the scheme equal to the engine: writes what differs, deletes what
  * the engine does not hold. One transaction. Adds the rows touched to *synced. */
 static int sync_scores(struct scr *s, struct scr_scheme *sch, long long *synced)
 {
     struct scr_changes ch;
     changes_begin(s, sch, &ch);
-    score_engine_foreach_cell(sch->engine, on_cell, &ch);
     score_engine_foreach_total(sch->engine, on_total, &ch);
     changes_end(s);
     struct kp_buf *a = s->a;
-    const char *p_ind[4] = {sch->id, kp_buf_cstr(&a[SCR_A_IPERIOD]), kp_buf_cstr(&a[SCR_A_IUNIT]),
-                            kp_buf_cstr(&a[SCR_A_IIND])};
     const char *p_unit[3] = {sch->id, kp_buf_cstr(&a[SCR_A_UPERIOD]), kp_buf_cstr(&a[SCR_A_UUNIT])};
-    if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL) ||
-        scr__db_write_scores(s, sch->id, &ch, synced) ||
-        exec_count(s, SQL_IND_STALE, 4, p_ind, synced) ||
-        exec_count(s, SQL_UNIT_STALE, 3, p_unit, synced) ||
-        kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL))
+    ch.n_cells = 0; /* the cells: scr__cells_sync */
+    if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL) || scr__db_write_scores(s, sch, &ch, synced) ||
+        exec_count(s, SQL_UNIT_STALE, 3, p_unit, synced) || scr__cells_sync(s, sch, synced) ||
+        kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL)) {
+        scr__cells_sync_done(sch, false);
         return KP_EDB;
+    }
+    scr__cells_sync_done(sch, true);
     return 0;
 }
 
@@ -439,7 +407,7 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
         sch->known_max_id = upto;
         s->stats.replays++;
     }
-    if (fresh || n_rows > 0)
+    if (fresh || n_rows > 0 || !sch->cells)
         sch->need_sync = true;
     s->stats.replayed += n_rows;
     if (applied)

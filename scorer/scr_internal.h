@@ -44,6 +44,13 @@ struct scr_scheme {
      * so whatever another scorer stored meanwhile is `id > known_max_id` (catch-up). */
     long long known_max_id;
     bool need_sync; /* score rows not yet made equal to the engine since it was (re)built */
+    /* indicator_cells (scr_cells.c): the layout id of this scheme file's node order, the copy
+     * of the scheme's rows as committed (NULL until the first sync) and, between a sync and
+     * its COMMIT, the copy that replaces it with the now() of that transaction. */
+    int layout;
+    struct scr_cells *cells;
+    struct scr_cells *cells_next;
+    long long cells_next_now;
     struct kp_gauge *m_active;
 };
 
@@ -64,13 +71,13 @@ enum {
     SCR_A_RREF,
     SCR_A_RCODE,
     SCR_A_RMSG,
-    /* indicator_score */
+    /* indicator_cells: parts written, parts deleted */
     SCR_A_IPERIOD,
     SCR_A_IUNIT,
-    SCR_A_IIND,
-    SCR_A_IVAL,
-    SCR_A_ISCORE,
-    SCR_A_INOBS,
+    SCR_A_IBASE,
+    SCR_A_IDPERIOD,
+    SCR_A_IDUNIT,
+    SCR_A_IDBASE,
     /* unit_score */
     SCR_A_UPERIOD,
     SCR_A_UUNIT,
@@ -86,7 +93,9 @@ enum {
 struct scr_changes {
     struct kp_buf *a; /* the scorer's SCR_A_* buffers */
     const struct score_scheme *scheme;
+    struct scr_cells *cells; /* the scheme's indicator_cells copy, changed in place */
     size_t n_cells, n_totals;
+    long long now_us; /* the transaction's now() once the cells are written, else 0 */
 };
 
 struct scr {
@@ -142,8 +151,9 @@ struct scr {
     enum kp_reason *so_reason; /* what applying each gave */
     size_t n_so, cap_so;
     struct kp_buf a[SCR_A__COUNT];
-    struct kp_buf json; /* one observation's x as JSON */
-    struct kp_buf reg;  /* reg frame */
+    struct kp_buf bin[4]; /* binary arrays of indicator_cells rows (scr_cells.c) */
+    struct kp_buf json;   /* one observation's x as JSON */
+    struct kp_buf reg;    /* reg frame */
 
     struct scr_stats stats;
 
@@ -154,8 +164,9 @@ struct scr {
 /* ---- scr_db.c --------------------------------------------------------------------------- */
 
 /* Upserts the kp_scheme, kp_group, kp_unit and kp_indicator rows of a scheme in one
- * transaction (bulk, unnest). Returns 0 or KP_EDB (err filled). */
-int scr__db_sync_scheme(struct scr *s, const struct score_scheme *sc, char *err, size_t errlen);
+ * transaction (bulk, unnest) and sets sch->layout (indicator_layout, found or added). Returns
+ * 0 or KP_EDB (err filled). */
+int scr__db_sync_scheme(struct scr *s, struct scr_scheme *sch, char *err, size_t errlen);
 
 /* Brings the engine of sch up to date with the database: a full replay (every stored
  * observation of the scheme, in id order, in chunks) into a new engine when there is none or
@@ -172,11 +183,40 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
 /* Collects every change of the engine's current unit of work into s->a (score arrays). */
 void scr__collect_changes(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch);
 
-/* Writes the changed indicator_score and unit_score rows of ch (two statements: upsert where
- * different, delete the cells/totals that no longer exist). Adds the number of rows written
- * or deleted to *rows when rows != NULL. Returns 0 or KP_EDB. */
-int scr__db_write_scores(struct scr *s, const char *scheme, const struct scr_changes *ch,
+/* Writes the indicator_cells rows the unit of work touched (scr__cells_write) and the changed
+ * unit_score rows (upsert where different, delete the totals that no longer exist); sets
+ * ch->now_us. Adds the number of rows written or deleted to *rows when rows != NULL. Returns
+ * 0 or KP_EDB; then the caller rolls back (scr__cells_rollback with the engine). */
+int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch,
                          long long *rows);
+
+/* ---- scr_cells.c ------------------------------------------------------------------------ */
+
+struct score_cell_change;
+/* The copy of one scheme's indicator_cells rows (migration 005), owned by its scr_scheme;
+ * destroy with scr__cells_destroy (NULL accepted, nulls the pointer). */
+struct scr_cells;
+void scr__cells_destroy(struct scr_cells **c);
+/* A unit of work on the copy: begin, the engine's changed cells (score_engine_changes'
+ * cell_fn, arg: a struct scr_changes), scr__cells_write, then commit with the transaction's
+ * now() or rollback (the copy is as before begin). */
+void scr__cells_begin(struct scr_cells *c);
+void scr__cells_on_cell(const struct score_cell_change *ch, void *arg);
+void scr__cells_commit(struct scr_cells *c, long long now_us);
+void scr__cells_rollback(struct scr_cells *c);
+/* Writes the parts of sch->cells changed by the unit of work (sync: those marked by
+ * scr__cells_sync) whole, deletes those with no cell left; one statement. Adds the rows
+ * written or deleted to *rows (may be NULL); *now_us: the transaction's now() in µs. Returns
+ * 0 or KP_EDB. */
+int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
+                     long long *now_us);
+/* Inside the caller's transaction: builds a new copy from the engine, reads the scheme's rows
+ * and writes those that differ from the engine (or are in another layout), deletes the rows
+ * the engine does not hold; per cell, updated_at is kept when the cell is unchanged. The new
+ * copy replaces sch->cells at scr__cells_sync_done(sch, true) after COMMIT; false drops it.
+ * Returns 0 or KP_EDB. */
+int scr__cells_sync(struct scr *s, struct scr_scheme *sch, long long *rows);
+void scr__cells_sync_done(struct scr_scheme *sch, bool committed);
 
 /* Logs a database failure once (code, SQLSTATE, message), counts it, rolls back when the
  * connection still works and, when it is lost, marks the scorer not ready and schedules a

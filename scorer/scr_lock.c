@@ -65,6 +65,9 @@ void scr__lock_lost(struct scr *s)
 {
     for (size_t i = 0; i < s->n_schemes; i++) {
         s->schemes[i].locked = false;
+        /* Another scorer may write the scheme's rows meanwhile: the next lock holder's
+         * indicator_cells copy (scr_cells.c) is rebuilt from the database. */
+        s->schemes[i].need_sync = true;
         set_active(s, &s->schemes[i], false);
     }
 }

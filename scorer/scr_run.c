@@ -198,7 +198,7 @@ static int db_prepare(struct scr *s, char *err, size_t errlen, bool *fatal)
             }
         }
         for (size_t i = 0; i < s->n_schemes; i++) {
-            rc = scr__db_sync_scheme(s, s->schemes[i].scheme, err, errlen);
+            rc = scr__db_sync_scheme(s, &s->schemes[i], err, errlen);
             if (rc) {
                 *fatal = !kp_pg_conn_lost(s->pg);
                 return rc;
@@ -453,6 +453,8 @@ static void free_scr(struct scr *s)
     kp_pg_close(&s->pg);
     for (size_t i = 0; i < s->n_schemes; i++) {
         score_engine_destroy(&s->schemes[i].engine);
+        scr__cells_destroy(&s->schemes[i].cells);
+        scr__cells_destroy(&s->schemes[i].cells_next);
         score_scheme_destroy(&s->schemes[i].scheme);
     }
     free(s->schemes);
@@ -460,6 +462,8 @@ static void free_scr(struct scr *s)
     free(s->m_alerts);
     for (int k = 0; k < SCR_A__COUNT; k++)
         kp_buf_fini(&s->a[k]);
+    for (size_t k = 0; k < sizeof s->bin / sizeof s->bin[0]; k++)
+        kp_buf_fini(&s->bin[k]);
     kp_buf_fini(&s->json);
     kp_buf_fini(&s->reg);
     free(s->so);

@@ -5,7 +5,7 @@
  *
  *  - sockets: a ROUTER playing the broker receives the scorer's reg, sends batches in the
  *    INTERNAL.md envelope and checks the replies; rows in batch/observation/rejection and
- *    the exact indicator_score/unit_score values; a retransmit is dup:true with the original
+ *    the exact kp_indicator_score/unit_score values; a retransmit is dup:true with the original
  *    counts and adds nothing; a higher revision replaces the score, a lower one does not;
  *    batch-level refusals are nacked; /metrics and /readyz answer.
  *  - restart: a new scorer replays the stored observations; its engine equals the database
@@ -174,7 +174,7 @@ struct cell_row {
 static struct cell_row db_cell(const char *period, const char *unit, const char *ind)
 {
     const char *p[4] = {SCHEME, period, unit, ind};
-    struct kp_pg_res *r = q("SELECT value, score, n_obs FROM indicator_score WHERE scheme = $1 "
+    struct kp_pg_res *r = q("SELECT value, score, n_obs FROM kp_indicator_score WHERE scheme = $1 "
                             "AND period = $2 AND unit = $3 AND indicator = $4",
                             4, p);
     struct cell_row c = {0};
@@ -220,7 +220,7 @@ static void assert_cell(const char *unit, const char *ind, double value, double 
 {
     struct cell_row c = db_cell("2024", unit, ind);
     if (!c.found)
-        fprintf(stderr, "no indicator_score row for %s %s\n", unit, ind);
+        fprintf(stderr, "no kp_indicator_score row for %s %s\n", unit, ind);
     assert_true(c.found);
     assert_false(c.value_null);
     assert_near(c.value, value);
@@ -247,7 +247,7 @@ static char *dump_scores(void)
 {
     return q_str("SELECT coalesce(string_agg(x, E'\\n' ORDER BY x), '') FROM ("
                  " SELECT concat_ws('|', 'i', period, unit, indicator, value, score, n_obs,"
-                 " updated_at) AS x FROM indicator_score WHERE scheme = $1"
+                 " updated_at) AS x FROM kp_indicator_score WHERE scheme = $1"
                  " UNION ALL"
                  " SELECT concat_ws('|', 'u', period, unit, total, coverage, rank, grade, vetoed,"
                  " updated_at) FROM unit_score WHERE scheme = $1) t",
@@ -622,7 +622,7 @@ static void test_sockets_end_to_end(void **state)
     assert_cell("U1", "eff_b", 5.81, eff(5.81), 1);
     assert_cell("U2", "direct_a", 90, 90, 1);
     assert_cell("U3", "eff_b", 12, 100, 1);
-    assert_int_equal(q_ll("SELECT count(*) FROM indicator_score WHERE scheme = 'kp-test'"), 4);
+    assert_int_equal(q_ll("SELECT count(*) FROM kp_indicator_score WHERE scheme = 'kp-test'"), 4);
     double u1 = (40 * 80 + 60 * eff(5.81)) / 100;
     assert_total("U1", u1, 1.0, 2); /* g1: U2 90 > U1 67.24 */
     assert_total("U2", 90, 0.4, 1);
@@ -801,7 +801,7 @@ static void assert_engine_equals_db(struct scr *s)
     score_engine_foreach_cell(e, cmp_cell_db, &k);
     score_engine_foreach_total(e, cmp_total_db, &k);
     assert_true((long long)k.cells ==
-                q_ll("SELECT count(*) FROM indicator_score WHERE scheme = 'kp-test'"));
+                q_ll("SELECT count(*) FROM kp_indicator_score WHERE scheme = 'kp-test'"));
     assert_true((long long)k.totals ==
                 q_ll("SELECT count(*) FROM unit_score WHERE scheme = 'kp-test'"));
     score_scheme_destroy(&sc);
@@ -883,12 +883,19 @@ static void test_restart_replays(void **state)
                                 "AND unit = 'U3'",
                                 0, NULL, NULL),
                      0);
-    assert_int_equal(kp_pg_exec(g_pg,
-                                "INSERT INTO indicator_score (scheme, period, unit, "
-                                "indicator, score, n_obs) VALUES ('kp-test', '2023', "
-                                "'U1', 'eff_b', 1, 1)",
-                                0, NULL, NULL),
-                     0);
+    /* a cell row of a period the engine has no data for (migration 005's layout) */
+    assert_int_equal(
+        kp_pg_exec(g_pg,
+                   "INSERT INTO indicator_cells (scheme, period, unit, base, layout, value, score, "
+                   "n_obs, updated_us) SELECT l.scheme, '2023', 'U1', 0, l.layout, "
+                   "ARRAY(SELECT NULL::float8 FROM unnest(l.codes)), "
+                   "ARRAY(SELECT CASE WHEN c = 'eff_b' THEN 1 END::float8 FROM unnest(l.codes) c), "
+                   "ARRAY(SELECT CASE WHEN c = 'eff_b' THEN 1 ELSE 0 END FROM unnest(l.codes) c), "
+                   "ARRAY(SELECT CASE WHEN c = 'eff_b' THEN 0 END::int8 FROM unnest(l.codes) c) "
+                   "FROM indicator_layout l WHERE l.scheme = 'kp-test' "
+                   "ORDER BY l.layout DESC LIMIT 1",
+                   0, NULL, NULL),
+        0);
     stop_and_close(&loop, &s);
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(scr_start(&loop, &cfg, &s), 0);
@@ -896,6 +903,98 @@ static void test_restart_replays(void **state)
     assert_true(st.replay_rows_synced == 2);
     assert_total("U3", (40 * 70 + 60 * 100) / 100.0, 1.0, 1);
     assert_false(db_cell("2023", "U1", "eff_b").found);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
+/* The scheme file changes its node order between runs (migration 005: indicator_cells rows are
+ * arrays in the order of an indicator_layout). The new scorer rewrites every row in its own
+ * layout, and the read model does not move, updated_at included; batches then write the new
+ * layout, and going back to the old file rewrites them again. */
+static void write_scheme(const char *yaml)
+{
+    FILE *f = fopen(g_scheme_path, "w");
+    assert_non_null(f);
+    fputs(yaml, f);
+    fclose(f);
+}
+
+static void test_scheme_reorder(void **state)
+{
+    (void)state;
+    static const char REORDERED[] =
+        "scheme: kp-test\n"
+        "name: 测试方案\n"
+        "groups:\n"
+        "  - code: g1\n"
+        "    name: 第一组\n"
+        "    units:\n"
+        "      - {code: U1, name: 单位一}\n"
+        "      - {code: U2, name: 单位二}\n"
+        "  - code: g2\n"
+        "    name: 第二组\n"
+        "    units:\n"
+        "      - {code: U3, name: 单位三}\n"
+        "indicators:\n"
+        "  - {code: eff_b, name: 功效系数, weight: 60, method: efficacy, good: 12, bad: 6,\n"
+        "     clamp: none, periods: [year], min: -100, max: 1000}\n"
+        "  - {code: direct_a, name: 直接评分, weight: 40, method: direct, periods: [year],\n"
+        "     min: 0, max: 100}\n";
+    char *before = dump_scores();
+    long long rows = q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test'");
+    assert_true(rows > 0);
+    write_scheme(REORDERED);
+
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct scr *s = NULL;
+    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
+    assert_true(scr_ready(s));
+    struct scr_stats st;
+    scr_get_stats(s, &st);
+    /* every row, in the new layout (with small parts, a cell moving to another part also
+     * deletes its old row: SCR_CELLS_PART builds) */
+    assert_true(st.replay_rows_synced >= (uint64_t)rows);
+    char *after = dump_scores();
+    assert_string_equal(before, after); /* the same cells, updated_at included */
+    free(before);
+    free(after);
+    char *codes = q_str("SELECT string_agg(DISTINCT l.codes::text, ' ') FROM indicator_cells c "
+                        "JOIN indicator_layout l ON l.layout = c.layout WHERE c.scheme = $1",
+                        SCHEME, NULL, NULL);
+    assert_string_equal(codes, "{eff_b,direct_a}");
+    free(codes);
+    assert_engine_equals_db(s);
+
+    /* A batch in the new layout (2023: the later tests' 2024 cells stay as they are). */
+    struct kp_buf payload = {0}, reply = {0};
+    static const struct ob MORE[] = {{"U2", "eff_b", "2023", 10, "r9", 1},
+                                     {"U2", "direct_a", "2023", 70, "r9a", 1}};
+    encode_batch(&payload, "ad9", 1, MORE, 2);
+    assert_int_equal(process(s, "ad9", &payload, &reply), SCR_COMMITTED);
+    struct cell_row c = db_cell("2023", "U2", "eff_b");
+    assert_true(c.found && c.value == 10 && c.n_obs == 1);
+    assert_near(c.score, eff(10));
+    c = db_cell("2023", "U2", "direct_a");
+    assert_true(c.found && c.value == 70 && c.n_obs == 1);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+
+    /* Back to the original file: rewritten once more, nothing moves. */
+    before = dump_scores();
+    write_scheme(SCHEME_YAML);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
+    scr_get_stats(s, &st);
+    assert_true(st.replay_rows_synced >=
+                (uint64_t)q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test'"));
+    after = dump_scores();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
     assert_engine_equals_db(s);
     stop_and_close(&loop, &s);
     kp_buf_fini(&payload);
@@ -1391,8 +1490,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_check),       cmocka_unit_test(test_config_yaml),
         cmocka_unit_test(test_sockets_end_to_end), cmocka_unit_test(test_restart_replays),
-        cmocka_unit_test(test_db_outages),         cmocka_unit_test(test_failover_lock),
-        cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_scheme_reorder),     cmocka_unit_test(test_db_outages),
+        cmocka_unit_test(test_failover_lock),      cmocka_unit_test(test_group_commit),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     kp_zctx_term();

@@ -1,0 +1,545 @@
+/*
+ * scr_cells: the scorer's copy of a scheme's indicator_cells rows (migration 005), and their
+ * writes. A (scheme, period, unit) holds parallel arrays over the scheme's nodes 1..n-1 (in the
+ * order of its indicator_layout), stored as parts of PART cells, a row each;
+ * kp_indicator_score unnests them. A batch changes a few cells of a few hundred (unit,
+ * period)s; the scorer keeps every one as last committed (values, scores, n_obs and each
+ * cell's updated_at) in memory, applies the engine's changed cells to it and rewrites whole
+ * the parts that changed: ~1,500 rows of ~1.8 kB per batch of 1,000 instead of ~8,400 rows of
+ * indicator_score (issue 9). The copy also decides, per cell, whether updated_at moves (only
+ * when value, score or n_obs changed, as the IS DISTINCT FROM of the old upsert did). The
+ * arrays go as binary parameters (kp_pg_barray_*): no printf of doubles here, no float8in in
+ * the backend. A batch's changes are undone with the engine's when its transaction fails; a
+ * replay rebuilds the copy from the engine and the database (scr__cells_sync), rewriting parts
+ * of another layout (a changed scheme file) or size.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kp_err.h"
+#include "kp_pg.h"
+#include "score_engine.h"
+#include "scr_internal.h"
+
+/* Cells per database row: a (unit, period) is stored as parts of PART consecutive cells, each
+ * its own row keyed by its base (0, PART, 2 PART, ...), so that a batch rewrites only the parts
+ * it changed and a part (~1.8 kB: 28 bytes a cell) stays below the TOAST threshold. */
+#ifndef SCR_CELLS_PART
+#define PART 64
+#else /* tests: small parts exercise the multi-part paths with small schemes */
+#define PART SCR_CELLS_PART
+#endif
+#define UPD_NOW    (-1LL)    /* changed in this transaction: the server's now() */
+#define UPD_NONE   INT64_MIN /* no cell */
+#define PERIOD_MAX 32
+
+struct cell_row {
+    size_t unit;
+    char period[PERIOD_MAX];
+    size_t n_live;  /* cells with n_obs > 0; 0: no row in the database */
+    bool touched;   /* written by the current transaction */
+    uint8_t *part;  /* per part: P_* flags */
+    double *value;  /* NAN: NULL */
+    double *score;  /* for cells with n_obs > 0 */
+    int32_t *n_obs; /* 0: the cell does not exist */
+    int64_t *upd;   /* µs since the Unix epoch, UPD_NOW or UPD_NONE */
+};
+
+enum {
+    P_DIRTY = 1,     /* changed by the current transaction */
+    P_NEED = 2,      /* sync: to be written */
+    P_IN_LAYOUT = 4, /* sync: its database row is in the scorer's layout */
+    P_DIFFERS = 8,   /* sync: a database cell differs from the engine's or is not the engine's */
+};
+
+struct scr_cells {
+    size_t ncells; /* nodes of the scheme but the root: cell k is node k + 1 */
+    size_t nparts; /* ceil(ncells / PART) */
+    struct cell_row **rows;
+    size_t n_rows, cap_rows;
+    size_t *slot; /* open addressing over rows (index + 1; 0 empty) */
+    size_t n_slots;
+    /* the current transaction: touched rows and their state before it */
+    size_t *touched;
+    size_t n_touched, cap_touched;
+    struct kp_buf undo;
+    size_t n_changed; /* cells whose value, score or n_obs changed */
+};
+
+static size_t row_bytes(size_t ncells)
+{
+    return ncells * (2 * sizeof(double) + sizeof(int32_t) + sizeof(int64_t));
+}
+
+static uint64_t key_hash(size_t unit, const char *period)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)unit;
+    for (const unsigned char *p = (const unsigned char *)period; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h ^ (h >> 29);
+}
+
+static struct scr_cells *cells_new(size_t ncells)
+{
+    struct scr_cells *c = kp_xcalloc(1, sizeof *c);
+    c->ncells = ncells;
+    c->nparts = (ncells + PART - 1) / PART;
+    c->n_slots = 64;
+    c->slot = kp_xcalloc(c->n_slots, sizeof *c->slot);
+    return c;
+}
+
+void scr__cells_destroy(struct scr_cells **cp)
+{
+    if (!cp || !*cp)
+        return;
+    struct scr_cells *c = *cp;
+    for (size_t i = 0; i < c->n_rows; i++)
+        free(c->rows[i]);
+    free(c->rows);
+    free(c->slot);
+    free(c->touched);
+    kp_buf_fini(&c->undo);
+    free(c);
+    *cp = NULL;
+}
+
+static void rehash(struct scr_cells *c)
+{
+    free(c->slot);
+    c->n_slots *= 2;
+    c->slot = kp_xcalloc(c->n_slots, sizeof *c->slot);
+    for (size_t i = 0; i < c->n_rows; i++) {
+        size_t k = key_hash(c->rows[i]->unit, c->rows[i]->period) & (c->n_slots - 1);
+        while (c->slot[k])
+            k = (k + 1) & (c->n_slots - 1);
+        c->slot[k] = i + 1;
+    }
+}
+
+/* The row of (unit, period), created empty (no cell) when absent. NULL for a period longer
+ * than any PROTOCOL.md period (cannot happen: the engine validated it). */
+static struct cell_row *row_get(struct scr_cells *c, size_t unit, const char *period)
+{
+    size_t plen = strlen(period);
+    if (plen >= PERIOD_MAX)
+        return NULL;
+    size_t k = key_hash(unit, period) & (c->n_slots - 1);
+    for (; c->slot[k]; k = (k + 1) & (c->n_slots - 1)) {
+        struct cell_row *r = c->rows[c->slot[k] - 1];
+        if (r->unit == unit && !strcmp(r->period, period))
+            return r;
+    }
+    size_t n = c->ncells;
+    struct cell_row *r = kp_xcalloc(1, sizeof *r + row_bytes(n) + c->nparts);
+    r->unit = unit;
+    memcpy(r->period, period, plen + 1);
+    r->value = (double *)(r + 1);
+    r->score = r->value + n;
+    r->upd = (int64_t *)(r->score + n);
+    r->n_obs = (int32_t *)(r->upd + n);
+    r->part = (uint8_t *)(r->n_obs + n);
+    for (size_t i = 0; i < n; i++) {
+        r->value[i] = NAN;
+        r->score[i] = NAN;
+        r->upd[i] = UPD_NONE;
+    }
+    if (c->n_rows == c->cap_rows) {
+        c->cap_rows = c->cap_rows ? 2 * c->cap_rows : 256;
+        c->rows = kp_xrealloc(c->rows, c->cap_rows * sizeof *c->rows);
+    }
+    c->rows[c->n_rows++] = r;
+    c->slot[k] = c->n_rows;
+    if (2 * c->n_rows > c->n_slots)
+        rehash(c);
+    return r;
+}
+
+static bool same(double a, double b)
+{
+    return a == b || (isnan(a) && isnan(b)); /* PostgreSQL's float8 equality */
+}
+
+/* Remembers the row's state before the transaction's first change to it. */
+static void touch(struct scr_cells *c, struct cell_row *r)
+{
+    if (r->touched)
+        return;
+    r->touched = true;
+    if (c->n_touched == c->cap_touched) {
+        c->cap_touched = c->cap_touched ? 2 * c->cap_touched : 256;
+        c->touched = kp_xrealloc(c->touched, c->cap_touched * sizeof *c->touched);
+    }
+    /* rows are never removed: the index of r is stable */
+    size_t idx = 0;
+    size_t k = key_hash(r->unit, r->period) & (c->n_slots - 1);
+    for (; c->slot[k]; k = (k + 1) & (c->n_slots - 1))
+        if (c->rows[c->slot[k] - 1] == r) {
+            idx = c->slot[k] - 1;
+            break;
+        }
+    c->touched[c->n_touched++] = idx;
+    kp_buf_append(&c->undo, &r->n_live, sizeof r->n_live);
+    kp_buf_append(&c->undo, r->value, row_bytes(c->ncells));
+}
+
+/* Applies one cell's state (n_obs == 0: it no longer exists). Returns true when it changed. */
+static bool cell_set(struct scr_cells *c, struct cell_row *r, size_t k, double value, double score,
+                     uint32_t n_obs, bool undo)
+{
+    bool exists = r->n_obs[k] > 0;
+    if (n_obs == 0) {
+        if (!exists)
+            return false;
+        if (undo)
+            touch(c, r);
+        r->part[k / PART] |= P_DIRTY;
+        r->value[k] = r->score[k] = NAN;
+        r->n_obs[k] = 0;
+        r->upd[k] = UPD_NONE;
+        r->n_live--;
+        return true;
+    }
+    if (exists && same(r->value[k], value) && same(r->score[k], score) &&
+        (uint32_t)r->n_obs[k] == n_obs)
+        return false;
+    if (undo)
+        touch(c, r);
+    r->part[k / PART] |= P_DIRTY;
+    r->value[k] = value;
+    r->score[k] = score;
+    r->n_obs[k] = (int32_t)(n_obs > INT32_MAX ? INT32_MAX : n_obs);
+    r->upd[k] = UPD_NOW;
+    if (!exists)
+        r->n_live++;
+    return true;
+}
+
+/* ---- the batch's changes -------------------------------------------------------------- */
+
+void scr__cells_on_cell(const struct score_cell_change *ch, void *arg)
+{
+    struct scr_changes *x = arg;
+    struct scr_cells *c = x->cells;
+    if (ch->node == 0 || ch->node > c->ncells)
+        return; /* the root: its total (with adjustments) is the unit_score row */
+    struct cell_row *r = row_get(c, ch->unit, ch->period);
+    if (!r)
+        return;
+    if (cell_set(c, r, ch->node - 1, ch->value, ch->score, ch->n_obs, true))
+        c->n_changed++;
+    x->n_cells++;
+}
+
+void scr__cells_begin(struct scr_cells *c)
+{
+    c->n_touched = 0;
+    c->n_changed = 0;
+    kp_buf_reset(&c->undo);
+}
+
+void scr__cells_rollback(struct scr_cells *c)
+{
+    if (!c)
+        return;
+    size_t sz = sizeof(size_t) + row_bytes(c->ncells);
+    for (size_t t = c->n_touched; t-- > 0;) {
+        struct cell_row *r = c->rows[c->touched[t]];
+        const uint8_t *u = c->undo.data + t * sz;
+        memcpy(&r->n_live, u, sizeof r->n_live);
+        memcpy(r->value, u + sizeof(size_t), row_bytes(c->ncells));
+        memset(r->part, 0, c->nparts);
+        r->touched = false;
+    }
+    c->n_touched = 0;
+    kp_buf_reset(&c->undo);
+}
+
+void scr__cells_commit(struct scr_cells *c, long long now_us)
+{
+    if (!c)
+        return;
+    for (size_t t = 0; t < c->n_touched; t++) {
+        struct cell_row *r = c->rows[c->touched[t]];
+        for (size_t k = 0; k < c->ncells; k++)
+            if (r->upd[k] == UPD_NOW)
+                r->upd[k] = now_us;
+        memset(r->part, 0, c->nparts);
+        r->touched = false;
+    }
+    c->n_touched = 0;
+    kp_buf_reset(&c->undo);
+}
+
+/* ---- writing -------------------------------------------------------------------------- */
+
+/* Every pending part whole (upsert) or, when it has no cell left, its deletion; the cells the
+ * transaction changed get its now(). One statement; returns rows written + deleted and the
+ * now() in microseconds. */
+static const char SQL_WRITE[] =
+    "WITH n AS (SELECT (extract(epoch FROM now()) * 1000000)::int8 AS us), "
+    "d AS ("
+    " DELETE FROM indicator_cells c USING unnest($9::text[], $10::text[], $12::int[])"
+    " AS x(u, p, b)"
+    " WHERE c.scheme = $1 AND c.period = x.p AND c.unit = x.u AND c.base = x.b RETURNING 1), "
+    "w AS ("
+    " INSERT INTO indicator_cells (scheme, period, unit, base, layout, value, score, n_obs,"
+    " updated_us)"
+    " SELECT $1, r.p, r.u, r.b, $2::int, ($5::float8[])[r.i:r.i], ($6::float8[])[r.i:r.i],"
+    " ($7::int4[])[r.i:r.i], array_replace(($8::int8[])[r.i:r.i], -1::int8, n.us)"
+    " FROM unnest($3::text[], $4::text[], $11::int[]) WITH ORDINALITY AS r(u, p, b, i), n"
+    " ON CONFLICT (scheme, period, unit, base) DO UPDATE SET layout = EXCLUDED.layout,"
+    " value = EXCLUDED.value, score = EXCLUDED.score, n_obs = EXCLUDED.n_obs,"
+    " updated_us = EXCLUDED.updated_us"
+    " RETURNING 1) "
+    "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w), (SELECT us FROM n)";
+
+int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
+                     long long *now_us)
+{
+    struct scr_cells *c = sch->cells;
+    struct kp_buf *a = s->a;
+    struct kp_buf *bv = &s->bin[0], *bs = &s->bin[1], *bn = &s->bin[2], *bu = &s->bin[3];
+    size_t n = c->ncells;
+    uint8_t want = sync ? P_NEED : P_DIRTY;
+    int n_up = 0, n_del = 0;
+    *now_us = 0;
+    for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
+        kp_pg_array_begin(&a[k]);
+    kp_pg_barray_begin(bv, KP_PG_FLOAT8, 2);
+    kp_pg_barray_begin(bs, KP_PG_FLOAT8, 2);
+    kp_pg_barray_begin(bn, KP_PG_INT4, 2);
+    kp_pg_barray_begin(bu, KP_PG_INT8, 2);
+    size_t count = sync ? c->n_rows : c->n_touched;
+    for (size_t t = 0; t < count; t++) {
+        const struct cell_row *r = c->rows[sync ? t : c->touched[t]];
+        const char *unit = score_scheme_unit_code(sch->scheme, r->unit);
+        for (size_t q = 0; q < c->nparts; q++) {
+            if (!(r->part[q] & want))
+                continue;
+            size_t k0 = q * PART, k1 = k0 + PART < n ? k0 + PART : n;
+            bool live = false;
+            for (size_t k = k0; k < k1 && !live; k++)
+                live = r->n_obs[k] > 0;
+            if (!live) {
+                kp_pg_array_add(&a[SCR_A_IDUNIT], unit);
+                kp_pg_array_add(&a[SCR_A_IDPERIOD], r->period);
+                kp_pg_array_add_i64(&a[SCR_A_IDBASE], (long long)k0);
+                n_del++;
+                continue;
+            }
+            kp_pg_array_add(&a[SCR_A_IUNIT], unit);
+            kp_pg_array_add(&a[SCR_A_IPERIOD], r->period);
+            kp_pg_array_add_i64(&a[SCR_A_IBASE], (long long)k0);
+            n_up++;
+            /* No NULL in the arrays: PostgreSQL slices an array without NULLs at a computed
+             * offset, one with NULLs by walking its null bitmap from the start (quadratic over
+             * the rows). A missing value is NaN (the view shows NULL: NULLIF); a cell that does
+             * not exist, or pads the last part to PART (the 2-D parameter is rectangular), has
+             * n_obs 0 and score and updated_us 0 (the view leaves it out). */
+            for (size_t k = k0; k < k0 + PART; k++) {
+                bool cell = k < k1 && r->n_obs[k] > 0;
+                kp_pg_barray_add_f8(bv, cell ? r->value[k] : NAN);
+                kp_pg_barray_add_f8(bs, cell ? r->score[k] : 0);
+                kp_pg_barray_add_i4(bn, cell ? r->n_obs[k] : 0);
+                kp_pg_barray_add_i8(bu, cell ? r->upd[k] : 0);
+            }
+        }
+    }
+    for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
+        kp_pg_array_end(&a[k]);
+    if (n_up == 0 && n_del == 0)
+        return 0;
+    int dims[2] = {n_up, PART};
+    kp_pg_barray_end(bv, dims);
+    kp_pg_barray_end(bs, dims);
+    kp_pg_barray_end(bn, dims);
+    kp_pg_barray_end(bu, dims);
+    char layout[24];
+    snprintf(layout, sizeof layout, "%d", sch->layout);
+    const char *p[12] = {sch->id,
+                         layout,
+                         kp_buf_cstr(&a[SCR_A_IUNIT]),
+                         kp_buf_cstr(&a[SCR_A_IPERIOD]),
+                         n_up ? (const char *)bv->data : NULL, /* NULL: no row to upsert */
+                         n_up ? (const char *)bs->data : NULL,
+                         n_up ? (const char *)bn->data : NULL,
+                         n_up ? (const char *)bu->data : NULL,
+                         kp_buf_cstr(&a[SCR_A_IDUNIT]),
+                         kp_buf_cstr(&a[SCR_A_IDPERIOD]),
+                         kp_buf_cstr(&a[SCR_A_IBASE]),
+                         kp_buf_cstr(&a[SCR_A_IDBASE])};
+    int len[12] = {0, 0, 0, 0, (int)bv->len, (int)bs->len, (int)bn->len, (int)bu->len, 0, 0, 0, 0};
+    int fmt[12] = {0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0};
+    struct kp_pg_res *res = NULL;
+    if (kp_pg_exec_bin(s->pg, SQL_WRITE, 12, p, len, fmt, &res))
+        return KP_EDB;
+    if (kp_pg_res_ntuples(res) == 1) {
+        if (rows)
+            *rows += strtoll(kp_pg_res_value(res, 0, 0), NULL, 10);
+        *now_us = strtoll(kp_pg_res_value(res, 0, 1), NULL, 10);
+    }
+    kp_pg_res_free(&res);
+    return 0;
+}
+
+/* ---- sync after a replay -------------------------------------------------------------- */
+
+/* Every existing cell of the scheme, by code, whatever layout and parts its row was written
+ * with (the view's unnest). */
+static const char SQL_READ[] =
+    "SELECT c.unit, c.period, c.layout = $2::int, c.base, t.indicator, NULLIF(t.value, 'NaN'),"
+    " t.score, t.n_obs, t.us"
+    " FROM indicator_cells c JOIN indicator_layout l ON l.layout = c.layout"
+    " CROSS JOIN LATERAL unnest(l.codes[c.base + 1:c.base + cardinality(c.n_obs)], c.value,"
+    " c.score, c.n_obs, c.updated_us) AS t(indicator, value, score, n_obs, us)"
+    " WHERE c.scheme = $1 AND t.n_obs > 0";
+
+/* Parts of the scheme the engine does not hold (a scheme file that dropped a unit, rows written
+ * by hand, parts of another size) go, so the database equals the engine. */
+static const char SQL_STALE[] =
+    "DELETE FROM indicator_cells c WHERE c.scheme = $1 AND NOT EXISTS ("
+    " SELECT 1 FROM unnest($2::text[], $3::text[], $4::int[]) AS t(u, p, b)"
+    " WHERE t.u = c.unit AND t.p = c.period AND t.b = c.base)";
+
+static void on_engine_cell(const struct score_cell_change *ch, void *arg)
+{
+    struct scr_cells *c = arg;
+    if (ch->node == 0 || ch->node > c->ncells || ch->n_obs == 0)
+        return;
+    struct cell_row *r = row_get(c, ch->unit, ch->period);
+    if (r)
+        (void)cell_set(c, r, ch->node - 1, ch->value, ch->score, ch->n_obs, false);
+}
+
+static double num(const struct kp_pg_res *res, int i, int col)
+{
+    return kp_pg_res_isnull(res, i, col) ? NAN : strtod(kp_pg_res_value(res, i, col), NULL);
+}
+
+static bool part_live(const struct scr_cells *c, const struct cell_row *r, size_t q)
+{
+    size_t k1 = (q + 1) * PART < c->ncells ? (q + 1) * PART : c->ncells;
+    for (size_t k = q * PART; k < k1; k++)
+        if (r->n_obs[k] > 0)
+            return true;
+    return false;
+}
+
+int scr__cells_sync(struct scr *s, struct scr_scheme *sch, long long *rows)
+{
+    const struct score_scheme *sc = sch->scheme;
+    size_t nn = score_scheme_n_nodes(sc);
+    struct scr_cells *c = cells_new(nn > 0 ? nn - 1 : 0);
+    score_engine_foreach_cell(sch->engine, on_engine_cell, c);
+    for (size_t i = 0; i < c->n_rows; i++)
+        memset(c->rows[i]->part, 0, c->nparts);
+    char layout[24];
+    snprintf(layout, sizeof layout, "%d", sch->layout);
+    const char *p[2] = {sch->id, layout};
+    struct kp_pg_res *res = NULL;
+    if (kp_pg_exec(s->pg, SQL_READ, 2, p, &res)) {
+        scr__cells_destroy(&c);
+        return KP_EDB;
+    }
+    int nt = kp_pg_res_ntuples(res);
+    for (int i = 0; i < nt; i++) {
+        long u = score_scheme_unit_find(sc, kp_pg_res_value(res, i, 0));
+        long node = score_scheme_node_find(sc, kp_pg_res_value(res, i, 4));
+        const char *period = kp_pg_res_value(res, i, 1);
+        if (u < 0 || strlen(period) >= PERIOD_MAX)
+            continue; /* not a row of the engine: the stale delete removes it */
+        struct cell_row *r = row_get(c, (size_t)u, period); /* created empty when not held */
+        size_t k = node > 0 ? (size_t)node - 1 : c->ncells;
+        if (k >= c->ncells)
+            continue; /* not a cell of this scheme: its row is in another layout */
+        size_t q = k / PART;
+        long long base = strtoll(kp_pg_res_value(res, i, 3), NULL, 10);
+        if (!strcmp(kp_pg_res_value(res, i, 2), "t") && base == (long long)(q * PART))
+            r->part[q] |= P_IN_LAYOUT; /* the part's own row, in this layout */
+        else
+            r->part[q] |= P_DIFFERS; /* a cell of this part in a row of another layout */
+        double v = num(res, i, 5), sv = num(res, i, 6);
+        long long n_obs = strtoll(kp_pg_res_value(res, i, 7), NULL, 10);
+        if (r->n_obs[k] > 0 && same(r->value[k], v) && same(r->score[k], sv) &&
+            r->n_obs[k] == n_obs && !kp_pg_res_isnull(res, i, 8))
+            r->upd[k] = strtoll(kp_pg_res_value(res, i, 8), NULL, 10); /* keeps its updated_at */
+        else
+            r->part[q] |= P_DIFFERS; /* differs, or a cell the engine does not hold */
+    }
+    kp_pg_res_free(&res);
+    /* A part the engine holds is written when its row is missing, in another layout, has a
+     * cell that differs or is not the engine's, or lacks one (still UPD_NOW). Parts of the
+     * database only (no live cell here) go with the stale delete. */
+    struct kp_buf *a = s->a;
+    for (int k = SCR_A_IDPERIOD; k <= SCR_A_IDBASE; k++)
+        kp_pg_array_begin(&a[k]);
+    for (size_t i = 0; i < c->n_rows; i++) {
+        struct cell_row *r = c->rows[i];
+        for (size_t q = 0; q < c->nparts; q++) {
+            uint8_t f = r->part[q];
+            r->part[q] = 0;
+            if (!part_live(c, r, q))
+                continue;
+            kp_pg_array_add(&a[SCR_A_IDUNIT], score_scheme_unit_code(sc, r->unit));
+            kp_pg_array_add(&a[SCR_A_IDPERIOD], r->period);
+            kp_pg_array_add_i64(&a[SCR_A_IDBASE], (long long)(q * PART));
+            bool need = !(f & P_IN_LAYOUT) || (f & P_DIFFERS);
+            size_t k1 = (q + 1) * PART < c->ncells ? (q + 1) * PART : c->ncells;
+            for (size_t k = q * PART; k < k1 && !need; k++)
+                need = r->upd[k] == UPD_NOW;
+            if (need)
+                r->part[q] = P_NEED;
+        }
+    }
+    for (int k = SCR_A_IDPERIOD; k <= SCR_A_IDBASE; k++)
+        kp_pg_array_end(&a[k]);
+    const char *p_stale[4] = {sch->id, kp_buf_cstr(&a[SCR_A_IDUNIT]),
+                              kp_buf_cstr(&a[SCR_A_IDPERIOD]), kp_buf_cstr(&a[SCR_A_IDBASE])};
+    struct kp_pg_res *dr = NULL;
+    if (kp_pg_exec(s->pg, SQL_STALE, 4, p_stale, &dr)) {
+        scr__cells_destroy(&c);
+        return KP_EDB;
+    }
+    if (rows)
+        *rows += kp_pg_res_affected(dr);
+    kp_pg_res_free(&dr);
+    /* Written from the new copy; the current one stays until the caller's COMMIT. */
+    struct scr_cells *old = sch->cells;
+    sch->cells = c;
+    long long now_us = 0;
+    int rc = scr__cells_write(s, sch, true, rows, &now_us);
+    sch->cells = old;
+    if (rc) {
+        scr__cells_destroy(&c);
+        return KP_EDB;
+    }
+    scr__cells_destroy(&sch->cells_next);
+    sch->cells_next = c;
+    sch->cells_next_now = now_us;
+    return 0;
+}
+
+void scr__cells_sync_done(struct scr_scheme *sch, bool committed)
+{
+    struct scr_cells *c = sch->cells_next;
+    sch->cells_next = NULL;
+    if (!c)
+        return;
+    if (!committed) {
+        scr__cells_destroy(&c);
+        return;
+    }
+    for (size_t i = 0; i < c->n_rows; i++) {
+        struct cell_row *r = c->rows[i];
+        for (size_t k = 0; k < c->ncells; k++)
+            if (r->upd[k] == UPD_NOW)
+                r->upd[k] = sch->cells_next_now;
+        memset(r->part, 0, c->nparts);
+    }
+    scr__cells_destroy(&sch->cells);
+    sch->cells = c;
+}
