@@ -554,8 +554,8 @@ int scr_start(uv_loop_t *loop, const struct scr_config *cfg, struct scr **out)
     if (rc)
         scr__db_schedule(s);
 
-    /* Memory bound (docs/OPERATIONS.md): SCR_RCVHWM batches queued for this scorer (one is
-     * processed at a time), SCR_SNDHWM replies. */
+    /* Memory bound (docs/OPERATIONS.md): SCR_RCVHWM batches queued for this scorer, plus at
+     * most SCR_GROUP_MAX copied into the group being stored; SCR_SNDHWM replies. */
     struct kp_zsock_opts o = {
         .max_msg_bytes = cfg->max_bytes + 65536,
         .identity = s->sid,
