@@ -217,13 +217,7 @@ static int check_usable(struct kp_pg *pg)
 int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
                struct kp_pg_res **res)
 {
-    if (res)
-        *res = NULL;
-    clear_error(pg);
-    if (check_usable(pg))
-        return KP_EDB;
-    PGresult *r = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    return finish(pg, r, res);
+    return kp_pg_exec_bin(pg, sql, nparams, params, NULL, NULL, res); /* all text */
 }
 
 int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,

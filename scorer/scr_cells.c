@@ -37,6 +37,7 @@
 #define PERIOD_MAX 32
 
 struct cell_row {
+    size_t idx; /* in rows[]: rows are never removed */
     size_t unit;
     char period[PERIOD_MAX];
     size_t n_live;  /* cells with n_obs > 0; 0: no row in the database */
@@ -151,6 +152,7 @@ static struct cell_row *row_get(struct scr_cells *c, size_t unit, const char *pe
         c->cap_rows = c->cap_rows ? 2 * c->cap_rows : 256;
         c->rows = kp_xrealloc(c->rows, c->cap_rows * sizeof *c->rows);
     }
+    r->idx = c->n_rows;
     c->rows[c->n_rows++] = r;
     c->slot[k] = c->n_rows;
     if (2 * c->n_rows > c->n_slots)
@@ -173,15 +175,7 @@ static void touch(struct scr_cells *c, struct cell_row *r)
         c->cap_touched = c->cap_touched ? 2 * c->cap_touched : 256;
         c->touched = kp_xrealloc(c->touched, c->cap_touched * sizeof *c->touched);
     }
-    /* rows are never removed: the index of r is stable */
-    size_t idx = 0;
-    size_t k = key_hash(r->unit, r->period) & (c->n_slots - 1);
-    for (; c->slot[k]; k = (k + 1) & (c->n_slots - 1))
-        if (c->rows[c->slot[k] - 1] == r) {
-            idx = c->slot[k] - 1;
-            break;
-        }
-    c->touched[c->n_touched++] = idx;
+    c->touched[c->n_touched++] = r->idx;
     kp_buf_append(&c->undo, &r->n_live, sizeof r->n_live);
     kp_buf_append(&c->undo, r->value, row_bytes(c->ncells));
 }

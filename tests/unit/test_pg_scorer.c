@@ -57,24 +57,28 @@ static char g_migrations[512];
 static char *g_schemes[2] = {g_scheme_path, NULL};
 
 /* Two groups; g1 = U1, U2; g2 = U3. Leaves take yearly periods only. */
-static const char SCHEME_YAML[] =
-    "scheme: kp-test\n"
-    "name: 测试方案\n"
-    "groups:\n"
-    "  - code: g1\n"
-    "    name: 第一组\n"
-    "    units:\n"
-    "      - {code: U1, name: 单位一}\n"
-    "      - {code: U2, name: 单位二}\n"
-    "  - code: g2\n"
-    "    name: 第二组\n"
-    "    units:\n"
-    "      - {code: U3, name: 单位三}\n"
+#define SCHEME_HEAD                                                                                \
+    "scheme: kp-test\n"                                                                            \
+    "name: 测试方案\n"                                                                         \
+    "groups:\n"                                                                                    \
+    "  - code: g1\n"                                                                               \
+    "    name: 第一组\n"                                                                        \
+    "    units:\n"                                                                                 \
+    "      - {code: U1, name: 单位一}\n"                                                        \
+    "      - {code: U2, name: 单位二}\n"                                                        \
+    "  - code: g2\n"                                                                               \
+    "    name: 第二组\n"                                                                        \
+    "    units:\n"                                                                                 \
+    "      - {code: U3, name: 单位三}\n"                                                        \
     "indicators:\n"
-    "  - {code: direct_a, name: 直接评分, weight: 40, method: direct, periods: [year],\n"
+#define LEAF_DIRECT_A                                                                              \
+    "  - {code: direct_a, name: 直接评分, weight: 40, method: direct, periods: [year],\n"      \
     "     min: 0, max: 100}\n"
-    "  - {code: eff_b, name: 功效系数, weight: 60, method: efficacy, good: 12, bad: 6,\n"
-    "     clamp: none, periods: [year], min: -100, max: 1000}\n";
+#define LEAF_EFF_B                                                                                 \
+    "  - {code: eff_b, name: 功效系数, weight: 60, method: efficacy, good: 12, bad: 6,\n"      \
+    "     clamp: none, periods: [year], min: -100, max: 1000}\n"
+
+static const char SCHEME_YAML[] = SCHEME_HEAD LEAF_DIRECT_A LEAF_EFF_B;
 
 static double eff(double x)
 {
@@ -924,24 +928,8 @@ static void write_scheme(const char *yaml)
 static void test_scheme_reorder(void **state)
 {
     (void)state;
-    static const char REORDERED[] =
-        "scheme: kp-test\n"
-        "name: 测试方案\n"
-        "groups:\n"
-        "  - code: g1\n"
-        "    name: 第一组\n"
-        "    units:\n"
-        "      - {code: U1, name: 单位一}\n"
-        "      - {code: U2, name: 单位二}\n"
-        "  - code: g2\n"
-        "    name: 第二组\n"
-        "    units:\n"
-        "      - {code: U3, name: 单位三}\n"
-        "indicators:\n"
-        "  - {code: eff_b, name: 功效系数, weight: 60, method: efficacy, good: 12, bad: 6,\n"
-        "     clamp: none, periods: [year], min: -100, max: 1000}\n"
-        "  - {code: direct_a, name: 直接评分, weight: 40, method: direct, periods: [year],\n"
-        "     min: 0, max: 100}\n";
+    /* The same scheme with its two leaves in the other order. */
+    static const char REORDERED[] = SCHEME_HEAD LEAF_EFF_B LEAF_DIRECT_A;
     char *before = dump_scores();
     long long rows = q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test'");
     assert_true(rows > 0);
