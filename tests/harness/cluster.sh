@@ -169,16 +169,22 @@ YAML
 
 # A free TCP port below the kernel's ephemeral range (ip_local_port_range), so that no
 # outgoing connection of this or another test takes it between now and the daemon's bind.
+# Ports handed out to this cluster are remembered in WORK/admin-ports and never given twice:
+# the daemons bind them only later, so "free now" alone let two daemons draw the same one.
 kp__cluster_admin_port() {
-    local lo=32768 i port
+    local lo=32768 i port given=${KP_WORK:+$KP_WORK/admin-ports}
     read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
     [ "$lo" -gt 12000 ] || { kp_pg_free_port; return; }
     for i in $(seq 1 200); do
         port=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
+        if [ -n "$given" ] && grep -qx "$port" "$given" 2>/dev/null; then
+            continue
+        fi
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
         if command -v ss >/dev/null 2>&1 && ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then
             continue
         fi
+        [ -z "$given" ] || echo "$port" >>"$given"
         echo "$port"
         return 0
     done
