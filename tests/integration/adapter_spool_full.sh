@@ -27,6 +27,17 @@ kp_cluster_adapter_profile esup "$KP_SOURCE_DIR/deploy/profiles/esup.yaml" SOURC
     "retry_max_ms: 1s" "source.poll_ms: 100ms" "source.lag_ms: 1s"
 
 metric() { kp_cluster_metric adapter-esup "$1" || echo "?"; }
+# The value once the adapter's admin endpoint answers (it was just restarted).
+metric_up() {
+    local i v
+    for i in $(seq 1 150); do
+        v=$(metric "$1")
+        [ "$v" != "?" ] && { echo "$v"; return 0; }
+        sleep 0.2
+    done
+    echo "metric_up: $1 unreadable for 30 s" >&2
+    return 1
+}
 readyz() { curl -s -o /dev/null -w '%{http_code}' "http://$(kp_cluster_admin adapter-esup)/readyz"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$(cat "$it_work/pids/adapter-esup")/status"; }
 wait_metric() { # NAME CONDITION(awk on v) SECONDS
@@ -108,7 +119,7 @@ kp_cluster_start adapter-esup
 echo "max_obs: 5" >>"$it_work/etc/collector.yaml"
 kp_cluster_kill collector TERM
 kp_cluster_start collector
-dead0=$(metric kaoping_adapter_spool_dead)
+dead0=$(metric_up kaoping_adapter_spool_dead) || exit 1
 sim_esup_step 2015-06 20
 wait_metric kaoping_adapter_spool_dead "v > $dead0" 60
 # Settled: everything the source holds pulled (lag_ms behind), nothing waiting, the count of
