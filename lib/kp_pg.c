@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kp_buf.h"
 #include "kp_err.h"
@@ -232,6 +233,52 @@ int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *c
     return finish(pg, r, res);
 }
 
+int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t len,
+                  long long *rows)
+{
+    if (rows)
+        *rows = 0;
+    clear_error(pg);
+    if (check_usable(pg))
+        return KP_EDB;
+    PGresult *r = PQexec(pg->conn, sql);
+    if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
+        if (finish(pg, r, NULL) == 0) /* a statement that ran but is no COPY FROM STDIN */
+            set_errmsg(pg, "kp_pg_copy_in: not a COPY FROM STDIN statement");
+        return KP_EDB;
+    }
+    PQclear(r);
+    /* libpq takes any length and sends it in protocol messages of its own size. */
+    int sent = len > (size_t)0x7fffffff ? -1 : PQputCopyData(pg->conn, data, (int)len);
+    if (PQputCopyEnd(pg->conn, sent == 1 ? NULL : "kaoping: copy data not sent") != 1) {
+        record_failure(pg, NULL);
+        while ((r = PQgetResult(pg->conn)) != NULL) /* leave the connection idle */
+            PQclear(r);
+        return KP_EDB;
+    }
+    /* The COPY's own result, then NULL. */
+    int rc = 0;
+    bool first = true;
+    while ((r = PQgetResult(pg->conn)) != NULL) {
+        if (first && PQresultStatus(r) == PGRES_COMMAND_OK) {
+            if (rows) {
+                const char *t = PQcmdTuples(r);
+                *rows = (t && *t) ? strtoll(t, NULL, 10) : 0;
+            }
+        } else if (rc == 0) {
+            record_failure(pg, r);
+            rc = KP_EDB;
+        }
+        first = false;
+        PQclear(r);
+    }
+    if (rc == 0 && first) { /* no result at all: the connection went away */
+        record_failure(pg, NULL);
+        rc = KP_EDB;
+    }
+    return rc;
+}
+
 int kp_pg_exec_script(struct kp_pg *pg, const char *sql)
 {
     clear_error(pg);
@@ -372,6 +419,80 @@ void kp_pg_array_end(struct kp_buf *b)
 {
     kp_buf_append(b, "}", 1);
     (void)kp_buf_cstr(b);
+}
+
+/* ---- COPY text rows (tab between fields, \\N for NULL, backslash escapes) -------------- */
+
+static void copy_sep(struct kp_buf *b)
+{
+    kp_buf_append(b, "\t", 1);
+}
+
+void kp_pg_copy_text(struct kp_buf *b, const char *s)
+{
+    if (!s) {
+        kp_buf_append(b, "\\N\t", 3);
+        return;
+    }
+    const char *run = s;
+    for (const char *p = s; *p; p++) {
+        const char *esc = *p == '\\'   ? "\\\\"
+                          : *p == '\t' ? "\\t"
+                          : *p == '\n' ? "\\n"
+                          : *p == '\r' ? "\\r"
+                                       : NULL;
+        if (!esc)
+            continue;
+        kp_buf_append(b, run, (size_t)(p - run));
+        kp_buf_append(b, esc, 2);
+        run = p + 1;
+    }
+    kp_buf_append(b, run, strlen(run));
+    copy_sep(b);
+}
+
+void kp_pg_copy_double(struct kp_buf *b, double v)
+{
+    if (isnan(v))
+        kp_buf_append_str(b, "NaN");
+    else if (isinf(v))
+        kp_buf_append_str(b, v > 0 ? "Infinity" : "-Infinity");
+    else
+        kp_buf_printf(b, "%.17g", v);
+    copy_sep(b);
+}
+
+void kp_pg_copy_i64(struct kp_buf *b, long long v)
+{
+    kp_buf_printf(b, "%lld\t", v);
+}
+
+void kp_pg_copy_u64(struct kp_buf *b, unsigned long long v)
+{
+    kp_buf_printf(b, "%llu\t", v);
+}
+
+void kp_pg_copy_ms(struct kp_buf *b, long long ms)
+{
+    long long secs = ms / 1000, frac = ms % 1000;
+    if (frac < 0) {
+        frac += 1000;
+        secs--;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) { /* outside what the platform represents: callers check years */
+        kp_buf_append(b, "\\N\t", 3);
+        return;
+    }
+    kp_buf_printf(b, "%04d-%02d-%02d %02d:%02d:%02d.%03lld+00\t", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+}
+
+void kp_pg_copy_row_end(struct kp_buf *b)
+{
+    KP_ASSERT(b->len > 0 && b->data[b->len - 1] == '\t'); /* at least one field */
+    b->data[b->len - 1] = '\n';
 }
 
 /* ---- binary arrays (array_recv: ndim, has-null flag, element type, ndim x (size, lower

@@ -35,6 +35,13 @@ int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const
  * binary format (formats[i] == 1: lengths[i] bytes, e.g. a kp_pg_barray_* array). */
 int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
                    const int *lengths, const int *formats, struct kp_pg_res **res);
+/* COPY … FROM STDIN: runs sql (a COPY statement of text format), sends the len bytes of rows
+ * built with kp_pg_copy_*, ends the copy. On success returns 0 and, when rows != NULL, the
+ * number of rows copied. On failure returns KP_EDB (kp_pg_sqlstate()/kp_pg_errmsg(), as for
+ * kp_pg_exec: a refused row, e.g. a unique violation, leaves the connection usable and the
+ * transaction aborted). */
+int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t len,
+                  long long *rows);
 /* Runs a script of several statements without parameters (migrations). */
 int kp_pg_exec_script(struct kp_pg *pg, const char *sql);
 
@@ -66,6 +73,17 @@ void kp_pg_array_add_double(struct kp_buf *b, double v); /* round-trip exact (%.
 void kp_pg_array_add_i64(struct kp_buf *b, long long v);
 void kp_pg_array_add_u64(struct kp_buf *b, unsigned long long v);
 void kp_pg_array_end(struct kp_buf *b);
+
+/* Builders of COPY rows in the text format: add each field of a row in column order (NULL
+ * adds SQL NULL; text is escaped), then kp_pg_copy_row_end. Start with kp_buf_reset. Doubles
+ * are round-trip exact (%.17g); a timestamp is milliseconds since the Unix epoch, written as
+ * UTC in ISO 8601 (years 1 to 9999). */
+void kp_pg_copy_text(struct kp_buf *b, const char *s);
+void kp_pg_copy_double(struct kp_buf *b, double v);
+void kp_pg_copy_i64(struct kp_buf *b, long long v);
+void kp_pg_copy_u64(struct kp_buf *b, unsigned long long v);
+void kp_pg_copy_ms(struct kp_buf *b, long long ms);
+void kp_pg_copy_row_end(struct kp_buf *b);
 
 /* Builders of PostgreSQL arrays in the binary format (array_recv), for bulk statements whose
  * arrays are too large to format and parse as text: no printf of doubles in the caller, no

@@ -49,18 +49,31 @@ static const char SQL_DUP[] =
     "LEFT JOIN LATERAL jsonb_to_recordset(b.rej) AS r(n int, code text, msg text) ON true "
     "WHERE b.adapter = $1 AND b.seq = $2::numeric ORDER BY r.n";
 
-/* Returns how many rows were new and the highest id stored: the engine then holds every
- * observation of the scheme up to that id (scr_internal.h known_max_id). */
-static const char SQL_OBS[] =
-    "WITH ins AS (INSERT INTO observation (scheme, src, ref, rev, unit, indicator, period, value, "
-    "w, x, observed_at, adapter, seq) "
-    "SELECT $1, $2, o_ref, o_rev, o_unit, o_ind, o_period, o_val, o_w, o_x::jsonb, "
-    "timestamptz 'epoch' + o_at::float8 * interval '1 millisecond', $3, $4::numeric "
-    "FROM unnest($5::text[], $6::numeric[], $7::text[], $8::text[], $9::text[], $10::float8[], "
-    "$11::float8[], $12::text[], $13::int8[]) "
-    "AS t(o_ref, o_rev, o_unit, o_ind, o_period, o_val, o_w, o_x, o_at) "
+/* The observations of a batch go in by COPY, as fast as PostgreSQL takes rows: straight into
+ * the table under a savepoint when none of them is stored yet (the usual case), else through a
+ * temporary table and INSERT ... ON CONFLICT (scheme, src, ref, rev) DO NOTHING, so that a
+ * record delivered again (overlap windows, a re-pulled source) is stored once. The columns of
+ * both COPYs, in the order obs_rows writes them. */
+#define OBS_COLS                                                                               \
+    "scheme, src, ref, rev, unit, indicator, period, value, w, x, observed_at, adapter, seq"
+static const char SQL_OBS_COPY[] = "COPY observation (" OBS_COLS ") FROM STDIN";
+/* The highest id this session drew: the last row the COPY stored. */
+static const char SQL_OBS_MAXID[] = "SELECT currval(pg_get_serial_sequence('observation', 'id'))";
+static const char SQL_OBS_TMP[] =
+    "CREATE TEMP TABLE IF NOT EXISTS kp_obs_in (scheme text, src text, ref text, "
+    "rev numeric(20,0), unit text, indicator text, period text, value float8, w float8, "
+    "x jsonb, observed_at timestamptz, adapter text, seq numeric(20,0))";
+static const char SQL_OBS_TMP_COPY[] = "COPY kp_obs_in (" OBS_COLS ") FROM STDIN";
+/* How many rows were new and the highest id stored (-1: none). */
+static const char SQL_OBS_MERGE[] =
+    "WITH ins AS (INSERT INTO observation (" OBS_COLS ") SELECT " OBS_COLS " FROM kp_obs_in "
     "ON CONFLICT (scheme, src, ref, rev) DO NOTHING RETURNING id) "
     "SELECT count(*), coalesce(max(id), -1) FROM ins";
+static const char SQL_OBS_TMP_CLEAR[] = "TRUNCATE kp_obs_in";
+
+/* After a batch repeated a stored record, this many of the scheme's next batches go through
+ * the temporary table directly (a failed COPY costs as much as a successful one). */
+#define COPY_SKIP_AFTER_CONFLICT 16
 
 static const char SQL_REJ[] =
     "INSERT INTO rejection (scheme, src, adapter, seq, n, ref, code, msg) "
@@ -176,9 +189,10 @@ static struct score_obs to_score_obs(const struct kp_batch *b, const struct kp_o
  * arrays. Returns the number accepted. */
 static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp_batch *b)
 {
-    struct kp_buf *a = s->a;
-    for (int k = SCR_A_OREF; k <= SCR_A_RMSG; k++)
+    struct kp_buf *a = s->a, *c = &s->copy;
+    for (int k = SCR_A_RN; k <= SCR_A_RMSG; k++)
         kp_pg_array_begin(&a[k]);
+    kp_buf_reset(c);
     if (s->cap_so < b->n_obs) {
         s->cap_so = b->n_obs;
         s->so = kp_xrealloc(s->so, s->cap_so * sizeof *s->so);
@@ -210,16 +224,21 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
             else
                 xjson = kp_buf_cstr(&s->json);
         }
-        if (o->reason == KP_R_OK) {
-            kp_pg_array_add(&a[SCR_A_OREF], o->ref);
-            kp_pg_array_add_u64(&a[SCR_A_OREV], (unsigned long long)o->rev);
-            kp_pg_array_add(&a[SCR_A_OUNIT], o->u);
-            kp_pg_array_add(&a[SCR_A_OIND], o->i);
-            kp_pg_array_add(&a[SCR_A_OPERIOD], o->p);
-            kp_pg_array_add_double(&a[SCR_A_OVAL], o->val);
-            kp_pg_array_add_double(&a[SCR_A_OW], o->w);
-            kp_pg_array_add(&a[SCR_A_OX], xjson);
-            kp_pg_array_add_i64(&a[SCR_A_OAT], (long long)o->at);
+        if (o->reason == KP_R_OK) { /* a row of OBS_COLS */
+            kp_pg_copy_text(c, b->scheme);
+            kp_pg_copy_text(c, b->src);
+            kp_pg_copy_text(c, o->ref);
+            kp_pg_copy_u64(c, (unsigned long long)o->rev);
+            kp_pg_copy_text(c, o->u);
+            kp_pg_copy_text(c, o->i);
+            kp_pg_copy_text(c, o->p);
+            kp_pg_copy_double(c, o->val);
+            kp_pg_copy_double(c, o->w);
+            kp_pg_copy_text(c, xjson);
+            kp_pg_copy_ms(c, (long long)o->at);
+            kp_pg_copy_text(c, b->aid);
+            kp_pg_copy_u64(c, (unsigned long long)b->seq);
+            kp_pg_copy_row_end(c);
             s->so[s->n_so] = so;
             s->chk[s->n_so] = chk;
             s->n_so++;
@@ -234,7 +253,7 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
             kp_pg_array_add(&a[SCR_A_RMSG], o->msg);
         }
     }
-    for (int k = SCR_A_OREF; k <= SCR_A_RMSG; k++)
+    for (int k = SCR_A_RN; k <= SCR_A_RMSG; k++)
         kp_pg_array_end(&a[k]);
     return accepted;
 }
@@ -347,6 +366,52 @@ static void db_failure(struct scr *s, struct scr_scheme *sch, bool engine_open, 
     }
 }
 
+/* The batch's observation rows (s->copy), new ones only. Returns NULL or the failed step. */
+static const char *store_obs(struct scr *s, struct scr_scheme *sch, struct slot *sl,
+                             long long *max_id)
+{
+    struct kp_buf *c = &s->copy;
+    struct kp_pg_res *r = NULL;
+    long long rows = 0;
+    if (sch->copy_skip > 0) {
+        sch->copy_skip--;
+    } else {
+        if (kp_pg_exec(s->pg, "SAVEPOINT kp_obs", 0, NULL, NULL))
+            return "observation";
+        if (kp_pg_copy_in(s->pg, SQL_OBS_COPY, c->data, c->len, &rows) == 0) {
+            if (kp_pg_exec(s->pg, "RELEASE SAVEPOINT kp_obs", 0, NULL, NULL) ||
+                kp_pg_exec(s->pg, SQL_OBS_MAXID, 0, NULL, &r))
+                return "observation";
+            long long id = kp_pg_res_ntuples(r) == 1 ? strtoll(kp_pg_res_value(r, 0, 0), NULL, 10)
+                                                     : -1;
+            kp_pg_res_free(&r);
+            sl->inserted = rows;
+            if (id > *max_id)
+                *max_id = id;
+            return NULL;
+        }
+        /* 23505: a record of the batch is stored already. Anything else fails the group. */
+        if (strcmp(kp_pg_sqlstate(s->pg), "23505") != 0 ||
+            kp_pg_exec(s->pg, "ROLLBACK TO SAVEPOINT kp_obs", 0, NULL, NULL))
+            return "observation";
+        sch->copy_skip = COPY_SKIP_AFTER_CONFLICT;
+    }
+    if (kp_pg_exec(s->pg, SQL_OBS_TMP, 0, NULL, NULL) ||
+        kp_pg_copy_in(s->pg, SQL_OBS_TMP_COPY, c->data, c->len, NULL) ||
+        kp_pg_exec(s->pg, SQL_OBS_MERGE, 0, NULL, &r))
+        return "observation";
+    if (kp_pg_res_ntuples(r) == 1) {
+        sl->inserted = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+        long long id = strtoll(kp_pg_res_value(r, 0, 1), NULL, 10);
+        if (id > *max_id)
+            *max_id = id;
+    }
+    kp_pg_res_free(&r);
+    if (kp_pg_exec(s->pg, SQL_OBS_TMP_CLEAR, 0, NULL, NULL))
+        return "observation";
+    return NULL;
+}
+
 /* Stores one batch of the group inside the open transaction: its batch row (the dedup key),
  * observations and rejections, then applies its observations to the engine, so the checks of
  * the next batch see this one. Returns NULL or the failed step. */
@@ -390,28 +455,9 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
         return NULL;
     }
     if (sl->accepted) {
-        const char *p_obs[13] = {b->scheme,
-                                 b->src,
-                                 b->aid,
-                                 seqtxt,
-                                 kp_buf_cstr(&a[SCR_A_OREF]),
-                                 kp_buf_cstr(&a[SCR_A_OREV]),
-                                 kp_buf_cstr(&a[SCR_A_OUNIT]),
-                                 kp_buf_cstr(&a[SCR_A_OIND]),
-                                 kp_buf_cstr(&a[SCR_A_OPERIOD]),
-                                 kp_buf_cstr(&a[SCR_A_OVAL]),
-                                 kp_buf_cstr(&a[SCR_A_OW]),
-                                 kp_buf_cstr(&a[SCR_A_OX]),
-                                 kp_buf_cstr(&a[SCR_A_OAT])};
-        if (kp_pg_exec(s->pg, SQL_OBS, 13, p_obs, &r))
-            return "observation";
-        if (kp_pg_res_ntuples(r) == 1) {
-            sl->inserted = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
-            long long id = strtoll(kp_pg_res_value(r, 0, 1), NULL, 10);
-            if (id > *max_id)
-                *max_id = id;
-        }
-        kp_pg_res_free(&r);
+        const char *step = store_obs(s, sch, sl, max_id);
+        if (step)
+            return step;
     }
     if (n_rej) {
         const char *p_rej[8] = {b->scheme,

@@ -43,6 +43,9 @@ struct scr_scheme {
      * (-1: no engine). One writer per scheme (the lock holder) makes ids grow in commit order,
      * so whatever another scorer stored meanwhile is `id > known_max_id` (catch-up). */
     long long known_max_id;
+    /* Batches whose observations skip the direct COPY (scr_batch.c): a batch repeated a
+     * stored (src, ref, rev) lately, so the next ones likely do too. */
+    int copy_skip;
     bool need_sync; /* score rows not yet made equal to the engine since it was (re)built */
     /* indicator_cells (scr_cells.c): the layout id of this scheme file's node order, the copy
      * of the scheme's rows as committed (NULL until the first sync) and, between a sync and
@@ -56,16 +59,6 @@ struct scr_scheme {
 
 /* Reusable buffers of the array parameters of the bulk statements (kp_pg_array_*). */
 enum {
-    /* observations */
-    SCR_A_OREF,
-    SCR_A_OREV,
-    SCR_A_OUNIT,
-    SCR_A_OIND,
-    SCR_A_OPERIOD,
-    SCR_A_OVAL,
-    SCR_A_OW,
-    SCR_A_OX,
-    SCR_A_OAT,
     /* rejections */
     SCR_A_RN,
     SCR_A_RREF,
@@ -153,6 +146,7 @@ struct scr {
     struct kp_buf a[SCR_A__COUNT];
     struct kp_buf bin[4]; /* binary arrays of indicator_cells rows (scr_cells.c) */
     struct kp_buf json;   /* one observation's x as JSON */
+    struct kp_buf copy;   /* a batch's observation rows, COPY text (scr_batch.c) */
     struct kp_buf reg;    /* reg frame */
 
     struct scr_stats stats;

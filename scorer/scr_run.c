@@ -465,6 +465,7 @@ static void free_scr(struct scr *s)
     for (size_t k = 0; k < sizeof s->bin / sizeof s->bin[0]; k++)
         kp_buf_fini(&s->bin[k]);
     kp_buf_fini(&s->json);
+    kp_buf_fini(&s->copy);
     kp_buf_fini(&s->reg);
     free(s->so);
     free(s->chk);

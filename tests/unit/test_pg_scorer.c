@@ -684,6 +684,12 @@ static void test_sockets_end_to_end(void **state)
               NULL, NULL);
     assert_string_equal(v, "80"); /* (src, ref, rev) stored once: the first one stays */
     free(v);
+    /* The COPY of this batch met the stored r1 rev 0 and went through ON CONFLICT: the new
+     * record is stored, the old one not again (4 + 1 + 1). */
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE scheme = 'kp-test'"), 6);
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE scheme = 'kp-test' AND "
+                          "ref = 'r3b' AND seq = 3"),
+                     1);
     /* U2's direct_a now has two records (r3 = 90, r3b = 60): a value leaf keeps the latest
      * (at, src, ref) record, r3b. */
     struct cell_row c = db_cell("2024", "U2", "direct_a");
