@@ -124,9 +124,17 @@ void kp_am_format_time(int64_t ms, char *buf, size_t len)
     time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
     int msec = (int)(ms - (int64_t)secs * 1000);
     struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, msec);
+    if (len == 0)
+        return;
+    if (!gmtime_r(&secs, &tm)) {
+        buf[0] = 0;
+        return;
+    }
+    /* The result is used: a short buf is cut, never overrun (and GCC at -O3 does not flag it). */
+    int n = snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, msec);
+    if (n < 0)
+        buf[0] = 0;
 }
 
 /* jansson refuses invalid UTF-8; replace what is not. */

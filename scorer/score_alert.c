@@ -1078,7 +1078,8 @@ static void fmt_day(const struct score_scheme *s, int64_t ms, char *buf, size_t 
 {
     int y, m, d;
     score_alert_civil_from_days(local_day(s, ms), &y, &m, &d);
-    snprintf(buf, len, "%04d-%02d-%02d", y, m, d);
+    if (snprintf(buf, len, "%04d-%02d-%02d", y, m, d) < 0 && len) /* used: cut, never overrun */
+        buf[0] = 0;
 }
 
 static void summarize(const struct score_alert *a, const struct subj *x, enum score_alert_sev sev,

@@ -189,7 +189,7 @@ static int find_node(struct al *A, const yaml_node_t *v, const char *key, size_t
 static int get_nodes(struct al *A, struct score_alert_rule *r, const yaml_node_t *m, bool allow_src)
 {
     yaml_node_t *v;
-    size_t n;
+    size_t n = 0;
     if ((v = score__yaml_map_get(&A->y, m, "indicator"))) {
         if (find_node(A, v, "indicator", &n))
             return -1;
@@ -550,7 +550,7 @@ static int parse_rule(struct al *A, const yaml_node_t *m, struct score_alert_rul
                 score__yaml_get_num(&A->y, v, "max", &r->hmax))
                 return -1;
             if ((v = score__yaml_map_get(&A->y, m, "not_above"))) {
-                size_t n;
+                size_t n = 0;
                 if (find_node(A, v, "not_above", &n))
                     return -1;
                 if (!s->nodes[n].leaf)

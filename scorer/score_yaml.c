@@ -123,7 +123,7 @@ int score__yaml_get_bool(struct score__yaml *Y, const yaml_node_t *n, const char
 int score__yaml_get_int(struct score__yaml *Y, const yaml_node_t *n, const char *key, int lo,
                         int hi, int *out)
 {
-    double v;
+    double v = 0;
     if (score__yaml_get_num(Y, n, key, &v))
         return -1;
     if (v != floor(v) || v < lo || v > hi)

@@ -745,8 +745,10 @@ static void classify(const struct csv_state *st, const struct cfile *f, const st
         char num[32];
         int nn = snprintf(num, sizeof num, ":%ld", rec->line);
         char nb[KP_REF_MAX + 1];
-        snprintf(w->ref, sizeof w->ref, "%s%s",
-                 clip(nb, sizeof nb, f->name_label, KP_REF_MAX - (size_t)nn), num);
+        /* clip leaves room for num: nothing is cut (the result is used for GCC's sake) */
+        if (snprintf(w->ref, sizeof w->ref, "%s%s",
+                     clip(nb, sizeof nb, f->name_label, KP_REF_MAX - (size_t)nn), num) < 0)
+            w->ref[0] = 0;
     }
     w->v[O_REF] = ok[O_REF] ? w->ref : NULL;
 

@@ -939,9 +939,15 @@ static int load_units(const char *path)
         } else {
             continue;
         }
-        struct unit *u = &S.units[S.nunits++];
-        snprintf(u->code, sizeof u->code, "%s", code);
-        snprintf(u->name, sizeof u->name, "%s", name);
+        struct unit *u = &S.units[S.nunits];
+        if (snprintf(u->code, sizeof u->code, "%s", code) >= (int)sizeof u->code) {
+            fprintf(stderr, "sim-audit: unit code too long, skipped: %.40s...\n", code);
+            continue;
+        }
+        if (snprintf(u->name, sizeof u->name, "%s", name) >= (int)sizeof u->name)
+            fprintf(stderr, "sim-audit: unit name of %s cut to %zu bytes\n", u->code,
+                    sizeof u->name - 1);
+        S.nunits++;
         /* counties, districts and zones spend more and are audited more than departments */
         bool gov = strcmp(group, "g1") == 0 || strcmp(group, "g2") == 0 || strcmp(group, "g3") == 0;
         u->lambda = gov ? 1.0 : 0.45;
