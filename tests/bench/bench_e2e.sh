@@ -12,7 +12,8 @@
 #      and its ratio to the COPY limit, once with values on random cells (--order random, every
 #      value on its own cells: the most score rows per observation) and once in the order a
 #      statistics system exports them (--order source: unit by unit, indicators in order);
-#   3. the latency from send to ack (after the scorer's commit) at 1,000 and 10,000 obs/s;
+#   3. the latency from send to ack (after the scorer's commit) at 1,000 and 10,000 obs/s (random
+#      cells), and at 10,000 obs/s in source order;
 #   4. the scoring engine alone (bench_engine, its JSON obs_per_s);
 #   5. each daemon's peak RSS (VmHWM) at the end.
 # It checks (no time is asserted, STYLE.md "Tests") that every batch sent was acked with no
@@ -35,8 +36,9 @@
 #                   PostgreSQL backend during the maximum-throughput run; reports in DIR:
 #                   perf-*.txt, pg_stat_statements.txt, pg_stats.txt (WAL, rows written per
 #                   table), trace-max.txt (per batch: seq, send ms, latency ms, obs, sends)
-#   --pg-set K=V    a postgresql.conf setting on top of tests/harness/pg.sh's (which keep fsync
-#                   and synchronous_commit on and shared_buffers at 32MB), e.g.
+#   --pg-set K=V    a postgresql.conf setting on top of tests/harness/pg.sh's (fsync and
+#                   synchronous_commit on) and of the benchmark's shared_buffers = 128MB
+#                   (PostgreSQL's default; the test harness shrinks it to 32MB), e.g.
 #                   --pg-set shared_buffers=1GB; applies to the COPY and the pipeline alike
 #   --keep          keep the work directory (logs, configs) and print its path
 # Needs KP_BUILD_DIR and KP_SOURCE_DIR (default: this checkout and its build/).
@@ -71,6 +73,8 @@ while [ $# -gt 0 ]; do
         ;;
     esac
 done
+# PostgreSQL's default shared_buffers under the caller's settings; --smoke keeps the harness's.
+[ "$SMOKE" = 1 ] || PG_SET=(shared_buffers=128MB ${PG_SET[@]+"${PG_SET[@]}"})
 LOADGEN=$KP_BUILD_DIR/tests/bench/kp_loadgen
 ENGINE=$KP_BUILD_DIR/tests/bench/bench_engine
 for b in "$LOADGEN" "$ENGINE" "$KP_BUILD_DIR/scorer/kp-scorer" "$KP_BUILD_DIR/collector/kp-collector" \
@@ -174,7 +178,7 @@ kp_cluster_init "$work" "$KP_BUILD_DIR" "$KP_SOURCE_DIR" "$SCHEME_FILE" "$DSN"
 echo "log_level: warn" >>"$KP_WORK/etc/scorer.yaml"
 [ "$WINDOW" -gt 0 ] && echo "max_inflight: $WINDOW" >>"$KP_WORK/etc/collector.yaml"
 # The load generator's adapter ids: keys and grants as any adapter's (kp_cluster_adapter_keys)
-AIDS="bench-max bench-src bench-1k bench-10k"
+AIDS="bench-max bench-src bench-1k bench-10k bench-10ks"
 for aid in $AIDS; do
     printf 'aid: %s\nsrc: bench\n' "$aid" >"$KP_WORK/etc/adapter-$aid.yaml"
     kp_cluster_adapter_keys "$aid"
@@ -322,6 +326,9 @@ R1K=$(loadgen bench-1k --rate 1000 --seconds "$RATE_SECONDS" --batch "$RATE_BATC
 say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
 R10K=$(loadgen bench-10k --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
     { say "kp_loadgen: $R10K"; exit 1; }
+say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH, source order"
+R10KS=$(loadgen bench-10ks --order source --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
+    { say "kp_loadgen: $R10KS"; exit 1; }
 
 # ---- 4. the engine alone ----------------------------------------------------------------------
 if [ "$SMOKE" = 1 ]; then
@@ -339,7 +346,7 @@ RSS_SCR=$(rss scorer)
 
 # ---- correctness: every batch acked, the table holds exactly what was acked ----------------------
 fail=0
-for pair in "bench-max:$MAX" "bench-src:$MAXS" "bench-1k:$R1K" "bench-10k:$R10K"; do
+for pair in "bench-max:$MAX" "bench-src:$MAXS" "bench-1k:$R1K" "bench-10k:$R10K" "bench-10ks:$R10KS"; do
     aid=${pair%%:*} j=${pair#*:}
     sent=$(jget obs "$j") acked=$(jget acked_obs "$j") stored=$(jget stored "$j")
     rej=$(jget rejected "$j") perm=$(jget nacks_permanent "$j")
@@ -370,9 +377,10 @@ echo "| end to end, rate 0 (maximum), random cells | $(fmt "$MAX_RATE") | $(jget
 echo "| end to end, rate 0, source order | $(fmt "$MAXS_RATE") | $(jget p50_ms "$MAXS") | $(jget p99_ms "$MAXS") | $(jget max_ms "$MAXS") | ${RATIO_S} of COPY; $(jget retries "$MAXS") resends after nacks |"
 echo "| end to end at 1,000 obs/s | $(fmt "$(jget obs_per_s "$R1K")") | $(jget p50_ms "$R1K") | $(jget p99_ms "$R1K") | $(jget max_ms "$R1K") | $(jget acked_batches "$R1K") batches |"
 echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches |"
+echo "| end to end at 10,000 obs/s, source order | $(fmt "$(jget obs_per_s "$R10KS")") | $(jget p50_ms "$R10KS") | $(jget p99_ms "$R10KS") | $(jget max_ms "$R10KS") | $(jget acked_batches "$R10KS") batches |"
 echo "| scoring engine alone (bench_engine) | $(fmt "$ENG_RATE") | | | | one core, no I/O |"
 echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MB, broker $(mb "$RSS_BRK") MB, scorer $(mb "$RSS_SCR") MB |"
 echo
-echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
+echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
 [ -n "$PROFILE" ] && say "profiles in $PROFILE"
 exit $fail
