@@ -4,8 +4,9 @@
  * PostgreSQL transaction records the batch row (the dedup key of ARCHITECTURE.md guarantee 2),
  * the accepted observations with their provenance (guarantee 6), the rejections (guarantee 4)
  * and the score rows the engine changed, all as a fixed number of bulk statements (a COPY for
- * the observations, unnest()ed arrays for the rest). The ack is written only after COMMIT (guarantee 1); a retransmit finds
- * its batch row and is answered dup:true with the original counts. Any database failure rolls
+ * the observations, unnest()ed arrays for the rest). The ack is written only after COMMIT
+ * (guarantee 1); a retransmit finds its batch row and is answered dup:true with the original
+ * counts. Any database failure rolls
  * back both the transaction and the engine and answers nack scorer_unavailable, retry:true.
  * Batches that arrive together share the transaction (group commit, scr_process_group): each
  * still commits whole or not at all, and the score rows they share are written once.
