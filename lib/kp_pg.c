@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kp_buf.h"
 #include "kp_err.h"
@@ -421,80 +420,6 @@ void kp_pg_array_end(struct kp_buf *b)
     (void)kp_buf_cstr(b);
 }
 
-/* ---- COPY text rows (tab between fields, \\N for NULL, backslash escapes) -------------- */
-
-static void copy_sep(struct kp_buf *b)
-{
-    kp_buf_append(b, "\t", 1);
-}
-
-void kp_pg_copy_text(struct kp_buf *b, const char *s)
-{
-    if (!s) {
-        kp_buf_append(b, "\\N\t", 3);
-        return;
-    }
-    const char *run = s;
-    for (const char *p = s; *p; p++) {
-        const char *esc = *p == '\\'   ? "\\\\"
-                          : *p == '\t' ? "\\t"
-                          : *p == '\n' ? "\\n"
-                          : *p == '\r' ? "\\r"
-                                       : NULL;
-        if (!esc)
-            continue;
-        kp_buf_append(b, run, (size_t)(p - run));
-        kp_buf_append(b, esc, 2);
-        run = p + 1;
-    }
-    kp_buf_append(b, run, strlen(run));
-    copy_sep(b);
-}
-
-void kp_pg_copy_double(struct kp_buf *b, double v)
-{
-    if (isnan(v))
-        kp_buf_append_str(b, "NaN");
-    else if (isinf(v))
-        kp_buf_append_str(b, v > 0 ? "Infinity" : "-Infinity");
-    else
-        kp_buf_printf(b, "%.17g", v);
-    copy_sep(b);
-}
-
-void kp_pg_copy_i64(struct kp_buf *b, long long v)
-{
-    kp_buf_printf(b, "%lld\t", v);
-}
-
-void kp_pg_copy_u64(struct kp_buf *b, unsigned long long v)
-{
-    kp_buf_printf(b, "%llu\t", v);
-}
-
-void kp_pg_copy_ms(struct kp_buf *b, long long ms)
-{
-    long long secs = ms / 1000, frac = ms % 1000;
-    if (frac < 0) {
-        frac += 1000;
-        secs--;
-    }
-    time_t t = (time_t)secs;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm)) { /* outside what the platform represents: callers check years */
-        kp_buf_append(b, "\\N\t", 3);
-        return;
-    }
-    kp_buf_printf(b, "%04d-%02d-%02d %02d:%02d:%02d.%03lld+00\t", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-}
-
-void kp_pg_copy_row_end(struct kp_buf *b)
-{
-    KP_ASSERT(b->len > 0 && b->data[b->len - 1] == '\t'); /* at least one field */
-    b->data[b->len - 1] = '\n';
-}
-
 /* ---- binary arrays (array_recv: ndim, has-null flag, element type, ndim x (size, lower
  * bound 1), then each element as a 4-byte length, -1 for NULL, and its big-endian bytes) -- */
 
@@ -590,6 +515,105 @@ void kp_pg_barray_end(struct kp_buf *b, const int *dims)
     KP_ASSERT(ndim >= 1 && ndim <= BARRAY_MAXDIM);
     for (uint32_t d = 0; d < ndim; d++)
         set_be32(b->data + 12 + 8 * d, (uint32_t)dims[d]);
+}
+
+/* ---- binary COPY (a signature, flags and header extension, then per row a 16-bit field
+ * count and each field as array elements are: 4-byte length, -1 for NULL, then the type's
+ * binary send format; a 16-bit -1 ends the data) ------------------------------------------ */
+
+static void put_be16(struct kp_buf *b, uint16_t v)
+{
+    uint8_t *p = grow(b, 2);
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+void kp_pg_bcopy_begin(struct kp_buf *b)
+{
+    kp_buf_reset(b);
+    kp_buf_append(b, "PGCOPY\n\377\r\n\0", 11);
+    put_be32(b, 0); /* flags: no OIDs */
+    put_be32(b, 0); /* no header extension */
+}
+
+void kp_pg_bcopy_row(struct kp_buf *b, int nfields)
+{
+    KP_ASSERT(nfields > 0 && nfields < 1600);
+    put_be16(b, (uint16_t)nfields);
+}
+
+void kp_pg_bcopy_null(struct kp_buf *b)
+{
+    put_be32(b, UINT32_MAX); /* -1 */
+}
+
+void kp_pg_bcopy_text(struct kp_buf *b, const char *s)
+{
+    if (!s) {
+        kp_pg_bcopy_null(b);
+        return;
+    }
+    size_t n = strlen(s);
+    KP_ASSERT(n < INT32_MAX);
+    put_be32(b, (uint32_t)n);
+    kp_buf_append(b, s, n);
+}
+
+void kp_pg_bcopy_jsonb(struct kp_buf *b, const char *json)
+{
+    if (!json) {
+        kp_pg_bcopy_null(b);
+        return;
+    }
+    size_t n = strlen(json);
+    KP_ASSERT(n < INT32_MAX - 1);
+    put_be32(b, (uint32_t)n + 1);
+    kp_buf_append(b, "\1", 1); /* jsonb_recv: format version 1, then the JSON text */
+    kp_buf_append(b, json, n);
+}
+
+void kp_pg_bcopy_f8(struct kp_buf *b, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    put_elem64(b, u);
+}
+
+void kp_pg_bcopy_i8(struct kp_buf *b, long long v)
+{
+    put_elem64(b, (uint64_t)v);
+}
+
+/* numeric_send: digit count, weight (of the first digit, in powers of 10000), sign, display
+ * scale, then base-10000 digits from the most significant, trailing zero digits left out. */
+void kp_pg_bcopy_numeric_u64(struct kp_buf *b, unsigned long long v)
+{
+    uint16_t d[5]; /* 2^64 - 1 has 20 decimal digits: 5 base-10000 digits */
+    int n = 0;
+    for (; v; v /= 10000)
+        d[n++] = (uint16_t)(v % 10000);
+    int weight = n - 1, lo = 0;
+    while (lo < n && d[lo] == 0) /* d[] is least significant first */
+        lo++;
+    int nd = n - lo;
+    put_be32(b, (uint32_t)(8 + 2 * nd));
+    put_be16(b, (uint16_t)nd);
+    put_be16(b, (uint16_t)(n ? weight : 0));
+    put_be16(b, 0); /* positive */
+    put_be16(b, 0); /* dscale */
+    for (int k = n - 1; k >= lo; k--)
+        put_be16(b, d[k]);
+}
+
+/* timestamptz_send: microseconds since 2000-01-01 00:00:00 UTC. */
+void kp_pg_bcopy_ts_ms(struct kp_buf *b, long long ms)
+{
+    put_elem64(b, (uint64_t)((ms - 946684800000LL) * 1000));
+}
+
+void kp_pg_bcopy_end(struct kp_buf *b)
+{
+    put_be16(b, UINT16_MAX); /* -1 */
 }
 
 /* ---- migrations ----------------------------------------------------------------------- */

@@ -35,8 +35,8 @@ int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const
  * binary format (formats[i] == 1: lengths[i] bytes, e.g. a kp_pg_barray_* array). */
 int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
                    const int *lengths, const int *formats, struct kp_pg_res **res);
-/* COPY … FROM STDIN: runs sql (a COPY statement of text format), sends the len bytes of rows
- * built with kp_pg_copy_*, ends the copy. On success returns 0 and, when rows != NULL, the
+/* COPY … FROM STDIN: runs sql (a COPY statement), sends the len bytes of data (e.g. built with
+ * kp_pg_bcopy_*), ends the copy. On success returns 0 and, when rows != NULL, the
  * number of rows copied. On failure returns KP_EDB (kp_pg_sqlstate()/kp_pg_errmsg(), as for
  * kp_pg_exec: a refused row, e.g. a unique violation, leaves the connection usable and the
  * transaction aborted). */
@@ -74,17 +74,6 @@ void kp_pg_array_add_i64(struct kp_buf *b, long long v);
 void kp_pg_array_add_u64(struct kp_buf *b, unsigned long long v);
 void kp_pg_array_end(struct kp_buf *b);
 
-/* Builders of COPY rows in the text format: add each field of a row in column order (NULL
- * adds SQL NULL; text is escaped), then kp_pg_copy_row_end. Start with kp_buf_reset. Doubles
- * are round-trip exact (%.17g); a timestamp is milliseconds since the Unix epoch, written as
- * UTC in ISO 8601 (years 1 to 9999). */
-void kp_pg_copy_text(struct kp_buf *b, const char *s);
-void kp_pg_copy_double(struct kp_buf *b, double v);
-void kp_pg_copy_i64(struct kp_buf *b, long long v);
-void kp_pg_copy_u64(struct kp_buf *b, unsigned long long v);
-void kp_pg_copy_ms(struct kp_buf *b, long long ms);
-void kp_pg_copy_row_end(struct kp_buf *b);
-
 /* Builders of PostgreSQL arrays in the binary format (array_recv), for bulk statements whose
  * arrays are too large to format and parse as text: no printf of doubles in the caller, no
  * float8in in the backend. kp_pg_barray_begin(b, oid, ndim) with the element type's OID
@@ -102,6 +91,23 @@ void kp_pg_barray_add_i4(struct kp_buf *b, int v);
 void kp_pg_barray_add_i8(struct kp_buf *b, long long v);
 void kp_pg_barray_add_text(struct kp_buf *b, const char *s);
 void kp_pg_barray_end(struct kp_buf *b, const int *dims);
+
+/* Builders of COPY data in the binary format, for kp_pg_copy_in with a
+ * `COPY ... FROM STDIN (FORMAT binary)`: no printf in the caller, no parsing in the backend.
+ * kp_pg_bcopy_begin (resets b), then per row kp_pg_bcopy_row with its field count followed by
+ * exactly that many fields in column order, each of the column's type (text, jsonb, float8,
+ * int8, numeric, timestamptz); NULL text or JSON adds SQL NULL. Then kp_pg_bcopy_end. A
+ * timestamp is milliseconds since the Unix epoch. */
+void kp_pg_bcopy_begin(struct kp_buf *b);
+void kp_pg_bcopy_row(struct kp_buf *b, int nfields);
+void kp_pg_bcopy_null(struct kp_buf *b);
+void kp_pg_bcopy_text(struct kp_buf *b, const char *s);
+void kp_pg_bcopy_jsonb(struct kp_buf *b, const char *json);
+void kp_pg_bcopy_f8(struct kp_buf *b, double v);
+void kp_pg_bcopy_i8(struct kp_buf *b, long long v);
+void kp_pg_bcopy_numeric_u64(struct kp_buf *b, unsigned long long v);
+void kp_pg_bcopy_ts_ms(struct kp_buf *b, long long ms);
+void kp_pg_bcopy_end(struct kp_buf *b);
 
 /* Applies the SQL migrations in dir (files NNN_name.sql, in numeric order) that are not yet
  * recorded in kp_schema_version, each in its own transaction, serialised by a transaction

@@ -53,18 +53,20 @@ static const char SQL_DUP[] =
 /* The observations of a batch go in by COPY, as fast as PostgreSQL takes rows: straight into
  * the table under a savepoint when none of them is stored yet (the usual case), else through a
  * temporary table and INSERT ... ON CONFLICT (scheme, src, ref, rev) DO NOTHING, so that a
- * record delivered again (overlap windows, a re-pulled source) is stored once. The columns of
- * both COPYs, in the order obs_rows writes them. */
+ * record delivered again (overlap windows, a re-pulled source) is stored once. Binary COPY
+ * data: nothing to print here, nothing to parse there. The columns of both COPYs, in the order
+ * check_and_collect writes them. */
 #define OBS_COLS                                                                               \
     "scheme, src, ref, rev, unit, indicator, period, value, w, x, observed_at, adapter, seq"
-static const char SQL_OBS_COPY[] = "COPY observation (" OBS_COLS ") FROM STDIN";
+#define OBS_NCOLS 13
+static const char SQL_OBS_COPY[] = "COPY observation (" OBS_COLS ") FROM STDIN (FORMAT binary)";
 /* The highest id this session drew: the last row the COPY stored. */
 static const char SQL_OBS_MAXID[] = "SELECT currval(pg_get_serial_sequence('observation', 'id'))";
 static const char SQL_OBS_TMP[] =
     "CREATE TEMP TABLE IF NOT EXISTS kp_obs_in (scheme text, src text, ref text, "
     "rev numeric(20,0), unit text, indicator text, period text, value float8, w float8, "
     "x jsonb, observed_at timestamptz, adapter text, seq numeric(20,0))";
-static const char SQL_OBS_TMP_COPY[] = "COPY kp_obs_in (" OBS_COLS ") FROM STDIN";
+static const char SQL_OBS_TMP_COPY[] = "COPY kp_obs_in (" OBS_COLS ") FROM STDIN (FORMAT binary)";
 /* How many rows were new and the highest id stored (-1: none). */
 static const char SQL_OBS_MERGE[] =
     "WITH ins AS (INSERT INTO observation (" OBS_COLS ") SELECT " OBS_COLS " FROM kp_obs_in "
@@ -193,7 +195,7 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
     struct kp_buf *a = s->a, *c = &s->copy;
     for (int k = SCR_A_RN; k <= SCR_A_RMSG; k++)
         kp_pg_array_begin(&a[k]);
-    kp_buf_reset(c);
+    kp_pg_bcopy_begin(c);
     if (s->cap_so < b->n_obs) {
         s->cap_so = b->n_obs;
         s->so = kp_xrealloc(s->so, s->cap_so * sizeof *s->so);
@@ -226,20 +228,20 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
                 xjson = kp_buf_cstr(&s->json);
         }
         if (o->reason == KP_R_OK) { /* a row of OBS_COLS */
-            kp_pg_copy_text(c, b->scheme);
-            kp_pg_copy_text(c, b->src);
-            kp_pg_copy_text(c, o->ref);
-            kp_pg_copy_u64(c, (unsigned long long)o->rev);
-            kp_pg_copy_text(c, o->u);
-            kp_pg_copy_text(c, o->i);
-            kp_pg_copy_text(c, o->p);
-            kp_pg_copy_double(c, o->val);
-            kp_pg_copy_double(c, o->w);
-            kp_pg_copy_text(c, xjson);
-            kp_pg_copy_ms(c, (long long)o->at);
-            kp_pg_copy_text(c, b->aid);
-            kp_pg_copy_u64(c, (unsigned long long)b->seq);
-            kp_pg_copy_row_end(c);
+            kp_pg_bcopy_row(c, OBS_NCOLS);
+            kp_pg_bcopy_text(c, b->scheme);
+            kp_pg_bcopy_text(c, b->src);
+            kp_pg_bcopy_text(c, o->ref);
+            kp_pg_bcopy_numeric_u64(c, (unsigned long long)o->rev);
+            kp_pg_bcopy_text(c, o->u);
+            kp_pg_bcopy_text(c, o->i);
+            kp_pg_bcopy_text(c, o->p);
+            kp_pg_bcopy_f8(c, o->val);
+            kp_pg_bcopy_f8(c, o->w);
+            kp_pg_bcopy_jsonb(c, xjson);
+            kp_pg_bcopy_ts_ms(c, (long long)o->at);
+            kp_pg_bcopy_text(c, b->aid);
+            kp_pg_bcopy_numeric_u64(c, (unsigned long long)b->seq);
             s->so[s->n_so] = so;
             s->chk[s->n_so] = chk;
             s->n_so++;
@@ -256,6 +258,7 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
     }
     for (int k = SCR_A_RN; k <= SCR_A_RMSG; k++)
         kp_pg_array_end(&a[k]);
+    kp_pg_bcopy_end(c);
     return accepted;
 }
 

@@ -328,43 +328,63 @@ static void test_array_text_roundtrip(void **state)
 
 /* ---- COPY ------------------------------------------------------------------------------ */
 
-/* Every kind of field through kp_pg_copy_* and COPY FROM STDIN comes back as written: text
- * that COPY's own syntax would misread (tabs, newlines, backslashes, the text "\N"), SQL NULL,
- * doubles to the bit, integers to their limits, timestamps to the millisecond over the years
- * 1 to 9999 and before the epoch. A unique violation fails with 23505 and leaves the
- * connection usable; a statement that is not a COPY fails. */
+/* Every kind of field through kp_pg_bcopy_* and a binary COPY FROM STDIN comes back as
+ * written: text with what a text COPY would misread (tabs, newlines, backslashes, "\\N"), SQL
+ * NULL, doubles to the bit (NaN, infinities, -0), int8 to its limits, numeric(20,0) over the
+ * whole uint64 range with zero base-10000 digits anywhere, timestamps to the millisecond over
+ * the years 1 to 9999 and before the epoch, jsonb. A unique violation fails with 23505 and
+ * leaves the connection usable; a statement that is not a COPY fails; so does bad data. */
 static void test_copy_roundtrip(void **state)
 {
     (void)state;
     static const char *const texts[] = {
         "plain", "", "\\N", "NULL", NULL, "tab\there", "new\nline", "cr\rhere", "back\\slash",
-        "trailing \\", "\\t not a tab", "海城市经济开发区", "{\"json\": \"a\\\"b\\\\c\"}",
+        "trailing \\", "\\.", "海城市经济开发区",
     };
     static const double dbl[] = {0.1 + 0.2, 1.0 / 3, -0.0, 1e-300, 5e-324, 1.7976931348623157e308,
                                  -123456.789, 0, 58.73, 1e22, NAN, INFINITY, -INFINITY};
     static const long long ms[] = {0, 1, -1, 999, -999, 1764000000123LL, -62135596800000LL,
                                    253402300799999LL, 951782400000LL /* 2000-02-29 */};
+    static const unsigned long long num[] = {0,
+                                             1,
+                                             9999,
+                                             10000,
+                                             10001,
+                                             100000000,
+                                             1000000010000ULL,
+                                             12345678901234567890ULL,
+                                             10000000000000000000ULL,
+                                             UINT64_MAX,
+                                             1764000000000000001ULL};
     size_t nt = sizeof texts / sizeof texts[0], nd = sizeof dbl / sizeof dbl[0],
-           nm = sizeof ms / sizeof ms[0];
-    size_t n = nt > nd ? (nt > nm ? nt : nm) : (nd > nm ? nd : nm);
+           nm = sizeof ms / sizeof ms[0], nn = sizeof num / sizeof num[0];
+    size_t n = nt;
+    if (nd > n)
+        n = nd;
+    if (nm > n)
+        n = nm;
+    if (nn > n)
+        n = nn;
     struct kp_pg *pg = connect_ok();
     exec_ok(pg, "DROP TABLE IF EXISTS kp_copy_t");
-    exec_ok(pg, "CREATE TABLE kp_copy_t (k int PRIMARY KEY, t text, d float8, i int8, "
+    exec_ok(pg, "CREATE TABLE kp_copy_t (k int8 PRIMARY KEY, t text, d float8, i int8, "
                 "u numeric(20,0), at timestamptz, j jsonb)");
     struct kp_buf b = {0};
+    kp_pg_bcopy_begin(&b);
     for (size_t i = 0; i < n; i++) {
-        kp_pg_copy_i64(&b, (long long)i);
-        kp_pg_copy_text(&b, texts[i % nt]);
-        kp_pg_copy_double(&b, dbl[i % nd]);
-        kp_pg_copy_i64(&b, i % 2 ? INT64_MIN : INT64_MAX);
-        kp_pg_copy_u64(&b, i % 2 ? UINT64_MAX : i);
-        kp_pg_copy_ms(&b, ms[i % nm]);
-        kp_pg_copy_text(&b, i == 0 ? "{\"q\": \"tab\\there, back\\\\slash\"}" : NULL);
-        kp_pg_copy_row_end(&b);
+        kp_pg_bcopy_row(&b, 7);
+        kp_pg_bcopy_i8(&b, (long long)i);
+        kp_pg_bcopy_text(&b, texts[i % nt]);
+        kp_pg_bcopy_f8(&b, dbl[i % nd]);
+        kp_pg_bcopy_i8(&b, i % 2 ? INT64_MIN : INT64_MAX);
+        kp_pg_bcopy_numeric_u64(&b, num[i % nn]);
+        kp_pg_bcopy_ts_ms(&b, ms[i % nm]);
+        kp_pg_bcopy_jsonb(&b, i == 0 ? "{\"q\": \"tab\\there, back\\\\slash, 测试\"}" : NULL);
     }
+    kp_pg_bcopy_end(&b);
     long long rows = -1;
-    int rc = kp_pg_copy_in(pg, "COPY kp_copy_t (k, t, d, i, u, at, j) FROM STDIN", b.data, b.len,
-                           &rows);
+    int rc = kp_pg_copy_in(pg, "COPY kp_copy_t (k, t, d, i, u, at, j) FROM STDIN (FORMAT binary)",
+                           b.data, b.len, &rows);
     if (rc)
         fprintf(stderr, "copy: %s\n", kp_pg_errmsg(pg));
     assert_int_equal(rc, 0);
@@ -373,7 +393,7 @@ static void test_copy_roundtrip(void **state)
     struct kp_pg_res *r = NULL;
     assert_int_equal(kp_pg_exec(pg,
                                 "SELECT k, t IS NULL, t, d, i, u, "
-                                "(extract(epoch FROM at) * 1000)::int8, j->>'q' "
+                                "(extract(epoch FROM at) * 1000)::int8, j->>'q', j IS NULL "
                                 "FROM kp_copy_t ORDER BY k",
                                 0, NULL, &r),
                      0);
@@ -392,13 +412,13 @@ static void test_copy_roundtrip(void **state)
             assert_memory_equal(&d, &wd, sizeof d); /* -0.0 too */
         snprintf(want, sizeof want, "%lld", i % 2 ? (long long)INT64_MIN : (long long)INT64_MAX);
         assert_string_equal(kp_pg_res_value(r, row, 4), want);
-        snprintf(want, sizeof want, "%llu", i % 2 ? (unsigned long long)UINT64_MAX
-                                                  : (unsigned long long)i);
+        snprintf(want, sizeof want, "%llu", num[i % nn]);
         assert_string_equal(kp_pg_res_value(r, row, 5), want);
         snprintf(want, sizeof want, "%lld", ms[i % nm]);
         assert_string_equal(kp_pg_res_value(r, row, 6), want);
+        assert_string_equal(kp_pg_res_value(r, row, 8), i == 0 ? "f" : "t");
     }
-    assert_string_equal(kp_pg_res_value(r, 0, 7), "tab\there, back\\slash");
+    assert_string_equal(kp_pg_res_value(r, 0, 7), "tab\there, back\\slash, 测试");
     kp_pg_res_free(&r);
     /* the years' ends as PostgreSQL prints them */
     assert_int_equal(kp_pg_exec(pg,
@@ -412,26 +432,33 @@ static void test_copy_roundtrip(void **state)
     kp_pg_res_free(&r);
 
     /* A key stored already: 23505, nothing of the COPY stored, the connection usable. */
-    kp_buf_reset(&b);
-    kp_pg_copy_i64(&b, 1000);
-    kp_pg_copy_text(&b, "new");
-    kp_pg_copy_row_end(&b);
-    kp_pg_copy_i64(&b, 0);
-    kp_pg_copy_text(&b, "again");
-    kp_pg_copy_row_end(&b);
-    assert_int_equal(kp_pg_copy_in(pg, "COPY kp_copy_t (k, t) FROM STDIN", b.data, b.len, &rows),
-                     KP_EDB);
+    kp_pg_bcopy_begin(&b);
+    kp_pg_bcopy_row(&b, 2);
+    kp_pg_bcopy_i8(&b, 1000);
+    kp_pg_bcopy_text(&b, "new");
+    kp_pg_bcopy_row(&b, 2);
+    kp_pg_bcopy_i8(&b, 0);
+    kp_pg_bcopy_text(&b, "again");
+    kp_pg_bcopy_end(&b);
+    static const char COPY2[] = "COPY kp_copy_t (k, t) FROM STDIN (FORMAT binary)";
+    assert_int_equal(kp_pg_copy_in(pg, COPY2, b.data, b.len, &rows), KP_EDB);
     assert_string_equal(kp_pg_sqlstate(pg), "23505");
     assert_false(kp_pg_conn_lost(pg));
     assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_copy_t"), (long long)n);
-    /* Not a COPY: refused, nothing run twice. */
-    assert_int_equal(kp_pg_copy_in(pg, "SELECT 1", "x\n", 2, &rows), KP_EDB);
-    assert_int_equal(kp_pg_copy_in(pg, "COPY nowhere FROM STDIN", "x\n", 2, &rows), KP_EDB);
-    assert_string_equal(kp_pg_sqlstate(pg), "42P01");
-    /* A row COPY cannot read: 22P02 with the line, the connection still usable. */
-    assert_int_equal(kp_pg_copy_in(pg, "COPY kp_copy_t (k) FROM STDIN", "zz\n", 3, &rows),
+    /* Not a COPY, or a table that is not there: refused. */
+    assert_int_equal(kp_pg_copy_in(pg, "SELECT 1", b.data, b.len, &rows), KP_EDB);
+    assert_int_equal(kp_pg_copy_in(pg, "COPY nowhere FROM STDIN (FORMAT binary)", b.data, b.len,
+                                   &rows),
                      KP_EDB);
-    assert_string_equal(kp_pg_sqlstate(pg), "22P02");
+    assert_string_equal(kp_pg_sqlstate(pg), "42P01");
+    /* Rows of the wrong width, and data cut short: refused, nothing stored, still usable. */
+    assert_int_equal(kp_pg_copy_in(pg, "COPY kp_copy_t (k) FROM STDIN (FORMAT binary)", b.data,
+                                   b.len, &rows),
+                     KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "22P04");
+    assert_int_equal(kp_pg_copy_in(pg, COPY2, b.data, b.len - 5, &rows), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "22P04");
+    assert_false(kp_pg_conn_lost(pg));
     assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_copy_t"), (long long)n);
     exec_ok(pg, "DROP TABLE kp_copy_t");
     kp_pg_close(&pg);
