@@ -65,6 +65,14 @@ void kp_buf_reset(struct kp_buf *b)
         b->data[0] = 0;
 }
 
+void kp_buf_trim(struct kp_buf *b, size_t keep)
+{
+    if (b->cap > keep)
+        kp_buf_fini(b);
+    else
+        kp_buf_reset(b);
+}
+
 void kp_buf_fini(struct kp_buf *b)
 {
     free(b->data);

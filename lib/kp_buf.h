@@ -22,6 +22,9 @@ void kp_buf_printf(struct kp_buf *b, const char *fmt, ...) __attribute__((format
 /* Ensures data[len] == '\0' without counting it in len; returns data as a C string. */
 const char *kp_buf_cstr(struct kp_buf *b);
 void kp_buf_reset(struct kp_buf *b);
+/* Resets, and gives the memory back when more than keep bytes are held (a buffer that grew
+ * for one unusually large use does not keep that size for good). */
+void kp_buf_trim(struct kp_buf *b, size_t keep);
 void kp_buf_fini(struct kp_buf *b);
 
 #endif

@@ -26,6 +26,9 @@
 
 #define KP_PG_ERRMSG_MAX 1024
 
+/* COPY data goes to libpq in pieces of this size (kp_pg_copy_in). */
+#define COPY_PIECE ((size_t)64 << 10)
+
 struct kp_pg {
     PGconn *conn; /* NULL only after an allocation failure inside libpq */
     char *dsn;
@@ -247,8 +250,12 @@ int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t le
         return KP_EDB;
     }
     PQclear(r);
-    /* libpq takes any length and sends it in protocol messages of its own size. */
-    int sent = len > (size_t)0x7fffffff ? -1 : PQputCopyData(pg->conn, data, (int)len);
+    /* In pieces: libpq's output buffer grows to the largest piece and keeps that size. */
+    int sent = 1;
+    for (size_t off = 0; off < len && sent == 1; off += COPY_PIECE) {
+        size_t n = len - off < COPY_PIECE ? len - off : COPY_PIECE;
+        sent = PQputCopyData(pg->conn, (const char *)data + off, (int)n);
+    }
     if (PQputCopyEnd(pg->conn, sent == 1 ? NULL : "kaoping: copy data not sent") != 1) {
         record_failure(pg, NULL);
         while ((r = PQgetResult(pg->conn)) != NULL) /* leave the connection idle */

@@ -228,6 +228,10 @@ void scr__cells_on_cell(const struct score_cell_change *ch, void *arg)
     x->n_cells++;
 }
 
+/* The undo log holds a copy of every row a transaction touched (9.4 kB for a 337-node scheme):
+ * a big group on random cells grows it to several MB, given back after the transaction. */
+#define UNDO_KEEP ((size_t)4 << 20)
+
 void scr__cells_begin(struct scr_cells *c)
 {
     c->n_touched = 0;
@@ -249,7 +253,7 @@ void scr__cells_rollback(struct scr_cells *c)
         r->touched = false;
     }
     c->n_touched = 0;
-    kp_buf_reset(&c->undo);
+    kp_buf_trim(&c->undo, UNDO_KEEP);
 }
 
 void scr__cells_commit(struct scr_cells *c, long long now_us)
@@ -265,14 +269,14 @@ void scr__cells_commit(struct scr_cells *c, long long now_us)
         r->touched = false;
     }
     c->n_touched = 0;
-    kp_buf_reset(&c->undo);
+    kp_buf_trim(&c->undo, UNDO_KEEP);
 }
 
 /* ---- writing -------------------------------------------------------------------------- */
 
 /* Every pending part whole (upsert) or, when it has no cell left, its deletion; the cells the
- * transaction changed get its now(). One statement; returns rows written + deleted and the
- * now() in microseconds. */
+ * transaction changed get its now(). A statement per scr__write_rows parts; returns rows written +
+ * deleted and the now() in microseconds. */
 static const char SQL_WRITE[] =
     "WITH n AS (SELECT (extract(epoch FROM now()) * 1000000)::int8 AS us), "
     "d AS ("
@@ -291,61 +295,40 @@ static const char SQL_WRITE[] =
     " RETURNING 1) "
     "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w), (SELECT us FROM n)";
 
-int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
-                     long long *now_us)
+/* Rows per statement: the binary arrays of a statement take 12 bytes per cell element (a
+ * length and the value) and libpq keeps its buffer at the largest message it sent, so an
+ * unbounded statement (a big group on random cells: ~8,000 rows, 25 MB of parameters; a
+ * sync: the whole scheme) would hold that memory for good. 512 rows: about 1.6 MB. (A
+ * variable only so that tests can cut writes into many statements.) */
+size_t scr__write_rows = 512;
+
+/* One statement's worth of parts being gathered by scr__cells_write. */
+struct wchunk {
+    int n_up, n_del;
+};
+
+static void chunk_begin(struct scr *s, struct wchunk *w)
 {
-    struct scr_cells *c = sch->cells;
     struct kp_buf *a = s->a;
-    struct kp_buf *bv = &s->bin[0], *bs = &s->bin[1], *bn = &s->bin[2], *bu = &s->bin[3];
-    size_t n = c->ncells;
-    uint8_t want = sync ? P_NEED : P_DIRTY;
-    int n_up = 0, n_del = 0;
-    *now_us = 0;
+    w->n_up = w->n_del = 0;
     for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
         kp_pg_array_begin(&a[k]);
-    kp_pg_barray_begin(bv, KP_PG_FLOAT8, 2);
-    kp_pg_barray_begin(bs, KP_PG_FLOAT8, 2);
-    kp_pg_barray_begin(bn, KP_PG_INT4, 2);
-    kp_pg_barray_begin(bu, KP_PG_INT8, 2);
-    size_t count = sync ? c->n_rows : c->n_touched;
-    for (size_t t = 0; t < count; t++) {
-        const struct cell_row *r = c->rows[sync ? t : c->touched[t]];
-        const char *unit = score_scheme_unit_code(sch->scheme, r->unit);
-        for (size_t q = 0; q < c->nparts; q++) {
-            if (!(r->part[q] & want))
-                continue;
-            size_t k0 = q * PART, k1 = k0 + PART < n ? k0 + PART : n;
-            bool live = false;
-            for (size_t k = k0; k < k1 && !live; k++)
-                live = r->n_obs[k] > 0;
-            if (!live) {
-                kp_pg_array_add(&a[SCR_A_IDUNIT], unit);
-                kp_pg_array_add(&a[SCR_A_IDPERIOD], r->period);
-                kp_pg_array_add_i64(&a[SCR_A_IDBASE], (long long)k0);
-                n_del++;
-                continue;
-            }
-            kp_pg_array_add(&a[SCR_A_IUNIT], unit);
-            kp_pg_array_add(&a[SCR_A_IPERIOD], r->period);
-            kp_pg_array_add_i64(&a[SCR_A_IBASE], (long long)k0);
-            n_up++;
-            /* No NULL in the arrays: PostgreSQL slices an array without NULLs at a computed
-             * offset, one with NULLs by walking its null bitmap from the start (quadratic over
-             * the rows). A missing value is NaN (the view shows NULL: NULLIF); a cell that does
-             * not exist, or pads the last part to PART (the 2-D parameter is rectangular), has
-             * n_obs 0 and score and updated_us 0 (the view leaves it out). */
-            for (size_t k = k0; k < k0 + PART; k++) {
-                bool cell = k < k1 && r->n_obs[k] > 0;
-                kp_pg_barray_add_f8(bv, cell ? r->value[k] : NAN);
-                kp_pg_barray_add_f8(bs, cell ? r->score[k] : 0);
-                kp_pg_barray_add_i4(bn, cell ? r->n_obs[k] : 0);
-                kp_pg_barray_add_i8(bu, cell ? r->upd[k] : 0);
-            }
-        }
-    }
+    kp_pg_barray_begin(&s->bin[0], KP_PG_FLOAT8, 2);
+    kp_pg_barray_begin(&s->bin[1], KP_PG_FLOAT8, 2);
+    kp_pg_barray_begin(&s->bin[2], KP_PG_INT4, 2);
+    kp_pg_barray_begin(&s->bin[3], KP_PG_INT8, 2);
+}
+
+/* Runs the gathered statement (when it has a row). Returns 0 or KP_EDB. */
+static int chunk_run(struct scr *s, struct scr_scheme *sch, struct wchunk *w, long long *rows,
+                     long long *now_us)
+{
+    struct kp_buf *a = s->a;
+    struct kp_buf *bv = &s->bin[0], *bs = &s->bin[1], *bn = &s->bin[2], *bu = &s->bin[3];
     for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
         kp_pg_array_end(&a[k]);
-    if (n_up == 0 && n_del == 0)
+    int n_up = w->n_up;
+    if (n_up == 0 && w->n_del == 0)
         return 0;
     int dims[2] = {n_up, PART};
     kp_pg_barray_end(bv, dims);
@@ -374,10 +357,65 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
     if (kp_pg_res_ntuples(res) == 1) {
         if (rows)
             *rows += strtoll(kp_pg_res_value(res, 0, 0), NULL, 10);
-        *now_us = strtoll(kp_pg_res_value(res, 0, 1), NULL, 10);
+        *now_us = strtoll(kp_pg_res_value(res, 0, 1), NULL, 10); /* now(): one per transaction */
     }
     kp_pg_res_free(&res);
     return 0;
+}
+
+int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
+                     long long *now_us)
+{
+    struct scr_cells *c = sch->cells;
+    struct kp_buf *a = s->a;
+    struct kp_buf *bv = &s->bin[0], *bs = &s->bin[1], *bn = &s->bin[2], *bu = &s->bin[3];
+    size_t n = c->ncells;
+    uint8_t want = sync ? P_NEED : P_DIRTY;
+    struct wchunk w;
+    *now_us = 0;
+    chunk_begin(s, &w);
+    size_t count = sync ? c->n_rows : c->n_touched;
+    for (size_t t = 0; t < count; t++) {
+        const struct cell_row *r = c->rows[sync ? t : c->touched[t]];
+        const char *unit = score_scheme_unit_code(sch->scheme, r->unit);
+        for (size_t q = 0; q < c->nparts; q++) {
+            if (!(r->part[q] & want))
+                continue;
+            if ((size_t)(w.n_up + w.n_del) >= scr__write_rows) {
+                if (chunk_run(s, sch, &w, rows, now_us))
+                    return KP_EDB;
+                chunk_begin(s, &w);
+            }
+            size_t k0 = q * PART, k1 = k0 + PART < n ? k0 + PART : n;
+            bool live = false;
+            for (size_t k = k0; k < k1 && !live; k++)
+                live = r->n_obs[k] > 0;
+            if (!live) {
+                kp_pg_array_add(&a[SCR_A_IDUNIT], unit);
+                kp_pg_array_add(&a[SCR_A_IDPERIOD], r->period);
+                kp_pg_array_add_i64(&a[SCR_A_IDBASE], (long long)k0);
+                w.n_del++;
+                continue;
+            }
+            kp_pg_array_add(&a[SCR_A_IUNIT], unit);
+            kp_pg_array_add(&a[SCR_A_IPERIOD], r->period);
+            kp_pg_array_add_i64(&a[SCR_A_IBASE], (long long)k0);
+            w.n_up++;
+            /* No NULL in the arrays: PostgreSQL slices an array without NULLs at a computed
+             * offset, one with NULLs by walking its null bitmap from the start (quadratic over
+             * the rows). A missing value is NaN (the view shows NULL: NULLIF); a cell that does
+             * not exist, or pads the last part to PART (the 2-D parameter is rectangular), has
+             * n_obs 0 and score and updated_us 0 (the view leaves it out). */
+            for (size_t k = k0; k < k0 + PART; k++) {
+                bool cell = k < k1 && r->n_obs[k] > 0;
+                kp_pg_barray_add_f8(bv, cell ? r->value[k] : NAN);
+                kp_pg_barray_add_f8(bs, cell ? r->score[k] : 0);
+                kp_pg_barray_add_i4(bn, cell ? r->n_obs[k] : 0);
+                kp_pg_barray_add_i8(bu, cell ? r->upd[k] : 0);
+            }
+        }
+    }
+    return chunk_run(s, sch, &w, rows, now_us);
 }
 
 /* ---- sync after a replay -------------------------------------------------------------- */

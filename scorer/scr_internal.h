@@ -202,6 +202,8 @@ void scr__cells_rollback(struct scr_cells *c);
  * scr__cells_sync) whole, deletes those with no cell left; one statement. Adds the rows
  * written or deleted to *rows (may be NULL); *now_us: the transaction's now() in µs. Returns
  * 0 or KP_EDB. */
+/* Parts per statement of scr__cells_write (512). */
+extern size_t scr__write_rows;
 int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
                      long long *now_us);
 /* Inside the caller's transaction: builds a new copy from the engine, reads the scheme's rows

@@ -47,6 +47,7 @@
 #include "kp_zsock.h"
 #include "score_engine.h"
 #include "scr.h"
+#include "scr_internal.h"
 
 #define SCHEME "kp-test"
 #define EPS    1e-9
@@ -1481,6 +1482,9 @@ int main(void)
 {
     kp_log_init("scorer", "test", getenv("KP_TEST_LOG_DEBUG") ? KP_LOG_DEBUG : KP_LOG_WARN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* Score rows go out in statements of 2 parts here, so that every exact score below also
+     * checks the cut between statements (512 in service; the integration suites run that). */
+    scr__write_rows = 2;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_check),       cmocka_unit_test(test_config_yaml),
         cmocka_unit_test(test_sockets_end_to_end), cmocka_unit_test(test_restart_replays),
