@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of kaoping: installs what is missing, builds, and runs the whole CTest
 # suite (unit tests, integration tests with a throwaway PostgreSQL and the real daemons),
-# then the same suite again in an AddressSanitizer + UBSan build, then every libFuzzer target
-# of tests/fuzz for a bounded time (clang).
-#   deploy/test.sh            both builds and the fuzzers (KP_FUZZ_SECONDS each, default 30)
+# then the same suite again in an AddressSanitizer + UBSan build, then a Release build (compile
+# only: -O3 finds warnings -O2 does not, and -Werror makes them errors), then every libFuzzer
+# target of tests/fuzz for a bounded time (clang).
+#   deploy/test.sh            both suites, the Release build and the fuzzers (KP_FUZZ_SECONDS each,
+#                             default 30)
 #   deploy/test.sh --quick    the normal build only
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +40,11 @@ run_suite "$top/build"
 if [ $quick -eq 0 ]; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
         run_suite "$top/build-asan" -DKP_SANITIZE=address,undefined
+    echo "== building $top/build-release -DCMAKE_BUILD_TYPE=Release (compile only)"
+    "$top/deploy/build.sh" "$top/build-release" -DCMAKE_BUILD_TYPE=Release >/dev/null || {
+        echo "kaoping: $passed passed, the Release build failed"
+        exit 1
+    }
     echo "== fuzzing (tests/fuzz/run.sh, ${KP_FUZZ_SECONDS:-30}s per target)"
     KP_FUZZ_SECONDS=${KP_FUZZ_SECONDS:-30} "$top/tests/fuzz/run.sh"
 fi
