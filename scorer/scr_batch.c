@@ -51,31 +51,31 @@ static const char SQL_DUP[] =
     "WHERE b.adapter = $1 AND b.seq = $2::numeric ORDER BY r.n";
 
 /* The observations of a batch go in by COPY, as fast as PostgreSQL takes rows: straight into
- * the table under a savepoint when none of them is stored yet (the usual case), else through a
- * temporary table and INSERT ... ON CONFLICT (scheme, src, ref, rev) DO NOTHING, so that a
- * record delivered again (overlap windows, a re-pulled source) is stored once. Binary COPY
- * data: nothing to print here, nothing to parse there. The columns of both COPYs, in the order
- * check_and_collect writes them. */
-#define OBS_COLS                                                                               \
-    "scheme, src, ref, rev, unit, indicator, period, value, w, x, observed_at, adapter, seq"
+ * the table under a savepoint when none of them is stored yet (the usual case). Should one be
+ * (overlap windows, a re-pulled source), the batch is stored by SQL_OBS_MERGE instead, whose
+ * ON CONFLICT (scheme, src, ref, rev) DO NOTHING stores such a record once. Binary COPY data:
+ * nothing to print here, nothing to parse there; its columns in the order check_and_collect
+ * writes them. */
 #define OBS_NCOLS 13
-static const char SQL_OBS_COPY[] = "COPY observation (" OBS_COLS ") FROM STDIN (FORMAT binary)";
+static const char SQL_OBS_COPY[] =
+    "COPY observation (scheme, src, ref, rev, unit, indicator, period, value, w, x, "
+    "observed_at, adapter, seq) FROM STDIN (FORMAT binary)";
 /* The highest id this session drew: the last row the COPY stored. */
 static const char SQL_OBS_MAXID[] = "SELECT currval(pg_get_serial_sequence('observation', 'id'))";
-static const char SQL_OBS_TMP[] =
-    "CREATE TEMP TABLE IF NOT EXISTS kp_obs_in (scheme text, src text, ref text, "
-    "rev numeric(20,0), unit text, indicator text, period text, value float8, w float8, "
-    "x jsonb, observed_at timestamptz, adapter text, seq numeric(20,0))";
-static const char SQL_OBS_TMP_COPY[] = "COPY kp_obs_in (" OBS_COLS ") FROM STDIN (FORMAT binary)";
 /* How many rows were new and the highest id stored (-1: none). */
 static const char SQL_OBS_MERGE[] =
-    "WITH ins AS (INSERT INTO observation (" OBS_COLS ") SELECT " OBS_COLS " FROM kp_obs_in "
+    "WITH ins AS (INSERT INTO observation (scheme, src, ref, rev, unit, indicator, period, value, "
+    "w, x, observed_at, adapter, seq) "
+    "SELECT $1, $2, o_ref, o_rev, o_unit, o_ind, o_period, o_val, o_w, o_x::jsonb, "
+    "timestamptz 'epoch' + o_at::float8 * interval '1 millisecond', $3, $4::numeric "
+    "FROM unnest($5::text[], $6::numeric[], $7::text[], $8::text[], $9::text[], $10::float8[], "
+    "$11::float8[], $12::text[], $13::int8[]) "
+    "AS t(o_ref, o_rev, o_unit, o_ind, o_period, o_val, o_w, o_x, o_at) "
     "ON CONFLICT (scheme, src, ref, rev) DO NOTHING RETURNING id) "
     "SELECT count(*), coalesce(max(id), -1) FROM ins";
-static const char SQL_OBS_TMP_CLEAR[] = "TRUNCATE kp_obs_in";
 
-/* After a batch repeated a stored record, this many of the scheme's next batches go through
- * the temporary table directly (a failed COPY costs as much as a successful one). */
+/* After a batch repeated a stored record, this many of the scheme's next batches take
+ * SQL_OBS_MERGE directly (a failed COPY costs as much as one that succeeds). */
 #define COPY_SKIP_AFTER_CONFLICT 16
 
 static const char SQL_REJ[] =
@@ -227,7 +227,7 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
             else
                 xjson = kp_buf_cstr(&s->json);
         }
-        if (o->reason == KP_R_OK) { /* a row of OBS_COLS */
+        if (o->reason == KP_R_OK) { /* a row of SQL_OBS_COPY's columns */
             kp_pg_bcopy_row(c, OBS_NCOLS);
             kp_pg_bcopy_text(c, b->scheme);
             kp_pg_bcopy_text(c, b->src);
@@ -370,11 +370,42 @@ static void db_failure(struct scr *s, struct scr_scheme *sch, bool engine_open, 
     }
 }
 
+/* The accepted observations of b as the array parameters of SQL_OBS_MERGE. */
+static void obs_arrays(struct scr *s, const struct kp_batch *b)
+{
+    struct kp_buf *a = s->a;
+    for (int k = SCR_A_OREF; k <= SCR_A_OAT; k++)
+        kp_pg_array_begin(&a[k]);
+    for (size_t i = 0; i < b->n_obs; i++) {
+        const struct kp_obs *o = &b->obs[i];
+        if (o->reason != KP_R_OK)
+            continue;
+        const char *xjson = NULL;
+        if (o->x && o->x_len) { /* converted once already by check_and_collect */
+            kp_buf_reset(&s->json);
+            if (kp_msgpack_to_json(o->x, o->x_len, &s->json) == 0)
+                xjson = kp_buf_cstr(&s->json);
+        }
+        kp_pg_array_add(&a[SCR_A_OREF], o->ref);
+        kp_pg_array_add_u64(&a[SCR_A_OREV], (unsigned long long)o->rev);
+        kp_pg_array_add(&a[SCR_A_OUNIT], o->u);
+        kp_pg_array_add(&a[SCR_A_OIND], o->i);
+        kp_pg_array_add(&a[SCR_A_OPERIOD], o->p);
+        kp_pg_array_add_double(&a[SCR_A_OVAL], o->val);
+        kp_pg_array_add_double(&a[SCR_A_OW], o->w);
+        kp_pg_array_add(&a[SCR_A_OX], xjson);
+        kp_pg_array_add_i64(&a[SCR_A_OAT], (long long)o->at);
+    }
+    for (int k = SCR_A_OREF; k <= SCR_A_OAT; k++)
+        kp_pg_array_end(&a[k]);
+}
+
 /* The batch's observation rows (s->copy), new ones only. Returns NULL or the failed step. */
 static const char *store_obs(struct scr *s, struct scr_scheme *sch, struct slot *sl,
-                             long long *max_id)
+                             const char *seqtxt, long long *max_id)
 {
-    struct kp_buf *c = &s->copy;
+    struct kp_buf *c = &s->copy, *a = s->a;
+    const struct kp_batch *b = sl->b;
     struct kp_pg_res *r = NULL;
     long long rows = 0;
     if (sch->copy_skip > 0) {
@@ -400,9 +431,21 @@ static const char *store_obs(struct scr *s, struct scr_scheme *sch, struct slot 
             return "observation";
         sch->copy_skip = COPY_SKIP_AFTER_CONFLICT;
     }
-    if (kp_pg_exec(s->pg, SQL_OBS_TMP, 0, NULL, NULL) ||
-        kp_pg_copy_in(s->pg, SQL_OBS_TMP_COPY, c->data, c->len, NULL) ||
-        kp_pg_exec(s->pg, SQL_OBS_MERGE, 0, NULL, &r))
+    obs_arrays(s, b);
+    const char *p[13] = {b->scheme,
+                         b->src,
+                         b->aid,
+                         seqtxt,
+                         kp_buf_cstr(&a[SCR_A_OREF]),
+                         kp_buf_cstr(&a[SCR_A_OREV]),
+                         kp_buf_cstr(&a[SCR_A_OUNIT]),
+                         kp_buf_cstr(&a[SCR_A_OIND]),
+                         kp_buf_cstr(&a[SCR_A_OPERIOD]),
+                         kp_buf_cstr(&a[SCR_A_OVAL]),
+                         kp_buf_cstr(&a[SCR_A_OW]),
+                         kp_buf_cstr(&a[SCR_A_OX]),
+                         kp_buf_cstr(&a[SCR_A_OAT])};
+    if (kp_pg_exec(s->pg, SQL_OBS_MERGE, 13, p, &r))
         return "observation";
     if (kp_pg_res_ntuples(r) == 1) {
         sl->inserted = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
@@ -411,8 +454,6 @@ static const char *store_obs(struct scr *s, struct scr_scheme *sch, struct slot 
             *max_id = id;
     }
     kp_pg_res_free(&r);
-    if (kp_pg_exec(s->pg, SQL_OBS_TMP_CLEAR, 0, NULL, NULL))
-        return "observation";
     return NULL;
 }
 
@@ -459,7 +500,7 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
         return NULL;
     }
     if (sl->accepted) {
-        const char *step = store_obs(s, sch, sl, max_id);
+        const char *step = store_obs(s, sch, sl, seqtxt, max_id);
         if (step)
             return step;
     }

@@ -59,6 +59,16 @@ struct scr_scheme {
 
 /* Reusable buffers of the array parameters of the bulk statements (kp_pg_array_*). */
 enum {
+    /* observations, when a batch repeats a stored record (scr_batch.c) */
+    SCR_A_OREF,
+    SCR_A_OREV,
+    SCR_A_OUNIT,
+    SCR_A_OIND,
+    SCR_A_OPERIOD,
+    SCR_A_OVAL,
+    SCR_A_OW,
+    SCR_A_OX,
+    SCR_A_OAT,
     /* rejections */
     SCR_A_RN,
     SCR_A_RREF,
