@@ -131,6 +131,10 @@ enum scr_outcome scr_process_refused(struct scr *s, const void *aid, size_t aid_
 
 /* The most batches stored in one transaction by scr_process_group. */
 #define SCR_GROUP_MAX 16
+/* A group is also closed once its frames reach this many bytes: all of a group is decoded at
+ * once (about 14 times the frame for the observations), so 16 frames of max_bytes would take
+ * hundreds of MB. A larger frame is a group of its own. */
+#define SCR_GROUP_BYTES ((size_t)1 << 20)
 
 /* One batch of a group for scr_process_group: the envelope's adapter id, the payload and the
  * optional refused frame are borrowed for the call; the answer is written into reply (reset

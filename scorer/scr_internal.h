@@ -139,13 +139,15 @@ struct scr {
     unsigned hb_ticks;
 
     /* the DEALER's queue (group commit): batches received in this loop turn, stored together
-     * by the check handle at its end (or as soon as SCR_GROUP_MAX wait); frames copied */
+     * by the check handle at its end (or as soon as SCR_GROUP_MAX wait, or their payloads
+     * reach SCR_GROUP_BYTES); frames copied */
     struct scr_pend {
         struct kp_buf cid, rid, aid, seq, payload, refused;
         bool has_refused;
         struct kp_buf reply;
     } pend[SCR_GROUP_MAX];
     size_t n_pend;
+    size_t pend_bytes; /* their payloads */
     uv_check_t flush_check;
     uint64_t last_hb_ms; /* kp_mono_ns() in ms at the last heartbeat round (reg to the broker) */
     /* scratch, reused batch after batch */

@@ -306,6 +306,7 @@ static void flush_pending(struct scr *s)
     }
     scr_process_group(s, it, n);
     s->n_pend = 0;
+    s->pend_bytes = 0;
     for (size_t k = 0; k < n; k++) {
         struct scr_pend *p = &s->pend[k];
         struct kp_frame rep[4] = {{"rep", 3},
@@ -355,7 +356,8 @@ static void on_dealer(struct kp_zsock *z, const struct kp_frame *fr, size_t n, v
     p->has_refused = n == 7;
     if (p->has_refused)
         copy_frame(&p->refused, &fr[6]);
-    if (s->n_pend == SCR_GROUP_MAX)
+    s->pend_bytes += fr[5].len;
+    if (s->n_pend == SCR_GROUP_MAX || s->pend_bytes >= SCR_GROUP_BYTES)
         flush_pending(s);
 }
 
