@@ -760,6 +760,106 @@ static void test_sockets_end_to_end(void **state)
     broker_close(&b);
 }
 
+/* ---- a group closes at SCR_GROUP_BYTES --------------------------------------------------- */
+
+/* Sends a bat frame without waiting for its reply. */
+static void broker_send_bat(struct broker *b, const char *aid, uint64_t seq,
+                            const struct kp_buf *payload)
+{
+    char seqtxt[24];
+    snprintf(seqtxt, sizeof seqtxt, "%" PRIu64, seq);
+    assert_true(zmq_send(b->router, b->sid, strlen(b->sid), ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, "bat", 3, ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, "collector-1", 11, ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, "adapter-rid", 11, ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, aid, strlen(aid), ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, seqtxt, strlen(seqtxt), ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(b->router, payload->data, payload->len, 0) >= 0);
+}
+
+/* Three frames of ~0.6 MB wait in the scorer's socket while a lock holds its first batch; the
+ * next loop turn takes all three, and the group closes once its frames reach 1 MiB: the first
+ * two share a transaction (one now(), batch.received_at), the third has its own. Without the
+ * byte bound the three would share one. */
+static void test_group_bytes(void **state)
+{
+    (void)state;
+    enum { N_BIG = 8000 };
+    struct ob *big = calloc(N_BIG, sizeof *big);
+    char (*refs)[64] = calloc(N_BIG, sizeof *refs);
+    struct kp_buf pay[4] = {{0}};
+    static const struct ob SMALL[] = {{"U1", "direct_a", "2025", 10, "gb-small", 0}};
+    encode_batch(&pay[0], "adb", 1, SMALL, 1);
+    for (uint64_t seq = 2; seq <= 4; seq++) {
+        for (size_t k = 0; k < N_BIG; k++) {
+            snprintf(refs[k], sizeof refs[k], "group-bytes-%" PRIu64 "-%06zu-padding-padding-pad",
+                     seq, k);
+            big[k] = (struct ob){"U2", "direct_a", "2025", (double)(k % 100), refs[k], 0};
+        }
+        encode_batch(&pay[seq - 1], "adb", seq, big, N_BIG);
+        /* two reach SCR_GROUP_BYTES, one does not */
+        assert_true(pay[seq - 1].len > SCR_GROUP_BYTES / 2 && pay[seq - 1].len < SCR_GROUP_BYTES);
+    }
+
+    struct broker b;
+    broker_open(&b);
+    struct scr_config cfg = make_config(b.endpoint);
+    struct loop_thread lt;
+    assert_int_equal(uv_loop_init(&lt.loop), 0);
+    assert_int_equal(scr_start(&lt.loop, &cfg, &lt.scr), 0);
+    assert_int_equal(uv_async_init(&lt.loop, &lt.stop, on_stop_async), 0);
+    lt.stop.data = &lt;
+    assert_int_equal(pthread_create(&lt.th, NULL, loop_main, &lt), 0);
+    broker_wait_reg(&b);
+
+    struct kp_pg *lock = NULL;
+    assert_int_equal(kp_pg_open(dsn(), &lock), 0);
+    assert_int_equal(kp_pg_exec(lock, "BEGIN", 0, NULL, NULL), 0);
+    assert_int_equal(kp_pg_exec(lock, "LOCK TABLE batch IN SHARE ROW EXCLUSIVE MODE", 0, NULL, NULL),
+                     0);
+    broker_send_bat(&b, "adb", 1, &pay[0]); /* the scorer waits for the lock in its INSERT */
+    sleep_ms(300);
+    for (int k = 1; k < 4; k++)
+        broker_send_bat(&b, "adb", (uint64_t)k + 1, &pay[k]);
+    sleep_ms(700); /* all three in the scorer's socket */
+    assert_int_equal(kp_pg_exec(lock, "COMMIT", 0, NULL, NULL), 0);
+    kp_pg_close(&lock);
+
+    int replies = 0;
+    struct msg m;
+    for (int i = 0; i < 300 && replies < 4; i++) {
+        if (!broker_recv(&b, &m, 100))
+            continue;
+        if (m.n == 5 && !strcmp(m.data[1], "rep")) {
+            struct kp_ack a;
+            assert_int_equal(kp_ack_decode(m.data[4], m.len[4], &a), KP_R_OK);
+            assert_false(a.dup);
+            assert_true(a.stored == (a.seq == 1 ? 1 : N_BIG));
+            kp_ack_fini(&a);
+            replies++;
+        }
+    }
+    assert_int_equal(replies, 4);
+    assert_int_equal(q_ll("SELECT count(*) FROM batch WHERE adapter = 'adb'"), 4);
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE adapter = 'adb'"), 1 + 3 * N_BIG);
+    /* {2, 3} in one transaction, {4} in another */
+    assert_int_equal(q_ll("SELECT count(DISTINCT received_at) FROM batch WHERE adapter = 'adb' "
+                          "AND seq IN (2, 3)"),
+                     1);
+    assert_int_equal(q_ll("SELECT count(DISTINCT received_at) FROM batch WHERE adapter = 'adb' "
+                          "AND seq IN (2, 3, 4)"),
+                     2);
+
+    assert_int_equal(uv_async_send(&lt.stop), 0);
+    assert_int_equal(pthread_join(lt.th, NULL), 0);
+    assert_int_equal(uv_loop_close(&lt.loop), 0);
+    for (int k = 0; k < 4; k++)
+        kp_buf_fini(&pay[k]);
+    free(big);
+    free(refs);
+    broker_close(&b);
+}
+
 /* ---- restart -------------------------------------------------------------------------- */
 
 /* Every cell and total of the engine has its row in the database, with the same values. */
@@ -1490,6 +1590,7 @@ int main(void)
         cmocka_unit_test(test_sockets_end_to_end), cmocka_unit_test(test_restart_replays),
         cmocka_unit_test(test_scheme_reorder),     cmocka_unit_test(test_db_outages),
         cmocka_unit_test(test_failover_lock),      cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_group_bytes),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     kp_zctx_term();
