@@ -511,6 +511,7 @@ struct loop_thread {
     uv_async_t stop;
     struct scr *scr;
     pthread_t th;
+    int admin_port; /* read before the thread starts */
 };
 
 static void on_stop_async(uv_async_t *a)
@@ -525,6 +526,26 @@ static void *loop_main(void *arg)
     struct loop_thread *lt = arg;
     uv_run(&lt->loop, UV_RUN_DEFAULT);
     return NULL;
+}
+
+/* A scorer with cfg, its loop running in a thread of its own. */
+static void loop_thread_start(struct loop_thread *lt, const struct scr_config *cfg)
+{
+    assert_int_equal(uv_loop_init(&lt->loop), 0);
+    assert_int_equal(scr_start(&lt->loop, cfg, &lt->scr), 0);
+    assert_true(scr_ready(lt->scr));
+    lt->admin_port = scr_admin_port(lt->scr);
+    assert_int_equal(uv_async_init(&lt->loop, &lt->stop, on_stop_async), 0);
+    lt->stop.data = lt;
+    assert_int_equal(pthread_create(&lt->th, NULL, loop_main, lt), 0);
+}
+
+/* Stops it on the loop's thread; the loop then ends by itself (every handle closed). */
+static void loop_thread_stop(struct loop_thread *lt)
+{
+    assert_int_equal(uv_async_send(&lt->stop), 0);
+    assert_int_equal(pthread_join(lt->th, NULL), 0);
+    assert_int_equal(uv_loop_close(&lt->loop), 0);
 }
 
 /* ---- admin over HTTP ------------------------------------------------------------------ */
@@ -563,14 +584,9 @@ static void test_sockets_end_to_end(void **state)
     broker_open(&b);
     struct scr_config cfg = make_config(b.endpoint);
     struct loop_thread lt;
-    assert_int_equal(uv_loop_init(&lt.loop), 0);
-    assert_int_equal(scr_start(&lt.loop, &cfg, &lt.scr), 0);
-    assert_true(scr_ready(lt.scr));
-    int admin_port = scr_admin_port(lt.scr);
+    loop_thread_start(&lt, &cfg);
+    int admin_port = lt.admin_port;
     assert_true(admin_port > 0);
-    assert_int_equal(uv_async_init(&lt.loop, &lt.stop, on_stop_async), 0);
-    lt.stop.data = &lt;
-    assert_int_equal(pthread_create(&lt.th, NULL, loop_main, &lt), 0);
 
     broker_wait_reg(&b);
     /* Scheme reference rows. */
@@ -751,10 +767,7 @@ static void test_sockets_end_to_end(void **state)
     assert_non_null(strstr(text, "kaoping_scorer_batch_size"));
     assert_non_null(strstr(text, "kaoping_scorer_pg_errors_total 0"));
 
-    /* Stop on the loop's thread; the loop then ends by itself (every handle closed). */
-    assert_int_equal(uv_async_send(&lt.stop), 0);
-    assert_int_equal(pthread_join(lt.th, NULL), 0);
-    assert_int_equal(uv_loop_close(&lt.loop), 0);
+    loop_thread_stop(&lt);
     kp_buf_fini(&payload);
     kp_buf_fini(&body);
     broker_close(&b);
@@ -805,11 +818,7 @@ static void test_group_bytes(void **state)
     broker_open(&b);
     struct scr_config cfg = make_config(b.endpoint);
     struct loop_thread lt;
-    assert_int_equal(uv_loop_init(&lt.loop), 0);
-    assert_int_equal(scr_start(&lt.loop, &cfg, &lt.scr), 0);
-    assert_int_equal(uv_async_init(&lt.loop, &lt.stop, on_stop_async), 0);
-    lt.stop.data = &lt;
-    assert_int_equal(pthread_create(&lt.th, NULL, loop_main, &lt), 0);
+    loop_thread_start(&lt, &cfg);
     broker_wait_reg(&b);
 
     struct kp_pg *lock = NULL;
@@ -850,9 +859,7 @@ static void test_group_bytes(void **state)
                           "AND seq IN (2, 3, 4)"),
                      2);
 
-    assert_int_equal(uv_async_send(&lt.stop), 0);
-    assert_int_equal(pthread_join(lt.th, NULL), 0);
-    assert_int_equal(uv_loop_close(&lt.loop), 0);
+    loop_thread_stop(&lt);
     for (int k = 0; k < 4; k++)
         kp_buf_fini(&pay[k]);
     free(big);
