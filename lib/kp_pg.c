@@ -1,9 +1,10 @@
 /*
  * kp_pg: the libpq wrapper (see kp_pg.h). This file contains the only PQ* calls of kaoping:
- * connections, parameterised statements with text parameters, result access, SQLSTATE and
- * lost-connection detection, the PostgreSQL array-literal builders behind the scorer's
- * unnest()-based bulk statements (one round trip per batch, not per row), and the migration
- * runner that brings a database to the schema in schemas/migrations under an advisory lock.
+ * connections, parameterised statements with text or binary parameters, COPY FROM STDIN,
+ * result access, SQLSTATE and lost-connection detection, the builders of PostgreSQL arrays
+ * (text literals and binary) behind the scorer's unnest()-based bulk statements and of binary
+ * COPY data (one round trip per batch, not per row), and the migration runner that brings a
+ * database to the schema in schemas/migrations under an advisory lock.
  * Every PGresult is cleared on every path inside this file (STYLE.md "Ownership"). It serves
  * ARCHITECTURE.md guarantee 1: callers learn exactly whether a statement failed and whether
  * the connection is gone, so they can roll back, nack with retry and reconnect.
