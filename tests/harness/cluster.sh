@@ -58,6 +58,8 @@ kp_cluster_init() {
     KP_DSN=$5
     KP_SCHEME=$(sed -n 's/^scheme: *//p' "$KP_SCHEME_FILE" | head -n 1)
     mkdir -p "$KP_WORK/etc" "$KP_WORK/logs" "$KP_WORK/spool" "$KP_WORK/pids"
+    # every port drawn for this cluster from here on, by kp_pg_free_port and admin ports alike
+    export KP_PORTS_FILE=$KP_WORK/admin-ports
     KP_COL_PORT=$(kp_pg_free_port)
     KP_BRK_FRONT=$(kp_pg_free_port)
     KP_BRK_BACK=$(kp_pg_free_port)
@@ -172,7 +174,7 @@ YAML
 # Ports handed out to this cluster are remembered in WORK/admin-ports and never given twice:
 # the daemons bind them only later, so "free now" alone let two daemons draw the same one.
 kp__cluster_admin_port() {
-    local lo=32768 i port given=${KP_WORK:+$KP_WORK/admin-ports}
+    local lo=32768 i port given=${KP_PORTS_FILE:-${KP_WORK:+$KP_WORK/admin-ports}}
     read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
     [ "$lo" -gt 12000 ] || { kp_pg_free_port; return; }
     for i in $(seq 1 200); do
@@ -184,7 +186,7 @@ kp__cluster_admin_port() {
         if command -v ss >/dev/null 2>&1 && ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then
             continue
         fi
-        [ -z "$given" ] || echo "$port" >>"$given"
+        [ -z "$given" ] || { echo "$port" >>"$given"; } 2>/dev/null || true
         echo "$port"
         return 0
     done

@@ -64,8 +64,12 @@ kp_pg_new_dir() {
     mktemp -d "${KP_PG_TMPDIR:-${TMPDIR:-/tmp}}/kp-pg.XXXXXX"
 }
 
+# A TCP port nothing listens on now. With KP_PORTS_FILE set (the cluster harness sets it to
+# WORK/admin-ports), the ports handed out are remembered there and never given twice: they are
+# bound only later, so "free now" alone let two daemons of one test draw the same one (the
+# broker and Alertmanager once did).
 kp_pg_free_port() {
-    local i port lo=20000 hi=60000 range
+    local i port lo=20000 hi=60000 range given=${KP_PORTS_FILE:-}
     # Stay below the kernel's ephemeral range: a port handed out there may become the local
     # port of some outgoing connection before the daemon binds it (EADDRINUSE).
     range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || range=""
@@ -74,6 +78,9 @@ kp_pg_free_port() {
     fi
     for i in $(seq 1 200); do
         port=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
+        if [ -n "$given" ] && grep -qx "$port" "$given" 2>/dev/null; then
+            continue
+        fi
         # Something answers on it: taken.
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             continue
@@ -82,6 +89,7 @@ kp_pg_free_port() {
         if command -v ss >/dev/null 2>&1 && ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then
             continue
         fi
+        [ -z "$given" ] || { echo "$port" >>"$given"; } 2>/dev/null || true
         echo "$port"
         return 0
     done

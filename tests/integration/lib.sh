@@ -8,6 +8,7 @@ set -euo pipefail
 . "$KP_SOURCE_DIR/tests/harness/cluster.sh"
 
 it_work=$(mktemp -d /tmp/kp-it.XXXXXX)
+export KP_PORTS_FILE=$it_work/admin-ports # no port drawn twice, PostgreSQL's included
 chmod 755 "$it_work"
 
 it_cleanup() {
