@@ -925,6 +925,16 @@ static void assert_engine_equals_db(struct scr *s)
     score_scheme_destroy(&sc);
 }
 
+/* A scorer with cfg on a fresh loop, run by the caller (not in a thread), ready. */
+static struct scr *start_ready(uv_loop_t *loop, const struct scr_config *cfg)
+{
+    struct scr *s = NULL;
+    assert_int_equal(uv_loop_init(loop), 0);
+    assert_int_equal(scr_start(loop, cfg, &s), 0);
+    assert_true(scr_ready(s));
+    return s;
+}
+
 static void stop_and_close(uv_loop_t *loop, struct scr **s)
 {
     scr_stop(s);
@@ -949,10 +959,7 @@ static void test_restart_replays(void **state)
     /* Nothing listens on the broker endpoint: this scorer is driven directly. */
     struct scr_config cfg = make_config("tcp://127.0.0.1:1");
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct scr *s = NULL;
-    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
-    assert_true(scr_ready(s));
+    struct scr *s = start_ready(&loop, &cfg);
     struct scr_stats st;
     scr_get_stats(s, &st);
     assert_true(st.replayed == (uint64_t)n_obs);
@@ -1051,10 +1058,7 @@ static void test_scheme_reorder(void **state)
 
     struct scr_config cfg = make_config("tcp://127.0.0.1:1");
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct scr *s = NULL;
-    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
-    assert_true(scr_ready(s));
+    struct scr *s = start_ready(&loop, &cfg);
     struct scr_stats st;
     scr_get_stats(s, &st);
     /* every row, in the new layout (with small parts, a cell moving to another part also
@@ -1131,10 +1135,7 @@ static void test_db_outages(void **state)
     (void)state;
     struct scr_config cfg = make_config("tcp://127.0.0.1:1");
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct scr *s = NULL;
-    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
-    assert_true(scr_ready(s));
+    struct scr *s = start_ready(&loop, &cfg);
     struct kp_buf payload = {0}, reply = {0};
     struct kp_ack a;
     struct kp_nack n;
@@ -1465,10 +1466,7 @@ static void test_group_commit(void **state)
     (void)state;
     struct scr_config cfg = make_config("tcp://127.0.0.1:1");
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct scr *s = NULL;
-    assert_int_equal(scr_start(&loop, &cfg, &s), 0);
-    assert_true(scr_ready(s));
+    struct scr *s = start_ready(&loop, &cfg);
     struct scr_stats st0, st1;
     scr_get_stats(s, &st0);
 
