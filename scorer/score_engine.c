@@ -2262,6 +2262,22 @@ int score_engine_cell(const struct score_engine *e, size_t unit, size_t node, co
     return 0;
 }
 
+int score_engine_cells(const struct score_engine *e, size_t unit, const char *period, size_t first,
+                       size_t n, double *value, double *score, uint32_t *n_obs)
+{
+    const struct score_up *up = find_up(e, unit, period);
+    if (!up || first > e->s->n_nodes || n > e->s->n_nodes - first)
+        return KP_ENOENT;
+    for (size_t i = 0; i < n; i++) {
+        struct score_cell_change c;
+        fill_cell(e, up, (uint32_t)(first + i), &c);
+        value[i] = c.value;
+        score[i] = c.score;
+        n_obs[i] = c.n_obs;
+    }
+    return 0;
+}
+
 void score_engine_foreach_total(const struct score_engine *e,
                                 void (*fn)(const struct score_total_change *t, void *arg),
                                 void *arg)

@@ -190,6 +190,11 @@ int score_engine_total(const struct score_engine *e, size_t unit, const char *pe
 /* Current cell of (unit, node, period): 0 and *out filled, or KP_ENOENT. */
 int score_engine_cell(const struct score_engine *e, size_t unit, size_t node, const char *period,
                       struct score_cell_change *out);
+/* The cells of nodes first .. first+n-1 of (unit, period), as score_engine_cell gives them (a
+ * cell that does not exist: value and score NAN, n_obs 0), into value/score/n_obs (n each): 0,
+ * or KP_ENOENT when the engine has no cell of (unit, period) or the range is not the scheme's. */
+int score_engine_cells(const struct score_engine *e, size_t unit, const char *period, size_t first,
+                       size_t n, double *value, double *score, uint32_t *n_obs);
 /* Calls fn for every existing total (periods in first-seen order, units in scheme order). */
 void score_engine_foreach_total(const struct score_engine *e,
                                 void (*fn)(const struct score_total_change *t, void *arg),

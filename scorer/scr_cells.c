@@ -3,15 +3,16 @@
  * writes. A (scheme, period, unit) holds parallel arrays over the scheme's nodes 1..n-1 (in the
  * order of its indicator_layout), stored as parts of PART cells, a row each;
  * kp_indicator_score unnests them. A batch changes a few cells of a few hundred (unit,
- * period)s; the scorer keeps every one as last committed (values, scores, n_obs and each
- * cell's updated_at) in memory, applies the engine's changed cells to it and rewrites whole
- * the parts that changed: ~1,500 rows of ~1.8 kB per batch of 1,000 instead of ~8,400 rows of
- * indicator_score (issue 9). The copy also decides, per cell, whether updated_at moves (only
- * when value, score or n_obs changed, as the IS DISTINCT FROM of the old upsert did). The
- * arrays go as binary parameters (kp_pg_barray_*): no printf of doubles here, no float8in in
- * the backend. A batch's changes are undone with the engine's when its transaction fails; a
- * replay rebuilds the copy from the engine and the database (scr__cells_sync), rewriting parts
- * of another layout (a changed scheme file) or size.
+ * period)s, and the scorer rewrites whole the parts that changed: ~1,500 rows of ~1.8 kB per
+ * batch of 1,000 instead of ~8,400 rows of indicator_score (issue 9). The values, scores and
+ * n_obs it writes are the engine's (score_engine_cells); what the scorer keeps of the rows is
+ * only each cell's updated_at as last committed (8 bytes a cell), which moves only for the
+ * cells the engine reports changed (value, score or n_obs, as the IS DISTINCT FROM of the old
+ * upsert did), and which parts the transaction changed. The arrays go as binary parameters
+ * (kp_pg_barray_*): no printf of doubles here, no float8in in the backend. When a transaction
+ * fails, its changes are undone with the engine's from a log of the updated_at each changed
+ * cell had (16 bytes a change); a replay rebuilds the copy from the engine and the database
+ * (scr__cells_sync), rewriting parts of another layout (a changed scheme file) or size.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -40,13 +41,15 @@ struct cell_row {
     size_t idx; /* in rows[]: rows are never removed */
     size_t unit;
     char period[PERIOD_MAX];
-    size_t n_live;  /* cells with n_obs > 0; 0: no row in the database */
-    bool touched;   /* written by the current transaction */
-    uint8_t *part;  /* per part: P_* flags */
-    double *value;  /* NAN: NULL */
-    double *score;  /* for cells with n_obs > 0 */
-    int32_t *n_obs; /* 0: the cell does not exist */
-    int64_t *upd;   /* µs since the Unix epoch, UPD_NOW or UPD_NONE */
+    bool touched;  /* written by the current transaction */
+    uint8_t *part; /* per part: P_* flags */
+    int64_t *upd;  /* per cell: µs since the Unix epoch, UPD_NOW, or UPD_NONE (no cell) */
+};
+
+/* The undo log: a cell's updated_at before the transaction changed it. */
+struct undo {
+    uint32_t row, cell;
+    int64_t upd;
 };
 
 enum {
@@ -66,14 +69,8 @@ struct scr_cells {
     /* the current transaction: touched rows and their state before it */
     size_t *touched;
     size_t n_touched, cap_touched;
-    struct kp_buf undo;
-    size_t n_changed; /* cells whose value, score or n_obs changed */
+    struct kp_buf undo; /* struct undo, in the order of the changes */
 };
-
-static size_t row_bytes(size_t ncells)
-{
-    return ncells * (2 * sizeof(double) + sizeof(int32_t) + sizeof(int64_t));
-}
 
 static uint64_t key_hash(size_t unit, const char *period)
 {
@@ -135,19 +132,13 @@ static struct cell_row *row_get(struct scr_cells *c, size_t unit, const char *pe
             return r;
     }
     size_t n = c->ncells;
-    struct cell_row *r = kp_xcalloc(1, sizeof *r + row_bytes(n) + c->nparts);
+    struct cell_row *r = kp_xcalloc(1, sizeof *r + n * sizeof *r->upd + c->nparts);
     r->unit = unit;
     memcpy(r->period, period, plen + 1);
-    r->value = (double *)(r + 1);
-    r->score = r->value + n;
-    r->upd = (int64_t *)(r->score + n);
-    r->n_obs = (int32_t *)(r->upd + n);
-    r->part = (uint8_t *)(r->n_obs + n);
-    for (size_t i = 0; i < n; i++) {
-        r->value[i] = NAN;
-        r->score[i] = NAN;
+    r->upd = (int64_t *)(r + 1);
+    r->part = (uint8_t *)(r->upd + n);
+    for (size_t i = 0; i < n; i++)
         r->upd[i] = UPD_NONE;
-    }
     if (c->n_rows == c->cap_rows) {
         c->cap_rows = c->cap_rows ? 2 * c->cap_rows : 256;
         c->rows = kp_xrealloc(c->rows, c->cap_rows * sizeof *c->rows);
@@ -165,9 +156,11 @@ static bool same(double a, double b)
     return a == b || (isnan(a) && isnan(b)); /* PostgreSQL's float8 equality */
 }
 
-/* Remembers the row's state before the transaction's first change to it. */
-static void touch(struct scr_cells *c, struct cell_row *r)
+/* Logs cell k's updated_at before this change, and the row as touched by the transaction. */
+static void touch(struct scr_cells *c, struct cell_row *r, size_t k)
 {
+    struct undo u = {(uint32_t)r->idx, (uint32_t)k, r->upd[k]};
+    kp_buf_append(&c->undo, &u, sizeof u);
     if (r->touched)
         return;
     r->touched = true;
@@ -176,40 +169,18 @@ static void touch(struct scr_cells *c, struct cell_row *r)
         c->touched = kp_xrealloc(c->touched, c->cap_touched * sizeof *c->touched);
     }
     c->touched[c->n_touched++] = r->idx;
-    kp_buf_append(&c->undo, &r->n_live, sizeof r->n_live);
-    kp_buf_append(&c->undo, r->value, row_bytes(c->ncells));
 }
 
-/* Applies one cell's state (n_obs == 0: it no longer exists). Returns true when it changed. */
-static bool cell_set(struct scr_cells *c, struct cell_row *r, size_t k, double value, double score,
-                     uint32_t n_obs, bool undo)
+/* Cell k changed (exists: it has n_obs > 0; else it no longer exists): its updated_at becomes
+ * the transaction's, and its part is to be written. `undo`: log it for a rollback. */
+static void cell_set(struct scr_cells *c, struct cell_row *r, size_t k, bool exists, bool undo)
 {
-    bool exists = r->n_obs[k] > 0;
-    if (n_obs == 0) {
-        if (!exists)
-            return false;
-        if (undo)
-            touch(c, r);
-        r->part[k / PART] |= P_DIRTY;
-        r->value[k] = r->score[k] = NAN;
-        r->n_obs[k] = 0;
-        r->upd[k] = UPD_NONE;
-        r->n_live--;
-        return true;
-    }
-    if (exists && same(r->value[k], value) && same(r->score[k], score) &&
-        (uint32_t)r->n_obs[k] == n_obs)
-        return false;
+    if (!exists && r->upd[k] == UPD_NONE)
+        return;
     if (undo)
-        touch(c, r);
+        touch(c, r, k);
     r->part[k / PART] |= P_DIRTY;
-    r->value[k] = value;
-    r->score[k] = score;
-    r->n_obs[k] = (int32_t)(n_obs > INT32_MAX ? INT32_MAX : n_obs);
-    r->upd[k] = UPD_NOW;
-    if (!exists)
-        r->n_live++;
-    return true;
+    r->upd[k] = exists ? UPD_NOW : UPD_NONE;
 }
 
 /* ---- the batch's changes -------------------------------------------------------------- */
@@ -223,53 +194,54 @@ void scr__cells_on_cell(const struct score_cell_change *ch, void *arg)
     struct cell_row *r = row_get(c, ch->unit, ch->period);
     if (!r)
         return;
-    if (cell_set(c, r, ch->node - 1, ch->value, ch->score, ch->n_obs, true))
-        c->n_changed++;
+    /* The engine reports a cell only when its value, score or n_obs differs from its state at
+     * the transaction's begin, which is what was last committed. */
+    cell_set(c, r, ch->node - 1, ch->n_obs > 0, true);
     x->n_cells++;
 }
 
-/* The undo log holds a copy of every row a transaction touched (9.4 kB for a 337-node scheme):
- * a big group on random cells grows it to several MB, given back after the transaction. */
-#define UNDO_KEEP ((size_t)4 << 20)
+/* The undo log: 16 bytes per changed cell (a big group on random cells changes ~60,000),
+ * given back after a transaction that grew it beyond this. */
+#define UNDO_KEEP ((size_t)1 << 20)
 
 void scr__cells_begin(struct scr_cells *c)
 {
     c->n_touched = 0;
-    c->n_changed = 0;
     kp_buf_reset(&c->undo);
+}
+
+static void end_transaction(struct scr_cells *c)
+{
+    for (size_t t = 0; t < c->n_touched; t++) {
+        struct cell_row *r = c->rows[c->touched[t]];
+        memset(r->part, 0, c->nparts);
+        r->touched = false;
+    }
+    c->n_touched = 0;
+    kp_buf_trim(&c->undo, UNDO_KEEP);
 }
 
 void scr__cells_rollback(struct scr_cells *c)
 {
     if (!c)
         return;
-    size_t sz = sizeof(size_t) + row_bytes(c->ncells);
-    for (size_t t = c->n_touched; t-- > 0;) {
-        struct cell_row *r = c->rows[c->touched[t]];
-        const uint8_t *u = c->undo.data + t * sz;
-        memcpy(&r->n_live, u, sizeof r->n_live);
-        memcpy(r->value, u + sizeof(size_t), row_bytes(c->ncells));
-        memset(r->part, 0, c->nparts);
-        r->touched = false;
-    }
-    c->n_touched = 0;
-    kp_buf_trim(&c->undo, UNDO_KEEP);
+    const struct undo *u = (const struct undo *)c->undo.data;
+    for (size_t i = c->undo.len / sizeof *u; i-- > 0;)
+        c->rows[u[i].row]->upd[u[i].cell] = u[i].upd;
+    end_transaction(c);
 }
 
 void scr__cells_commit(struct scr_cells *c, long long now_us)
 {
     if (!c)
         return;
-    for (size_t t = 0; t < c->n_touched; t++) {
-        struct cell_row *r = c->rows[c->touched[t]];
-        for (size_t k = 0; k < c->ncells; k++)
-            if (r->upd[k] == UPD_NOW)
-                r->upd[k] = now_us;
-        memset(r->part, 0, c->nparts);
-        r->touched = false;
+    const struct undo *u = (const struct undo *)c->undo.data;
+    for (size_t i = 0; i < c->undo.len / sizeof *u; i++) {
+        int64_t *upd = &c->rows[u[i].row]->upd[u[i].cell];
+        if (*upd == UPD_NOW)
+            *upd = now_us;
     }
-    c->n_touched = 0;
-    kp_buf_trim(&c->undo, UNDO_KEEP);
+    end_transaction(c);
 }
 
 /* ---- writing -------------------------------------------------------------------------- */
@@ -387,9 +359,14 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
                 chunk_begin(s, &w);
             }
             size_t k0 = q * PART, k1 = k0 + PART < n ? k0 + PART : n;
+            double value[PART], score[PART];
+            uint32_t n_obs[PART];
+            if (score_engine_cells(sch->engine, r->unit, r->period, k0 + 1, k1 - k0, value, score,
+                                   n_obs))
+                memset(n_obs, 0, sizeof n_obs); /* the engine has no cell of (unit, period) */
             bool live = false;
             for (size_t k = k0; k < k1 && !live; k++)
-                live = r->n_obs[k] > 0;
+                live = n_obs[k - k0] > 0;
             if (!live) {
                 kp_pg_array_add(&a[SCR_A_IDUNIT], unit);
                 kp_pg_array_add(&a[SCR_A_IDPERIOD], r->period);
@@ -407,11 +384,14 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
              * not exist, or pads the last part to PART (the 2-D parameter is rectangular), has
              * n_obs 0 and score and updated_us 0 (the view leaves it out). */
             for (size_t k = k0; k < k0 + PART; k++) {
-                bool cell = k < k1 && r->n_obs[k] > 0;
-                kp_pg_barray_add_f8(bv, cell ? r->value[k] : NAN);
-                kp_pg_barray_add_f8(bs, cell ? r->score[k] : 0);
-                kp_pg_barray_add_i4(bn, cell ? r->n_obs[k] : 0);
-                kp_pg_barray_add_i8(bu, cell ? r->upd[k] : 0);
+                bool cell = k < k1 && n_obs[k - k0] > 0;
+                int64_t upd = cell && r->upd[k] != UPD_NONE ? r->upd[k] : UPD_NOW;
+                kp_pg_barray_add_f8(bv, cell ? value[k - k0] : NAN);
+                kp_pg_barray_add_f8(bs, cell ? score[k - k0] : 0);
+                kp_pg_barray_add_i4(
+                    bn,
+                    cell ? (int32_t)(n_obs[k - k0] > INT32_MAX ? INT32_MAX : n_obs[k - k0]) : 0);
+                kp_pg_barray_add_i8(bu, cell ? upd : 0);
             }
         }
     }
@@ -444,7 +424,7 @@ static void on_engine_cell(const struct score_cell_change *ch, void *arg)
         return;
     struct cell_row *r = row_get(c, ch->unit, ch->period);
     if (r)
-        (void)cell_set(c, r, ch->node - 1, ch->value, ch->score, ch->n_obs, false);
+        cell_set(c, r, ch->node - 1, true, false);
 }
 
 static double num(const struct kp_pg_res *res, int i, int col)
@@ -456,7 +436,7 @@ static bool part_live(const struct scr_cells *c, const struct cell_row *r, size_
 {
     size_t k1 = (q + 1) * PART < c->ncells ? (q + 1) * PART : c->ncells;
     for (size_t k = q * PART; k < k1; k++)
-        if (r->n_obs[k] > 0)
+        if (r->upd[k] != UPD_NONE)
             return true;
     return false;
 }
@@ -496,8 +476,12 @@ int scr__cells_sync(struct scr *s, struct scr_scheme *sch, long long *rows)
             r->part[q] |= P_DIFFERS; /* a cell of this part in a row of another layout */
         double v = num(res, i, 5), sv = num(res, i, 6);
         long long n_obs = strtoll(kp_pg_res_value(res, i, 7), NULL, 10);
-        if (r->n_obs[k] > 0 && same(r->value[k], v) && same(r->score[k], sv) &&
-            r->n_obs[k] == n_obs && !kp_pg_res_isnull(res, i, 8))
+        struct score_cell_change e;
+        if (r->upd[k] != UPD_NONE &&
+            !score_engine_cell(sch->engine, (size_t)u, (size_t)node, period, &e) &&
+            same(e.value, v) && same(e.score, sv) &&
+            (long long)(e.n_obs > INT32_MAX ? INT32_MAX : e.n_obs) == n_obs &&
+            !kp_pg_res_isnull(res, i, 8))
             r->upd[k] = strtoll(kp_pg_res_value(res, i, 8), NULL, 10); /* keeps its updated_at */
         else
             r->part[q] |= P_DIFFERS; /* differs, or a cell the engine does not hold */

@@ -799,7 +799,7 @@ static void test_group_bytes(void **state)
     (void)state;
     enum { N_BIG = 8000 };
     struct ob *big = calloc(N_BIG, sizeof *big);
-    char (*refs)[64] = calloc(N_BIG, sizeof *refs);
+    char(*refs)[64] = calloc(N_BIG, sizeof *refs);
     struct kp_buf pay[4] = {{0}};
     static const struct ob SMALL[] = {{"U1", "direct_a", "2025", 10, "gb-small", 0}};
     encode_batch(&pay[0], "adb", 1, SMALL, 1);
@@ -824,8 +824,8 @@ static void test_group_bytes(void **state)
     struct kp_pg *lock = NULL;
     assert_int_equal(kp_pg_open(dsn(), &lock), 0);
     assert_int_equal(kp_pg_exec(lock, "BEGIN", 0, NULL, NULL), 0);
-    assert_int_equal(kp_pg_exec(lock, "LOCK TABLE batch IN SHARE ROW EXCLUSIVE MODE", 0, NULL, NULL),
-                     0);
+    assert_int_equal(
+        kp_pg_exec(lock, "LOCK TABLE batch IN SHARE ROW EXCLUSIVE MODE", 0, NULL, NULL), 0);
     broker_send_bat(&b, "adb", 1, &pay[0]); /* the scorer waits for the lock in its INSERT */
     sleep_ms(300);
     for (int k = 1; k < 4; k++)
@@ -1554,6 +1554,77 @@ static void test_group_commit(void **state)
     }
 }
 
+/* A transaction that fails at COMMIT with the connection alive (a deferred trigger raises) is
+ * rolled back in the engine and in the scorer's copy of the score rows: the next batch rewrites
+ * the same (unit, period) rows with the committed values and updated_at of the cells it does not
+ * change, and without the cell the failed batch had created. */
+static void test_failed_commit(void **state)
+{
+    (void)state;
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    struct scr *s = start_ready(&loop, &cfg);
+    struct kp_buf payload = {0}, reply = {0};
+
+    static const struct ob B1[] = {{"U2", "direct_a", "2022", 70, "fc1", 0},
+                                   {"U2", "eff_b", "2022", 8, "fc2", 0}};
+    encode_batch(&payload, "adf", 1, B1, 2);
+    assert_int_equal(process(s, "adf", &payload, &reply), SCR_COMMITTED);
+    const char *upd_sql = "SELECT updated_at::text FROM kp_indicator_score WHERE scheme = $1 "
+                          "AND period = '2022' AND unit = $2 AND indicator = $3";
+    char *u0 = q_str(upd_sql, SCHEME, "U2", "eff_b");
+    assert_string_not_equal(u0, "<none>");
+
+    assert_int_equal(
+        kp_pg_exec_script(g_pg, "CREATE FUNCTION kp_test_fail() RETURNS trigger LANGUAGE plpgsql "
+                                "AS $$ BEGIN IF NEW.adapter = 'adf' AND NEW.seq = 2 THEN "
+                                "RAISE EXCEPTION 'kp test: the commit fails'; END IF; "
+                                "RETURN NULL; END $$;"
+                                "CREATE CONSTRAINT TRIGGER kp_test_fail AFTER INSERT ON batch "
+                                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                                "EXECUTE FUNCTION kp_test_fail();"),
+        0);
+    static const struct ob B2[] = {{"U2", "eff_b", "2022", 9, "fc2", 1},
+                                   {"U2", "direct_a", "2022", 75, "fc1", 1},
+                                   {"U3", "eff_b", "2022", 10, "fc4", 0}}; /* a new row */
+    encode_batch(&payload, "adf", 2, B2, 3);
+    assert_int_equal(process(s, "adf", &payload, &reply), SCR_NACKED);
+    struct kp_nack n;
+    decode_nack(reply.data, reply.len, &n);
+    assert_int_equal(n.code, KP_R_scorer_unavailable);
+    assert_true(n.retry);
+    assert_true(scr_ready(s)); /* the connection stayed */
+    assert_int_equal(kp_pg_exec_script(g_pg, "DROP TRIGGER kp_test_fail ON batch;"
+                                             "DROP FUNCTION kp_test_fail();"),
+                     0);
+
+    /* The next batch changes direct_a of the same two rows only. */
+    static const struct ob B3[] = {{"U2", "direct_a", "2022", 60, "fc1", 2},
+                                   {"U3", "direct_a", "2022", 50, "fc5", 0}};
+    encode_batch(&payload, "adf", 3, B3, 2);
+    assert_int_equal(process(s, "adf", &payload, &reply), SCR_COMMITTED);
+    struct cell_row c = db_cell("2022", "U2", "eff_b");
+    assert_true(c.found && c.n_obs == 1);
+    assert_near(c.value, 8);
+    assert_near(c.score, eff(8));
+    char *u1 = q_str(upd_sql, SCHEME, "U2", "eff_b");
+    assert_string_equal(u0, u1); /* rewritten, but not changed */
+    c = db_cell("2022", "U2", "direct_a");
+    assert_true(c.found && c.n_obs == 1);
+    assert_near(c.value, 60);
+    assert_false(db_cell("2022", "U3", "eff_b").found);
+    c = db_cell("2022", "U3", "direct_a");
+    assert_true(c.found && c.n_obs == 1);
+    assert_near(c.value, 50);
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE adapter = 'adf'"), 4);
+    assert_engine_equals_db(s);
+    free(u0);
+    free(u1);
+    stop_and_close(&loop, &s);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1595,7 +1666,7 @@ int main(void)
         cmocka_unit_test(test_sockets_end_to_end), cmocka_unit_test(test_restart_replays),
         cmocka_unit_test(test_scheme_reorder),     cmocka_unit_test(test_db_outages),
         cmocka_unit_test(test_failover_lock),      cmocka_unit_test(test_group_commit),
-        cmocka_unit_test(test_group_bytes),
+        cmocka_unit_test(test_group_bytes),        cmocka_unit_test(test_failed_commit),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     kp_zctx_term();
