@@ -2311,6 +2311,21 @@ void score_engine_foreach_cell(const struct score_engine *e,
         }
 }
 
+size_t score_engine_bytes(const struct score_engine *e)
+{
+    size_t b = sizeof *e;
+    b += e->n_rchunks * (sizeof(struct score_rec) << REC_SHIFT) + e->map_cap * sizeof *e->map;
+    b += e->n_gchunks * (sizeof(struct score_agg) << AGG_SHIFT);
+    b += e->n_achunks * (size_t)ARENA_CHUNK;
+    for (size_t i = 0; i < e->n_big; i++)
+        b += strlen(e->big[i]) + 1;
+    b += e->n_ups * (sizeof(struct score_up) + e->s->n_nodes * sizeof(struct score_cell));
+    b += e->n_periods * (sizeof(struct score_period) + e->s->n_units * 2 * sizeof(void *));
+    b += e->cap_undo * sizeof *e->undo + e->cap_clog * sizeof *e->clog +
+         e->cap_tlog * sizeof *e->tlog;
+    return b;
+}
+
 size_t score_engine_n_records(const struct score_engine *e)
 {
     return e->map_n;

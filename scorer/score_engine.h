@@ -203,6 +203,9 @@ void score_engine_foreach_total(const struct score_engine *e,
  * answers for node 0 with the weighted part of the total before adjustments). */
 void score_engine_foreach_cell(const struct score_engine *e,
                                void (*fn)(const struct score_cell_change *c, void *arg), void *arg);
+/* Bytes the engine holds for its data (records, ref strings, event sums, cells, the unit of
+ * work's logs), without the scheme and malloc's own overhead: what grows with the data. */
+size_t score_engine_bytes(const struct score_engine *e);
 /* Number of records (latest revisions of distinct (src, ref)) held. */
 size_t score_engine_n_records(const struct score_engine *e);
 

@@ -133,7 +133,7 @@ struct score_node {
     double points, kind_cap;
     /* observation checks */
     double vmin, vmax; /* -inf/+inf when unbounded */
-    unsigned periods; /* mask of 1u << score_pkind accepted on the wire */
+    unsigned periods;  /* mask of 1u << score_pkind accepted on the wire */
     char **srcs;
     size_t n_srcs;
     char *desc; /* human description of the method */
@@ -175,7 +175,7 @@ struct score_scheme {
     size_t n_grades;
     bool grades_assumed;
     double add_cap, deduct_cap; /* < 0: none */
-    unsigned derive; /* mask of period kinds that totals roll up into */
+    unsigned derive;            /* mask of period kinds that totals roll up into */
     /* effective weight of node n for unit u: w[u * n_nodes + n]; 0 = not applicable */
     double *w;
     struct score__strmap unit_map, node_map, group_map;

@@ -23,8 +23,8 @@
 #include "kp_buf.h"
 #include "kp_err.h"
 
-#define SCORE_CODE_MAX 64
-#define SCORE_NAME_MAX 256
+#define SCORE_CODE_MAX  64
+#define SCORE_NAME_MAX  256
 #define SCORE_MAX_NODES 4096
 #define SCORE_MAX_UNITS 10000
 #define SCORE_MAX_DEPTH 8
@@ -148,20 +148,18 @@ static bool in_list(const char *const *list, const char *s)
     return false;
 }
 
-static const char *const leaf_common[] = {"code",    "name", "weight", "groups", "method",
-                                          "input",   "rollup", "min",  "max",    "src",
-                                          "periods", "assumed", "note", "unit",  NULL};
-static const char *const inner_keys[] = {"code",   "name",    "weight", "total",
-                                         "groups", "children", "assumed", "note", NULL};
+static const char *const leaf_common[] = {"code",    "name",    "weight", "groups", "method",
+                                          "input",   "rollup",  "min",    "max",    "src",
+                                          "periods", "assumed", "note",   "unit",   NULL};
+static const char *const inner_keys[] = {"code",     "name",    "weight", "total", "groups",
+                                         "children", "assumed", "note",   NULL};
 static const char *const leaf_any[] = {
-    "code",  "name",  "weight",  "groups", "method", "input", "rollup",       "min",
-    "max",   "src",   "periods", "assumed", "note",  "unit",  "scale",        "clamp",
-    "good",  "bad",   "base",    "span",   "lower_better",    "target",       "cap",
-    "reverse", "bands", "else",  "best",   "step",   "floor", "points",       "total",
-    NULL};
-static const char *const adjust_common[] = {"code", "name",    "method",  "src",  "periods",
-                                            "min",  "max",     "assumed", "note", "unit",
-                                            "rollup", NULL};
+    "code",  "name", "weight",  "groups",  "method",       "input",  "rollup", "min",
+    "max",   "src",  "periods", "assumed", "note",         "unit",   "scale",  "clamp",
+    "good",  "bad",  "base",    "span",    "lower_better", "target", "cap",    "reverse",
+    "bands", "else", "best",    "step",    "floor",        "points", "total",  NULL};
+static const char *const adjust_common[] = {"code", "name",    "method", "src",  "periods", "min",
+                                            "max",  "assumed", "note",   "unit", "rollup",  NULL};
 
 static size_t new_node(struct ld *L)
 {
@@ -775,9 +773,9 @@ static int parse_adjustments(struct ld *L, const yaml_node_t *m)
         return -1;
     if (v && !(s->deduct_cap >= 0))
         return score__yaml_fail(&L->y, v, "deduct_cap must be >= 0");
-    static const char *const any[] = {"code", "name",    "method",  "src",  "periods", "min",
-                                      "max",  "assumed", "note",    "unit", "rollup",  "points",
-                                      "cap",  NULL};
+    static const char *const any[] = {"code",   "name",   "method",  "src",  "periods",
+                                      "min",    "max",    "assumed", "note", "unit",
+                                      "rollup", "points", "cap",     NULL};
     SCORE__YAML_SEQ_EACH(kinds, it)
     {
         yaml_node_t *k = score__yaml_node_at(&L->y, *it);
@@ -895,10 +893,10 @@ static int check_weights(struct ld *L, const int *ovr_line)
 
 static int parse_root(struct ld *L, const yaml_node_t *top)
 {
-    static const char *const keys[] = {"scheme",        "name",        "year",   "weight_total",
-                                       "derive",        "root",        "grades", "groups",
-                                       "indicators",    "adjustments", "weight_overrides",
-                                       "note",          "assumed",     "source", "alerts", NULL};
+    static const char *const keys[] = {
+        "scheme", "name",       "year",        "weight_total",     "derive", "root",    "grades",
+        "groups", "indicators", "adjustments", "weight_overrides", "note",   "assumed", "source",
+        "alerts", NULL};
     static const char *const rkeys[] = {"code", "name", "total", NULL};
     struct score_scheme *s = L->s;
     yaml_node_t *v, *ind;

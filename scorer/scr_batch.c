@@ -417,8 +417,8 @@ static const char *store_obs(struct scr *s, struct scr_scheme *sch, struct slot 
             if (kp_pg_exec(s->pg, "RELEASE SAVEPOINT kp_obs", 0, NULL, NULL) ||
                 kp_pg_exec(s->pg, SQL_OBS_MAXID, 0, NULL, &r))
                 return "observation";
-            long long id = kp_pg_res_ntuples(r) == 1 ? strtoll(kp_pg_res_value(r, 0, 0), NULL, 10)
-                                                     : -1;
+            long long id =
+                kp_pg_res_ntuples(r) == 1 ? strtoll(kp_pg_res_value(r, 0, 0), NULL, 10) : -1;
             kp_pg_res_free(&r);
             sl->inserted = rows;
             if (id > *max_id)
@@ -574,8 +574,10 @@ static void store_group(struct scr *s, struct scr_scheme *sch, struct slot *g, s
         scr__cells_commit(sch->cells, ch.now_us);
     if (max_id > sch->known_max_id)
         sch->known_max_id = max_id;
-    if (n_fresh)
+    if (n_fresh) {
         scr__alert_committed(s, sch); /* PUB announcements, Alertmanager sender */
+        scr__state_metrics(sch);
+    }
     double secs = (double)(kp_mono_ns() - t0) / 1e9;
     kp_histogram_observe(s->m_commit_s, secs);
 

@@ -105,6 +105,16 @@ void scr__cells_destroy(struct scr_cells **cp)
     *cp = NULL;
 }
 
+size_t scr__cells_bytes(const struct scr_cells *c)
+{
+    if (!c)
+        return 0;
+    return sizeof *c +
+           c->n_rows * (sizeof(struct cell_row) + c->ncells * sizeof(int64_t) + c->nparts) +
+           c->cap_rows * sizeof *c->rows + c->n_slots * sizeof *c->slot +
+           c->cap_touched * sizeof *c->touched + c->undo.cap;
+}
+
 static void rehash(struct scr_cells *c)
 {
     free(c->slot);

@@ -53,6 +53,15 @@ void scr__db_failed(struct scr *s, const char *what, const char *ctx)
     }
 }
 
+void scr__state_metrics(struct scr_scheme *sch)
+{
+    if (!sch->m_state_bytes || !sch->engine)
+        return;
+    kp_gauge_set(sch->m_state_bytes,
+                 (double)(score_engine_bytes(sch->engine) + scr__cells_bytes(sch->cells)));
+    kp_gauge_set(sch->m_records, (double)score_engine_n_records(sch->engine));
+}
+
 /* ---- scheme reference rows ------------------------------------------------------------ */
 
 static const char SQL_SCHEME[] =
@@ -419,11 +428,12 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
                 "takes\"",
                 sch->id, skipped);
     if (fresh)
-        KP_INFO("replayed", "scheme=%s observations=%" PRIu64 " records=%zu seconds=%.3f",
-                sch->id, n_rows, score_engine_n_records(e), secs);
+        KP_INFO("replayed", "scheme=%s observations=%" PRIu64 " records=%zu seconds=%.3f", sch->id,
+                n_rows, score_engine_n_records(e), secs);
     else if (n_rows)
         KP_DEBUG("caught_up", "scheme=%s observations=%" PRIu64 " upto=%lld seconds=%.3f", sch->id,
                  n_rows, upto, secs);
+    scr__state_metrics(sch);
     if (!sync || !sch->need_sync)
         return 0;
     long long synced = 0;
@@ -434,6 +444,7 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
         return KP_EDB; /* need_sync stays: the next attempt syncs */
     }
     sch->need_sync = false;
+    scr__state_metrics(sch);
     s->stats.replay_rows_synced += (uint64_t)synced;
     if (synced)
         KP_INFO("replay_synced",

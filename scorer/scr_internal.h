@@ -55,6 +55,7 @@ struct scr_scheme {
     struct scr_cells *cells_next;
     long long cells_next_now;
     struct kp_gauge *m_active;
+    struct kp_gauge *m_state_bytes, *m_records; /* scr__state_metrics */
 };
 
 /* Reusable buffers of the array parameters of the bulk statements (kp_pg_array_*). */
@@ -203,6 +204,10 @@ struct score_cell_change;
  * destroy with scr__cells_destroy (NULL accepted, nulls the pointer). */
 struct scr_cells;
 void scr__cells_destroy(struct scr_cells **c);
+/* Bytes the copy holds (rows, their index, the undo log). */
+size_t scr__cells_bytes(const struct scr_cells *c);
+/* Sets the scheme's state gauges: engine and copy bytes, records held. */
+void scr__state_metrics(struct scr_scheme *sch);
 /* A unit of work on the copy: begin, the engine's changed cells (score_engine_changes'
  * cell_fn, arg: a struct scr_changes), scr__cells_write, then commit with the transaction's
  * now() or rollback (the copy is as before begin). */

@@ -413,6 +413,14 @@ static void make_metrics(struct scr *s)
         s->schemes[i].m_active = kp_metrics_gauge(
             m, "kaoping_scorer_scheme_active",
             "1 while this scorer holds the scheme's lock and serves it (0: standby)", labels);
+        s->schemes[i].m_state_bytes = kp_metrics_gauge(
+            m, "kaoping_scorer_state_bytes",
+            "Memory the scheme's state takes: the engine's records, sums and cells, and the copy "
+            "of the score rows (grows with the data held, not with the load)",
+            labels);
+        s->schemes[i].m_records = kp_metrics_gauge(
+            m, "kaoping_scorer_records",
+            "Records (latest revisions of distinct (src, ref)) the engine holds", labels);
     }
 }
 

@@ -343,6 +343,14 @@ rss() { awk '/^VmHWM:/ { print $2 }' "/proc/$(cat "$KP_WORK/pids/$1")/status"; }
 RSS_COL=$(rss collector)
 RSS_BRK=$(rss broker)
 RSS_SCR=$(rss scorer)
+RSS_SCR_NOW=$(awk '/^VmRSS:/ { print $2 }' "/proc/$(cat "$KP_WORK/pids/scorer")/status")
+# What of the scorer's memory is the scheme's state (it grows with the data held): its gauges.
+scr_metric() {
+    curl -fsS "http://$(kp_cluster_admin scorer)/metrics" |
+        awk -v m="$1{scheme=\"bench-e2e\"}" '$1 == m { printf "%.0f", $2 }'
+}
+STATE_KB=$(scr_metric kaoping_scorer_state_bytes | awk '{ printf "%.0f", $1 / 1024 }')
+RECORDS=$(scr_metric kaoping_scorer_records)
 
 # ---- correctness: every batch acked, the table holds exactly what was acked ----------------------
 fail=0
@@ -357,6 +365,10 @@ for pair in "bench-max:$MAX" "bench-src:$MAXS" "bench-1k:$R1K" "bench-10k:$R10K"
         fail=1
     fi
 done
+if ! [ "${STATE_KB:-0}" -gt 0 ] 2>/dev/null || ! [ "${RECORDS:-0}" -gt 0 ] 2>/dev/null; then
+    say "the scorer's state gauges are missing: state ${STATE_KB:-?} kB, records ${RECORDS:-?}"
+    fail=1
+fi
 
 # ---- report --------------------------------------------------------------------------------------
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -379,8 +391,8 @@ echo "| end to end at 1,000 obs/s | $(fmt "$(jget obs_per_s "$R1K")") | $(jget p
 echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches |"
 echo "| end to end at 10,000 obs/s, source order | $(fmt "$(jget obs_per_s "$R10KS")") | $(jget p50_ms "$R10KS") | $(jget p99_ms "$R10KS") | $(jget max_ms "$R10KS") | $(jget acked_batches "$R10KS") batches |"
 echo "| scoring engine alone (bench_engine) | $(fmt "$ENG_RATE") | | | | one core, no I/O |"
-echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MB, broker $(mb "$RSS_BRK") MB, scorer $(mb "$RSS_SCR") MB |"
+echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MB, broker $(mb "$RSS_BRK") MB, scorer $(mb "$RSS_SCR") MB (at the end $(mb "$RSS_SCR_NOW") MB, of which the scheme's state $(mb "$STATE_KB") MB: $(fmt "$RECORDS") records) |"
 echo
-echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
+echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
 [ -n "$PROFILE" ] && say "profiles in $PROFILE"
 exit $fail

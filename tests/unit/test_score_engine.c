@@ -5,6 +5,7 @@
  * semantics (ARCHITECTURE.md guarantee 2), order independence over random permutations with
  * duplicates and revisions (guarantee 3), exact rollback, and the change report.
  */
+#include <malloc.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -478,6 +479,41 @@ static const char *T1 =
     "    - {code: crit, name: 批评, method: deduct, points: 5, periods: [month]}\n"
     "    - {code: praise, name: 表扬, method: add, points: 1, cap: 2, periods: [month]}\n"
     "    - {code: veto, name: 否决, method: veto, periods: [month]}\n";
+
+/* score_engine_bytes (the scorer's kaoping_scorer_state_bytes) grows with the records held and
+ * accounts for the heap the engine's data takes: within 20% of what glibc reports as allocated
+ * (malloc's own headers are not counted; under sanitizers glibc reports nothing). */
+static void test_memory_accounting(void **state)
+{
+    (void)state;
+    struct score_scheme *s = load_text("t1.yaml", T1);
+    struct mallinfo2 m0 = mallinfo2();
+    struct score_engine *e = NULL;
+    assert_int_equal(score_engine_new(s, &e), 0);
+    size_t b0 = score_engine_bytes(e);
+    assert_true(b0 > 0);
+    enum { N = 20000 };
+    static const char *const units[] = {"A", "B", "C", "D", "E", "F"};
+    for (int i = 0; i < N; i++) {
+        char ref[40], period[8];
+        snprintf(ref, sizeof ref, "memory-accounting-%06d", i); /* 24 bytes: out of line */
+        snprintf(period, sizeof period, "2015-%02d", i % 12 + 1);
+        apply_ok(e, ob("s", ref, 0, units[i % 6], i % 2 ? "r" : "crit", period, 1));
+    }
+    assert_int_equal(score_engine_n_records(e), N);
+    size_t b1 = score_engine_bytes(e);
+    assert_true(b1 - b0 >= (size_t)N * 25); /* the refs alone, with their NUL */
+    assert_true(b1 - b0 <= (size_t)N * 200);
+    struct mallinfo2 m1 = mallinfo2();
+    size_t heap = (m1.uordblks + m1.hblkhd) - (m0.uordblks + m0.hblkhd);
+    if (heap > 0) {
+        fprintf(stderr, "engine: %zu bytes counted, %zu bytes of heap\n", b1, heap);
+        assert_true(b1 <= heap);
+        assert_true(b1 * 10 >= heap * 8);
+    }
+    score_engine_destroy(&e);
+    score_scheme_destroy(&s);
+}
 
 static void test_revisions(void **state)
 {
@@ -1628,6 +1664,7 @@ int main(void)
         cmocka_unit_test(test_anshan_table),
         cmocka_unit_test(test_check_reasons),
         cmocka_unit_test(test_revisions),
+        cmocka_unit_test(test_memory_accounting),
         cmocka_unit_test(test_events_adjustments_veto),
         cmocka_unit_test(test_permutations),
         cmocka_unit_test(test_rollback),
