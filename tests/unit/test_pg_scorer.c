@@ -1625,6 +1625,17 @@ static void test_failed_commit(void **state)
     kp_buf_fini(&reply);
 }
 
+/* Migration 006: the part rows leave half of every page free for their next versions. */
+static void test_cells_fillfactor(void **state)
+{
+    (void)state;
+    char *opt = q_str("SELECT array_to_string(reloptions, ',') FROM pg_class "
+                      "WHERE oid = 'indicator_cells'::regclass",
+                      NULL, NULL, NULL);
+    assert_string_equal(opt, "fillfactor=50");
+    free(opt);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1667,6 +1678,7 @@ int main(void)
         cmocka_unit_test(test_scheme_reorder),     cmocka_unit_test(test_db_outages),
         cmocka_unit_test(test_failover_lock),      cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_group_bytes),        cmocka_unit_test(test_failed_commit),
+        cmocka_unit_test(test_cells_fillfactor),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     kp_zctx_term();
