@@ -9,7 +9,7 @@
 -- the next versions of both fit beside them; HOT pruning reclaims the dead ones in place.
 -- bench_e2e, alternating runs of 300,000 observations (docs/BENCHMARKS.md, round 5): maximum
 -- throughput +9% in source order and +11% on random cells; at 10,000 obs/s in source order
--- p50 8 ms instead of 15 ms.
+-- p99 24-25 ms instead of 29 ms.
 --
 -- It costs a table twice as large: about 4 kB per part row, 32 MB for a year of a 70-unit,
 -- 337-node scheme. Pages written from now on follow it; VACUUM FULL indicator_cells (an
