@@ -47,9 +47,10 @@ struct scr_scheme {
      * stored (src, ref, rev) lately, so the next ones likely do too. */
     int copy_skip;
     bool need_sync; /* score rows not yet made equal to the engine since it was (re)built */
-    /* indicator_cells (scr_cells.c): the layout id of this scheme file's node order, the copy
-     * of the scheme's rows as committed (NULL until the first sync) and, between a sync and
-     * its COMMIT, the copy that replaces it with the now() of that transaction. */
+    /* indicator_cells (scr_cells.c): the layout id of this scheme file's node order, what the
+     * scorer keeps of the scheme's rows (each cell's updated_at as committed; NULL until the
+     * first sync) and, between a sync and its COMMIT, the copy that replaces it with the now()
+     * of that transaction. */
     int layout;
     struct scr_cells *cells;
     struct scr_cells *cells_next;
@@ -200,8 +201,9 @@ int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_chang
 /* ---- scr_cells.c ------------------------------------------------------------------------ */
 
 struct score_cell_change;
-/* The copy of one scheme's indicator_cells rows (migration 005), owned by its scr_scheme;
- * destroy with scr__cells_destroy (NULL accepted, nulls the pointer). */
+/* What the scorer keeps of one scheme's indicator_cells rows (migration 005): each cell's
+ * updated_at as committed, the rows' parts the unit of work changed and its undo log. Owned by
+ * its scr_scheme; destroy with scr__cells_destroy (NULL accepted, nulls the pointer). */
 struct scr_cells;
 void scr__cells_destroy(struct scr_cells **c);
 /* Bytes the copy holds (rows, their index, the undo log). */
@@ -216,9 +218,10 @@ void scr__cells_on_cell(const struct score_cell_change *ch, void *arg);
 void scr__cells_commit(struct scr_cells *c, long long now_us);
 void scr__cells_rollback(struct scr_cells *c);
 /* Writes the parts of sch->cells changed by the unit of work (sync: those marked by
- * scr__cells_sync) whole, deletes those with no cell left; one statement. Adds the rows
- * written or deleted to *rows (may be NULL); *now_us: the transaction's now() in µs. Returns
- * 0 or KP_EDB. */
+ * scr__cells_sync) whole, with the engine's current cells (sch->engine), and deletes those with
+ * no cell left, in statements of at most scr__write_rows parts. Adds the rows written or
+ * deleted to *rows (may be NULL); *now_us: the transaction's now() in µs. Returns 0 or
+ * KP_EDB. */
 /* Parts per statement of scr__cells_write (512). */
 extern size_t scr__write_rows;
 int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
