@@ -278,6 +278,7 @@ struct score_period {
 struct undo {
     uint32_t idx;
     bool created;
+    bool loaded; /* created by score_engine_load(): counted in its sums already */
     struct score_rec old;
 };
 
@@ -415,6 +416,10 @@ struct score_engine {
     size_t n_tlog, cap_tlog;
     uint32_t txn_n_recs;
     size_t txn_n_achunks, txn_a_used, txn_n_big;
+    /* score_engine_evict_events(): the keys of the event records evicted at commit */
+    bool evict;
+    struct score__bloom cold;
+    size_t n_cold; /* keys evicted and not held again */
 };
 
 #define GROW(arr, n, cap)                                                                          \
@@ -577,12 +582,18 @@ static uint32_t src_get(struct score_engine *e, const char *name)
 
 /* ---- record map ---------------------------------------------------------------------------- */
 
-static uint32_t rec_hash(uint32_t src, const char *ref, size_t len)
+/* The key's hash: its low 32 bits place it in the map, all 64 in the filter of evicted keys. */
+static uint64_t rec_hash64(uint32_t src, const char *ref, size_t len)
 {
     uint64_t h = score__hash(ref, len) ^ ((uint64_t)(src + 1) * 0x9E3779B97F4A7C15ull);
     h ^= h >> 29;
     h *= 0xBF58476D1CE4E5B9ull;
-    return (uint32_t)(h ^ (h >> 32));
+    return h ^ (h >> 32);
+}
+
+static inline uint32_t rec_hash(uint32_t src, const char *ref, size_t len)
+{
+    return (uint32_t)rec_hash64(src, ref, len);
 }
 
 static inline uint32_t rec_find(const struct score_engine *e, uint32_t hash, uint32_t src,
@@ -626,18 +637,22 @@ static void rec_insert(struct score_engine *e, uint32_t hash, uint32_t idx)
     e->map_n++;
 }
 
-/* Linear probing with backward-shift deletion (no tombstones). */
-static void rec_remove(struct score_engine *e, uint32_t idx)
+/* The map slot of record idx, whose key hashes to hash. */
+static struct slot *map_slot(const struct score_engine *e, uint32_t hash, uint32_t idx)
 {
-    const struct score_rec *r = R(e, idx);
-    const char *ref = rec_ref(e, r);
-    uint32_t hash = rec_hash(r->src, ref, strlen(ref));
-    size_t mask = e->map_cap - 1;
-    size_t i = hash & mask;
+    size_t mask = e->map_cap - 1, i = hash & mask;
     while (e->map[i].idx1 != idx + 1) {
         KP_ASSERT(e->map[i].idx1 != 0);
         i = (i + 1) & mask;
     }
+    return &e->map[i];
+}
+
+/* Linear probing with backward-shift deletion (no tombstones). */
+static void map_del(struct score_engine *e, uint32_t hash, uint32_t idx)
+{
+    size_t mask = e->map_cap - 1;
+    size_t i = (size_t)(map_slot(e, hash, idx) - e->map);
     e->map[i].idx1 = 0;
     e->map_n--;
     for (size_t j = (i + 1) & mask; e->map[j].idx1; j = (j + 1) & mask) {
@@ -652,6 +667,13 @@ static void rec_remove(struct score_engine *e, uint32_t idx)
     }
 }
 
+static void rec_remove(struct score_engine *e, uint32_t idx)
+{
+    const struct score_rec *r = R(e, idx);
+    const char *ref = rec_ref(e, r);
+    map_del(e, rec_hash(r->src, ref, strlen(ref)), idx);
+}
+
 static uint32_t rec_new(struct score_engine *e)
 {
     uint32_t idx = e->n_recs;
@@ -662,6 +684,23 @@ static uint32_t rec_new(struct score_engine *e)
     }
     e->n_recs++;
     memset(R(e, idx), 0, sizeof(struct score_rec));
+    return idx;
+}
+
+/* A new record of key (src, ref) in the map, its other fields zero. */
+static uint32_t rec_create(struct score_engine *e, uint32_t src, const char *ref, size_t len,
+                           uint32_t hash)
+{
+    uint32_t idx = rec_new(e);
+    struct score_rec *r = R(e, idx);
+    r->src = (uint16_t)src;
+    if (len <= REF_INLINE_MAX) {
+        memcpy(r->ref.s, ref, len + 1);
+        r->meta = REF_INLINE;
+    } else {
+        r->ref.h = ref_store(e, ref, len);
+    }
+    rec_insert(e, hash, idx);
     return idx;
 }
 
@@ -1719,6 +1758,7 @@ void score_engine_destroy(struct score_engine **ep)
     free(e->undo);
     free(e->clog);
     free(e->tlog);
+    score__bloom_fini(&e->cold);
     free(e);
     *ep = NULL;
 }
@@ -2001,6 +2041,7 @@ static void finish(struct score_engine *e, const struct pend *pd)
         struct undo *ud = &e->undo[e->n_undo++];
         ud->idx = idx;
         ud->created = idx == NONE;
+        ud->loaded = false;
         if (idx != NONE)
             ud->old = *R(e, idx);
     }
@@ -2014,16 +2055,7 @@ static void finish(struct score_engine *e, const struct pend *pd)
         on = r->node;
         moved = oup != up || on != n;
     } else {
-        idx = rec_new(e);
-        struct score_rec *r = R(e, idx);
-        r->src = (uint16_t)src;
-        if (len <= REF_INLINE_MAX) {
-            memcpy(r->ref.s, o->ref, len + 1);
-            r->meta = REF_INLINE;
-        } else {
-            r->ref.h = ref_store(e, o->ref, len);
-        }
-        rec_insert(e, hash, idx);
+        idx = rec_create(e, src, o->ref, len, hash);
         if (e->in_txn)
             e->undo[e->n_undo - 1].idx = idx;
     }
@@ -2049,7 +2081,12 @@ enum kp_reason score_engine_apply(struct score_engine *e, const struct score_obs
     struct pend pd;
     if (prepare(e, o, NULL, NULL, &pd) != KP_R_OK)
         return pd.reason;
+    bool own = e->evict && !e->in_txn; /* its own unit of work: the eviction is at commit */
+    if (own)
+        score_engine_begin(e);
     finish(e, &pd);
+    if (own)
+        score_engine_commit(e);
     return KP_R_OK;
 }
 
@@ -2061,6 +2098,9 @@ size_t score_engine_apply_batch(struct score_engine *e, const struct score_obs *
     struct pend ring[PF_DIST];
     struct batch_memo bm = {NULL, 0};
     size_t refused = 0, pre = 0;
+    bool own = e->evict && !e->in_txn;
+    if (own)
+        score_engine_begin(e);
     for (size_t j = 0; j < n; j++) {
         for (; pre < n && pre < j + PF_DIST; pre++) {
             struct pend *pd = &ring[pre % PF_DIST];
@@ -2078,6 +2118,8 @@ size_t score_engine_apply_batch(struct score_engine *e, const struct score_obs *
         }
         finish(e, pd);
     }
+    if (own)
+        score_engine_commit(e);
     return refused;
 }
 
@@ -2105,9 +2147,130 @@ static void txn_end(struct score_engine *e)
     e->in_txn = false;
 }
 
+/* ---- evicted event records ---------------------------------------------------------------- */
+
+/* Moves record i to the free index dst < i: its map slot, its value list's links, its cell. */
+static void rec_move(struct score_engine *e, uint32_t i, uint32_t dst)
+{
+    struct score_rec *r = R(e, dst);
+    *r = *R(e, i);
+    const char *ref = rec_ref(e, r);
+    map_slot(e, rec_hash(r->src, ref, strlen(ref)), i)->idx1 = dst + 1;
+    if (r->x.v.prev != NONE)
+        R(e, r->x.v.prev)->x.v.next = dst;
+    if (r->x.v.next != NONE)
+        R(e, r->x.v.next)->x.v.prev = dst;
+    struct score_cell *c = CELL(e, e->ups[r->up], r->node);
+    if (c->aux == i)
+        c->aux = dst;
+}
+
+/* At commit, with evict set: the event records the unit of work created or loaded (the last
+ * ones, from txn_n_recs) leave memory, their keys enter the filter of evicted keys; their sums
+ * hold what they count. The value records among them move down, with their refs (the arena
+ * repacked from the unit of work's mark: a subset packed in the same order lands no later than
+ * where it was, so memmove suffices). */
+static void evict_events(struct score_engine *e)
+{
+    uint32_t from = e->txn_n_recs, n = e->n_recs, dst = from;
+    size_t cn = e->txn_n_achunks, cu = cn ? e->txn_a_used : 0, nb = e->txn_n_big;
+    bool any = false;
+    /* a loaded key leaves the evicted ones; below, every evicted record enters them */
+    for (size_t i = 0; i < e->n_undo; i++)
+        e->n_cold -= e->undo[i].loaded;
+    for (uint32_t i = from; i < n; i++) {
+        struct score_rec *r = R(e, i);
+        bool big = !(r->meta & REF_INLINE) && (r->ref.h & BIG_BIT);
+        if (e->event[r->node]) {
+            const char *ref = rec_ref(e, r);
+            uint64_t h = rec_hash64(r->src, ref, strlen(ref));
+            if (!score__bloom_maybe(&e->cold, h)) /* a loaded record's key is in already */
+                score__bloom_add(&e->cold, h);
+            map_del(e, (uint32_t)h, i);
+            e->n_cold++;
+            if (big)
+                free(e->big[r->ref.h & ~BIG_BIT]);
+            any = true;
+            continue;
+        }
+        if (big) {
+            e->big[nb] = e->big[r->ref.h & ~BIG_BIT];
+            r->ref.h = BIG_BIT | (uint32_t)nb++;
+        } else if (!(r->meta & REF_INLINE)) {
+            const char *old = ref_str(e, r->ref.h);
+            size_t len = strlen(old), need = (len + 1 + 3) & ~(size_t)3;
+            if (!cn || cu + need > ARENA_CHUNK) {
+                cn++;
+                cu = 0;
+            }
+            memmove(e->achunks[cn - 1] + cu, old, len + 1);
+            r->ref.h = (uint32_t)((cn - 1) << 16) | (uint32_t)(cu >> 2);
+            cu += need;
+        }
+        if (any)
+            rec_move(e, i, dst);
+        dst++;
+    }
+    if (!any)
+        return;
+    e->n_recs = dst;
+    while (e->n_achunks > cn)
+        free(e->achunks[--e->n_achunks]);
+    e->a_used = cu;
+    e->n_big = nb;
+    /* the record chunks past the last one in use, but one, go back */
+    size_t keep = ((size_t)dst >> REC_SHIFT) + 2;
+    while (e->n_rchunks > keep)
+        free(e->rchunks[--e->n_rchunks]);
+}
+
+void score_engine_evict_events(struct score_engine *e)
+{
+    KP_ASSERT(!e->in_txn && !e->n_recs);
+    e->evict = true;
+}
+
+bool score_engine_maybe_cold(const struct score_engine *e, const struct score_obs *o)
+{
+    if (!e->cold.n_keys)
+        return false;
+    long src = score__strmap_get(&e->src_map, o->src);
+    if (src < 0)
+        return false; /* no record of the source was ever held */
+    uint64_t h = rec_hash64((uint32_t)src, o->ref, strlen(o->ref));
+    if (rec_find(e, (uint32_t)h, (uint32_t)src, o->ref) != NONE)
+        return false;
+    return score__bloom_maybe(&e->cold, h);
+}
+
+bool score_engine_load(struct score_engine *e, const struct score_obs *o)
+{
+    KP_ASSERT(e->in_txn);
+    struct pend pd;
+    if (prepare(e, o, NULL, NULL, &pd) != KP_R_OK)
+        return false; /* the scheme does not take it: it was never applied */
+    if (rec_find(e, pd.hash, pd.src, o->ref) != NONE)
+        return true;
+    if (!e->event[pd.n])
+        return false; /* a value record is never evicted: this one was never applied */
+    struct score_up *up = up_get(e, pd.p, pd.u);
+    uint32_t idx = rec_create(e, pd.src, o->ref, pd.len, pd.hash);
+    struct score_rec *r = R(e, idx);
+    r->rev = o->rev;
+    r->up = up->idx;
+    r->node = (uint16_t)pd.n;
+    r->value = o->value;
+    r->x.w = o->w;
+    GROW(e->undo, e->n_undo, e->cap_undo);
+    e->undo[e->n_undo++] = (struct undo){.idx = idx, .created = true, .loaded = true};
+    return true;
+}
+
 void score_engine_commit(struct score_engine *e)
 {
     flush(e);
+    if (e->evict)
+        evict_events(e);
     txn_end(e);
 }
 
@@ -2119,7 +2282,8 @@ void score_engine_rollback(struct score_engine *e)
     /* the records as at begin: the event sums are integers, so undoing is exact */
     for (size_t i = e->n_undo; i-- > 0;) {
         const struct undo *ud = &e->undo[i];
-        detach(e, ud->idx);
+        if (!ud->loaded)
+            detach(e, ud->idx);
         if (ud->created) {
             rec_remove(e, ud->idx);
             continue;
@@ -2323,10 +2487,15 @@ size_t score_engine_bytes(const struct score_engine *e)
     b += e->n_periods * (sizeof(struct score_period) + e->s->n_units * 2 * sizeof(void *));
     b += e->cap_undo * sizeof *e->undo + e->cap_clog * sizeof *e->clog +
          e->cap_tlog * sizeof *e->tlog;
-    return b;
+    return b + score__bloom_bytes(&e->cold);
 }
 
 size_t score_engine_n_records(const struct score_engine *e)
+{
+    return e->map_n + e->n_cold;
+}
+
+size_t score_engine_n_resident(const struct score_engine *e)
 {
     return e->map_n;
 }

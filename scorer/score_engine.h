@@ -145,6 +145,28 @@ enum kp_reason score_engine_check_ex(const struct score_engine *e, const struct 
 size_t score_engine_apply_batch(struct score_engine *e, const struct score_obs *obs,
                                 const struct score_checked *chk, size_t n, enum kp_reason *reasons);
 
+/* Evicted event records (issue 9: bounded memory). An event leaf's cells keep exact sums of
+ * its events, so the engine needs an event's record only when a revision of it arrives. After
+ * score_engine_evict_events() (on a new engine, before any apply) every commit drops the
+ * event records the unit of work created or touched, and keeps their keys in a filter. The
+ * caller owns the records from then on (the scorer: its observation table) and, in each unit
+ * of work, before applying obs, passes score_engine_load() every stored revision of each
+ * observation for which score_engine_maybe_cold() says true — or the engine counts that
+ * observation as a new event. Value records stay in memory. The scores are the same, bit for
+ * bit, as without eviction. */
+void score_engine_evict_events(struct score_engine *e);
+/* Whether o's (src, ref) may have a record the engine evicted: false for every key it holds
+ * and for every key it never held but for a few (the filter's false positives, rare). Does
+ * not block; o needs only src and ref. */
+bool score_engine_maybe_cold(const struct score_engine *e, const struct score_obs *o);
+/* Inside a unit of work: gives back a stored revision of an evicted record (the fields of the
+ * observation that was applied). Returns true when the engine now holds the key (this
+ * revision, or one it held already: pass a key's revisions highest first, and the first the
+ * engine takes is the one it had applied), false when it does not take this revision (the
+ * scheme refuses it, or it is not an event: it was never applied). Changes no score;
+ * rollback drops it. */
+bool score_engine_load(struct score_engine *e, const struct score_obs *o);
+
 /* A changed indicator cell (any node of the tree, including inner nodes; not the root).
  * A cell that no longer exists (its last record moved away by a higher revision) is
  * reported with n_obs == 0 and value/score NAN: delete its row. Adjustment kinds
@@ -206,7 +228,9 @@ void score_engine_foreach_cell(const struct score_engine *e,
 /* Bytes the engine holds for its data (records, ref strings, event sums, cells, the unit of
  * work's logs), without the scheme and malloc's own overhead: what grows with the data. */
 size_t score_engine_bytes(const struct score_engine *e);
-/* Number of records (latest revisions of distinct (src, ref)) held. */
+/* Number of records (latest revisions of distinct (src, ref)) held, evicted ones included. */
 size_t score_engine_n_records(const struct score_engine *e);
+/* Number of records in memory. */
+size_t score_engine_n_resident(const struct score_engine *e);
 
 #endif

@@ -59,6 +59,26 @@ long score__strmap_get(const struct score__strmap *m, const char *key);
 long score__strmap_put(struct score__strmap *m, const char *key, long val);
 void score__strmap_fini(struct score__strmap *m);
 
+/* ---- key filter (score_bloom.c) ---------------------------------------------------------- */
+
+/* A blocked Bloom filter over 64-bit key hashes that grows in layers (each twice the size of
+ * the one before, about 32 bits a key): "maybe" for every key added, "no" for nearly every
+ * other (the engine's evicted records: see score_engine_maybe_cold). Zero-initialise; free
+ * with score__bloom_fini(). */
+struct score__bloom {
+    struct score__bloom_layer {
+        uint64_t *bits; /* blocks of 512 bits (one cache line) */
+        size_t mask;    /* blocks - 1 */
+        size_t n, cap;  /* keys added, keys it takes */
+    } *layers;
+    size_t n_layers;
+    size_t n_keys;
+};
+void score__bloom_add(struct score__bloom *b, uint64_t h);
+bool score__bloom_maybe(const struct score__bloom *b, uint64_t h);
+size_t score__bloom_bytes(const struct score__bloom *b);
+void score__bloom_fini(struct score__bloom *b);
+
 /* ---- the loaded scheme (score_scheme.c) ------------------------------------------------ */
 
 enum score_method {

@@ -516,6 +516,9 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
         if (kp_pg_exec(s->pg, SQL_REJ, 8, p_rej, NULL))
             return "rejection";
     }
+    /* Evicted event records this batch revises come back first (score_engine_load). */
+    if (scr__db_load_cold(s, sch->id, sch->engine, s->so, s->n_so, sch->known_max_id))
+        return "load";
     /* Checked above: applied without a second validation (score_engine_apply_batch). */
     if (score_engine_apply_batch(sch->engine, s->so, s->chk, s->n_so, s->so_reason))
         for (size_t i = 0; i < s->n_so; i++)

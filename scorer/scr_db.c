@@ -21,9 +21,7 @@
 #include "score_engine.h"
 #include "scr_internal.h"
 
-#define REPLAY_CHUNK 5000
-#define STR_(x)      #x
-#define STR(x)       STR_(x)
+int scr__replay_chunk = 5000;
 
 /* ---- failures ------------------------------------------------------------------------- */
 
@@ -326,32 +324,102 @@ int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_chang
 static const char SQL_REPLAY[] =
     "SELECT id, src, ref, rev, unit, indicator, period, value, w, "
     "(extract(epoch FROM observed_at) * 1000)::int8 "
-    "FROM observation WHERE scheme = $1 AND id > $2::int8 ORDER BY id LIMIT " STR(REPLAY_CHUNK);
+    "FROM observation WHERE scheme = $1 AND id > $2::int8 ORDER BY id LIMIT $3::int";
 
-/* Applies one chunk of rows to the engine as one unit of work. */
-static void replay_chunk(struct score_engine *e, const struct kp_pg_res *r, uint64_t *skipped)
+/* Row i of a result whose columns c0.. are src, ref, rev, unit, indicator, period, value, w
+ * and observed_at in ms, as an observation (its strings borrowed from the result). */
+static struct score_obs row_obs(const struct kp_pg_res *r, int i, int c0)
+{
+    struct score_obs o = {
+        .src = kp_pg_res_value(r, i, c0),
+        .ref = kp_pg_res_value(r, i, c0 + 1),
+        .rev = strtoull(kp_pg_res_value(r, i, c0 + 2), NULL, 10),
+        .unit = kp_pg_res_value(r, i, c0 + 3),
+        .indicator = kp_pg_res_value(r, i, c0 + 4),
+        .period = kp_pg_res_value(r, i, c0 + 5),
+        .value = strtod(kp_pg_res_value(r, i, c0 + 6), NULL),
+        .w = strtod(kp_pg_res_value(r, i, c0 + 7), NULL),
+        .at = strtoll(kp_pg_res_value(r, i, c0 + 8), NULL, 10),
+    };
+    return o;
+}
+
+/* ---- evicted records ------------------------------------------------------------------- */
+
+/* Every stored revision of the given keys, highest first, up to an id. Duplicate keys are
+ * folded; the (scheme, src, ref, rev) index serves each key. */
+static const char SQL_COLD[] =
+    "SELECT o.src, o.ref, o.rev, o.unit, o.indicator, o.period, o.value, o.w, "
+    "(extract(epoch FROM o.observed_at) * 1000)::int8 "
+    "FROM (SELECT DISTINCT * FROM unnest($3::text[], $4::text[])) AS k(src, ref) "
+    "JOIN observation o ON o.scheme = $1 AND o.src = k.src AND o.ref = k.ref "
+    "WHERE o.id <= $2::int8 ORDER BY o.src, o.ref, o.rev DESC";
+
+int scr__db_load_cold(struct scr *s, const char *scheme, struct score_engine *e,
+                      const struct score_obs *so, size_t n, long long upto)
+{
+    struct kp_buf src = {0}, ref = {0};
+    size_t keys = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!score_engine_maybe_cold(e, &so[i]))
+            continue;
+        if (!keys++) {
+            kp_pg_array_begin(&src);
+            kp_pg_array_begin(&ref);
+        }
+        kp_pg_array_add(&src, so[i].src);
+        kp_pg_array_add(&ref, so[i].ref);
+    }
+    if (!keys)
+        return 0;
+    kp_pg_array_end(&src);
+    kp_pg_array_end(&ref);
+    char upto_txt[24];
+    snprintf(upto_txt, sizeof upto_txt, "%lld", upto);
+    const char *p[4] = {scheme, upto_txt, kp_buf_cstr(&src), kp_buf_cstr(&ref)};
+    struct kp_pg_res *r = NULL;
+    int rc = kp_pg_exec(s->pg, SQL_COLD, 4, p, &r);
+    kp_buf_fini(&src);
+    kp_buf_fini(&ref);
+    if (rc)
+        return KP_EDB;
+    int rows = kp_pg_res_ntuples(r);
+    for (int i = 0; i < rows; i++) {
+        struct score_obs o = row_obs(r, i, 0);
+        (void)score_engine_load(e, &o); /* lower revisions of a key it took: no-ops */
+    }
+    kp_pg_res_free(&r);
+    if (s->m_loaded)
+        kp_counter_add(s->m_loaded, (double)rows);
+    KP_DEBUG("records_loaded", "scheme=%s keys=%zu rows=%d", scheme, keys, rows);
+    return 0;
+}
+
+/* Applies one chunk of rows to the engine as one unit of work; upto: the id the engine had
+ * applied before it. Returns 0 or KP_EDB. */
+static int replay_chunk(struct scr *s, const char *scheme, struct score_engine *e,
+                        const struct kp_pg_res *r, long long upto, uint64_t *skipped)
 {
     int n = kp_pg_res_ntuples(r);
+    struct score_obs *o = kp_xcalloc(n > 0 ? (size_t)n : 1, sizeof *o);
+    for (int i = 0; i < n; i++)
+        o[i] = row_obs(r, i, 1);
     score_engine_begin(e);
+    if (scr__db_load_cold(s, scheme, e, o, (size_t)n, upto)) {
+        score_engine_rollback(e);
+        free(o);
+        return KP_EDB;
+    }
     for (int i = 0; i < n; i++) {
-        struct score_obs o = {
-            .src = kp_pg_res_value(r, i, 1),
-            .ref = kp_pg_res_value(r, i, 2),
-            .rev = strtoull(kp_pg_res_value(r, i, 3), NULL, 10),
-            .unit = kp_pg_res_value(r, i, 4),
-            .indicator = kp_pg_res_value(r, i, 5),
-            .period = kp_pg_res_value(r, i, 6),
-            .value = strtod(kp_pg_res_value(r, i, 7), NULL),
-            .w = strtod(kp_pg_res_value(r, i, 8), NULL),
-            .at = strtoll(kp_pg_res_value(r, i, 9), NULL, 10),
-        };
         char msg[KP_MSG_TEXT_MAX];
         /* A scheme file edited since the observation was stored may no longer take it. */
-        if (score_engine_check(e, &o, msg, sizeof msg) != KP_R_OK ||
-            score_engine_apply(e, &o) != KP_R_OK)
+        if (score_engine_check(e, &o[i], msg, sizeof msg) != KP_R_OK ||
+            score_engine_apply(e, &o[i]) != KP_R_OK)
             (*skipped)++;
     }
     score_engine_commit(e);
+    free(o);
+    return 0;
 }
 
 /* Makes the score rows of the scheme equal to the engine: writes what differs, deletes what
@@ -385,14 +453,17 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
         snprintf(err, errlen, "%s: out of memory for the engine", sch->id);
         return KP_ENOMEM;
     }
+    if (fresh) /* the observation table keeps them: bounded memory (issue 9) */
+        score_engine_evict_events(e);
     uint64_t t0 = kp_mono_ns();
     uint64_t n_rows = 0, skipped = 0;
     for (;;) {
-        char last_id[32];
+        char last_id[32], limit[16];
         snprintf(last_id, sizeof last_id, "%lld", upto);
-        const char *p[2] = {sch->id, last_id};
+        snprintf(limit, sizeof limit, "%d", scr__replay_chunk);
+        const char *p[3] = {sch->id, last_id, limit};
         struct kp_pg_res *r = NULL;
-        if (kp_pg_exec(s->pg, SQL_REPLAY, 2, p, &r)) {
+        if (kp_pg_exec(s->pg, SQL_REPLAY, 3, p, &r)) {
             db_err(s, "replay", err, errlen);
             if (fresh)
                 score_engine_destroy(&e);
@@ -400,14 +471,20 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
         }
         int n = kp_pg_res_ntuples(r);
         if (n > 0) {
+            if (replay_chunk(s, sch->id, e, r, upto, &skipped)) {
+                kp_pg_res_free(&r);
+                db_err(s, "replay", err, errlen);
+                if (fresh)
+                    score_engine_destroy(&e);
+                return KP_EDB;
+            }
             upto = strtoll(kp_pg_res_value(r, n - 1, 0), NULL, 10);
-            replay_chunk(e, r, &skipped);
             if (!fresh)
                 sch->known_max_id = upto;
         }
         kp_pg_res_free(&r);
         n_rows += (uint64_t)n;
-        if (n < REPLAY_CHUNK)
+        if (n < scr__replay_chunk)
             break;
     }
     if (fresh) {

@@ -131,6 +131,7 @@ struct scr {
     /* metrics */
     struct kp_metrics *metrics;
     struct kp_counter *m_committed, *m_dup, *m_nacked, *m_stored, *m_pg_errors;
+    struct kp_counter *m_loaded; /* records read back for the engine (scr__db_load_cold) */
     struct kp_counter *m_rej[KP_R__COUNT];
     struct kp_histogram *m_commit_s, *m_batch_size;
     struct kp_gauge *m_db_up;
@@ -185,6 +186,14 @@ int scr__db_sync_scheme(struct scr *s, struct scr_scheme *sch, char *err, size_t
  * file changed between runs). Returns 0 or KP_EDB/KP_ENOMEM (err filled); on failure the
  * engine still holds a consistent prefix and a later call completes the work. Adds the
  * observations applied to *applied when applied != NULL. */
+/* Inside the engine's unit of work, before so[0..n) are applied: reads back from the
+ * observation table (rows up to id upto: what e has applied) every revision of the records e
+ * evicted that these observations may revise (score_engine_maybe_cold) and gives them to e
+ * (score_engine_load). Returns 0 or KP_EDB. */
+int scr__db_load_cold(struct scr *s, const char *scheme, struct score_engine *e,
+                      const struct score_obs *so, size_t n, long long upto);
+/* Observations per unit of work of the replay (5000; tests make it small). */
+extern int scr__replay_chunk;
 int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync, uint64_t *applied,
                      char *err, size_t errlen);
 

@@ -379,6 +379,9 @@ static void make_metrics(struct scr *s)
         kp_metrics_counter(m, "kaoping_scorer_batches_total", batches_help, "outcome=\"nacked\"");
     s->m_stored = kp_metrics_counter(m, "kaoping_scorer_observations_stored_total",
                                      "Observations stored by committed batches", NULL);
+    s->m_loaded = kp_metrics_counter(
+        m, "kaoping_scorer_records_loaded_total",
+        "Stored revisions of evicted event records read back because a batch revises them", NULL);
     for (int r = 1; r < KP_R__COUNT; r++) {
         char labels[96];
         snprintf(labels, sizeof labels, "code=\"%s\"", kp_reason_str((enum kp_reason)r));

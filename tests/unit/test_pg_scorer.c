@@ -42,6 +42,7 @@
 #include "kp_config.h"
 #include "kp_err.h"
 #include "kp_log.h"
+#include "kp_metrics.h"
 #include "kp_msg.h"
 #include "kp_pg.h"
 #include "kp_zsock.h"
@@ -221,9 +222,10 @@ static struct total_row db_total(const char *period, const char *unit)
     return t;
 }
 
-static void assert_cell(const char *unit, const char *ind, double value, double score, long n_obs)
+static void assert_cell_in(const char *period, const char *unit, const char *ind, double value,
+                           double score, long n_obs)
 {
-    struct cell_row c = db_cell("2024", unit, ind);
+    struct cell_row c = db_cell(period, unit, ind);
     if (!c.found)
         fprintf(stderr, "no kp_indicator_score row for %s %s\n", unit, ind);
     assert_true(c.found);
@@ -231,6 +233,11 @@ static void assert_cell(const char *unit, const char *ind, double value, double 
     assert_near(c.value, value);
     assert_near(c.score, score);
     assert_int_equal(c.n_obs, n_obs);
+}
+
+static void assert_cell(const char *unit, const char *ind, double value, double score, long n_obs)
+{
+    assert_cell_in("2024", unit, ind, value, score, n_obs);
 }
 
 static void assert_total(const char *unit, double total, double coverage, long rank)
@@ -1636,6 +1643,78 @@ static void test_cells_fillfactor(void **state)
     free(opt);
 }
 
+/* Evicted event records (issue 9): the scorer keeps an event's record only until its batch
+ * commits; a later revision reads it back from the observation table (score_engine_load). The
+ * exact rates below would be wrong if it did not: the revised events would count twice. */
+#define LEAF_RATE_C                                                                                   \
+    "  - {code: rate_c, name: 整改率, weight: 60, method: direct, input: rate, periods: [year],\n" \
+    "     min: 0, max: 1}\n"
+
+static void test_evicted_records(void **state)
+{
+    (void)state;
+    write_scheme(SCHEME_HEAD LEAF_DIRECT_A LEAF_RATE_C);
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    struct scr *s = start_ready(&loop, &cfg);
+    struct kp_buf payload = {0}, reply = {0};
+    const struct score_engine *e = scr_engine(s, SCHEME);
+    size_t resident0 = score_engine_n_resident(e), records0 = score_engine_n_records(e);
+
+    static const struct ob B1[] = {
+        {"U1", "rate_c", "2021", 1, "ev1", 0}, {"U1", "rate_c", "2021", 1, "ev2", 0},
+        {"U1", "rate_c", "2021", 0, "ev3", 0}, {"U1", "rate_c", "2021", 1, "ev4", 0},
+        {"U2", "rate_c", "2021", 0, "ev5", 0}, {"U2", "direct_a", "2021", 70, "dv1", 0}};
+    encode_batch(&payload, "ade", 1, B1, 6);
+    assert_int_equal(process(s, "ade", &payload, &reply), SCR_COMMITTED);
+    assert_cell_in("2021", "U1", "rate_c", 75, 75, 4);
+    assert_cell_in("2021", "U2", "rate_c", 0, 0, 1);
+    /* the five events left memory; the value record stays */
+    assert_int_equal(score_engine_n_resident(e), resident0 + 1);
+    assert_int_equal(score_engine_n_records(e), records0 + 6);
+    assert_true(kp_counter_get(s->m_loaded) == 0);
+
+    /* ev3 revised to 1; ev5 moves to U1; ev1's revision 0 again (changes nothing, though its
+     * value differs); ev6 is new */
+    static const struct ob B2[] = {{"U1", "rate_c", "2021", 1, "ev3", 1},
+                                   {"U1", "rate_c", "2021", 0, "ev5", 1},
+                                   {"U1", "rate_c", "2021", 0, "ev1", 0},
+                                   {"U2", "rate_c", "2021", 0, "ev6", 0}};
+    encode_batch(&payload, "ade", 2, B2, 4);
+    assert_int_equal(process(s, "ade", &payload, &reply), SCR_COMMITTED);
+    assert_cell_in("2021", "U1", "rate_c", 80, 80, 5); /* 1 1 1 1 0 */
+    assert_cell_in("2021", "U2", "rate_c", 0, 0, 1);   /* ev6 alone */
+    /* ev3, ev5 and ev1 came back: one stored row each (this batch's rows are not read) */
+    assert_true(kp_counter_get(s->m_loaded) == 3);
+    assert_int_equal(score_engine_n_resident(e), resident0 + 1);
+    assert_int_equal(score_engine_n_records(e), records0 + 7);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+
+    /* A replay in units of work of two rows: the revisions in later units read the records
+     * that earlier units evicted back from the rows before them. */
+    int chunk = scr__replay_chunk;
+    scr__replay_chunk = 2;
+    s = start_ready(&loop, &cfg);
+    scr__replay_chunk = chunk;
+    e = scr_engine(s, SCHEME);
+    assert_true(kp_counter_get(s->m_loaded) == 2); /* ev3 and ev5 rev 0, before their rev 1 */
+    assert_engine_equals_db(s);
+    assert_cell_in("2021", "U1", "rate_c", 80, 80, 5);
+    assert_int_equal(score_engine_n_records(e), records0 + 7);
+
+    /* and after the replay, a revision of a replayed event */
+    static const struct ob B3[] = {{"U1", "rate_c", "2021", 0, "ev2", 1}};
+    encode_batch(&payload, "ade", 3, B3, 1);
+    assert_int_equal(process(s, "ade", &payload, &reply), SCR_COMMITTED);
+    assert_cell_in("2021", "U1", "rate_c", 60, 60, 5); /* 1 0 1 1 0 */
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+    write_scheme(SCHEME_YAML);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1678,7 +1757,7 @@ int main(void)
         cmocka_unit_test(test_scheme_reorder),     cmocka_unit_test(test_db_outages),
         cmocka_unit_test(test_failover_lock),      cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_group_bytes),        cmocka_unit_test(test_failed_commit),
-        cmocka_unit_test(test_cells_fillfactor),
+        cmocka_unit_test(test_cells_fillfactor),   cmocka_unit_test(test_evicted_records),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     kp_zctx_term();
