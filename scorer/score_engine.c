@@ -41,6 +41,13 @@
  * Memory (docs/BENCHMARKS.md): the cells of a (unit, period) are one dense array of 24-byte
  * cells; records (56 bytes, short refs inline), exact sums (56 bytes) and longer refs live in
  * chunked arrays addressed by 32-bit indices.
+ *
+ * Evicted event records (score_engine_evict_events, docs/BENCHMARKS.md round 6): an event's
+ * record matters only to a later revision of it (its sums hold what it counts), so commit
+ * drops the event records of the unit of work — the last ones, compacted away with their refs
+ * — and keeps their keys in a Bloom filter (score_bloom.c); the caller gives a record back
+ * (score_engine_load) before it applies a revision the filter may concern, and a rollback
+ * drops what was given back. A key is always either in memory or in the filter.
  */
 #include "score_internal.h"
 
