@@ -400,9 +400,16 @@ static void obs_arrays(struct scr *s, const struct kp_batch *b)
         kp_pg_array_end(&a[k]);
 }
 
-/* The batch's observation rows (s->copy), new ones only. Returns NULL or the failed step. */
+/* store_one's step when COPY met a record stored already (23505): the group's transaction is
+ * lost, and store_group runs the group again without COPY. */
+static const char STEP_CONFLICT[] = "observation";
+
+/* The batch's observation rows (s->copy), new ones only: by COPY when `copy` (then *copied is
+ * set; the group reads the highest id once, at its end), else by INSERT ... ON CONFLICT. A
+ * COPY needs no savepoint of its own: a conflict is rare (a record sent again in a new batch),
+ * and costs the group one more run. Returns NULL or the failed step. */
 static const char *store_obs(struct scr *s, struct scr_scheme *sch, struct slot *sl,
-                             const char *seqtxt, long long *max_id)
+                             const char *seqtxt, bool copy, bool *copied, long long *max_id)
 {
     struct kp_buf *c = &s->copy, *a = s->a;
     const struct kp_batch *b = sl->b;
@@ -410,26 +417,17 @@ static const char *store_obs(struct scr *s, struct scr_scheme *sch, struct slot 
     long long rows = 0;
     if (sch->copy_skip > 0) {
         sch->copy_skip--;
-    } else {
-        if (kp_pg_exec(s->pg, "SAVEPOINT kp_obs", 0, NULL, NULL))
-            return "observation";
+    } else if (copy) {
         if (kp_pg_copy_in(s->pg, SQL_OBS_COPY, c->data, c->len, &rows) == 0) {
-            if (kp_pg_exec(s->pg, "RELEASE SAVEPOINT kp_obs", 0, NULL, NULL) ||
-                kp_pg_exec(s->pg, SQL_OBS_MAXID, 0, NULL, &r))
-                return "observation";
-            long long id =
-                kp_pg_res_ntuples(r) == 1 ? strtoll(kp_pg_res_value(r, 0, 0), NULL, 10) : -1;
-            kp_pg_res_free(&r);
             sl->inserted = rows;
-            if (id > *max_id)
-                *max_id = id;
+            *copied = true;
             return NULL;
         }
         /* 23505: a record of the batch is stored already. Anything else fails the group. */
-        if (strcmp(kp_pg_sqlstate(s->pg), "23505") != 0 ||
-            kp_pg_exec(s->pg, "ROLLBACK TO SAVEPOINT kp_obs", 0, NULL, NULL))
+        if (strcmp(kp_pg_sqlstate(s->pg), "23505") != 0)
             return "observation";
         sch->copy_skip = COPY_SKIP_AFTER_CONFLICT;
+        return STEP_CONFLICT;
     }
     obs_arrays(s, b);
     const char *p[13] = {b->scheme,
@@ -460,8 +458,8 @@ static const char *store_obs(struct scr *s, struct scr_scheme *sch, struct slot 
 /* Stores one batch of the group inside the open transaction: its batch row (the dedup key),
  * observations and rejections, then applies its observations to the engine, so the checks of
  * the next batch see this one. Returns NULL or the failed step. */
-static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot *sl,
-                             long long *max_id)
+static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot *sl, bool copy,
+                             bool *copied, long long *max_id)
 {
     struct kp_batch *b = sl->b;
     struct kp_buf *a = s->a;
@@ -500,7 +498,7 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
         return NULL;
     }
     if (sl->accepted) {
-        const char *step = store_obs(s, sch, sl, seqtxt, max_id);
+        const char *step = store_obs(s, sch, sl, seqtxt, copy, copied, max_id);
         if (step)
             return step;
     }
@@ -528,49 +526,77 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
     return NULL;
 }
 
-/* Stores the n batches of g, all of scheme sch, in one transaction and answers each. */
-static void store_group(struct scr *s, struct scr_scheme *sch, struct slot *g, size_t n)
+/* Stores the n batches of g, all of scheme sch, in one transaction and answers each. Returns
+ * true when the group must run again with copy false (a COPY met a stored record: the
+ * transaction, engine and cells are rolled back, nothing answered). */
+static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *g, size_t n,
+                            bool copy)
 {
     uint64_t t0 = kp_mono_ns();
     long long max_id = -1;
+    bool copied = false;
     const char *step = NULL;
     if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL)) {
         db_failure(s, sch, false, false, "begin", g, n);
-        return;
+        return false;
     }
     /* Alerts (issue 7): the evaluator in step with engine and database before the group. */
     if (scr__alert_prepare(s, sch)) {
         db_failure(s, sch, false, false, "alerts", g, n);
-        return;
+        return false;
     }
     /* The engine's unit of work mirrors the transaction. */
     score_engine_begin(sch->engine);
     const struct kp_batch *fresh[SCR_GROUP_MAX];
     size_t n_fresh = 0;
     for (size_t k = 0; k < n && !step; k++) {
-        step = store_one(s, sch, &g[k], &max_id);
+        step = store_one(s, sch, &g[k], copy, &copied, &max_id);
         if (!step && !g[k].dup)
             fresh[n_fresh++] = g[k].b;
     }
+    if (step == STEP_CONFLICT && kp_pg_exec(s->pg, "ROLLBACK", 0, NULL, NULL) == 0) {
+        score_engine_rollback(sch->engine);
+        scr__cells_rollback(sch->cells);
+        for (size_t k = 0; k < n; k++) {
+            g[k].accepted = 0;
+            g[k].inserted = 0;
+            g[k].dup = false;
+        }
+        KP_DEBUG("copy_conflict", "adapter=%s scheme=%s seq=%" PRIu64 " batches=%zu", g[0].b->aid,
+                 g[0].b->scheme, g[0].b->seq, n);
+        return true;
+    }
+    if (!step && copied) { /* the highest id the group's COPYs gave */
+        struct kp_pg_res *r = NULL;
+        if (kp_pg_exec(s->pg, SQL_OBS_MAXID, 0, NULL, &r)) {
+            step = "observation";
+        } else {
+            long long id =
+                kp_pg_res_ntuples(r) == 1 ? strtoll(kp_pg_res_value(r, 0, 0), NULL, 10) : -1;
+            if (id > max_id)
+                max_id = id;
+            kp_pg_res_free(&r);
+        }
+    }
     if (step) {
         db_failure(s, sch, true, false, step, g, n);
-        return;
+        return false;
     }
     struct scr_changes ch = {0};
     if (n_fresh) {
         scr__collect_changes(s, sch, &ch);
         if (scr__db_write_scores(s, sch, &ch, NULL)) {
             db_failure(s, sch, true, false, "scores", g, n);
-            return;
+            return false;
         }
         if (scr__alert_batch(s, sch, fresh, n_fresh)) { /* transitions in the same transaction */
             db_failure(s, sch, true, false, "alerts", g, n);
-            return;
+            return false;
         }
     }
     if (kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL)) {
         db_failure(s, sch, true, true, "commit", g, n);
-        return;
+        return false;
     }
     score_engine_commit(sch->engine);
     if (n_fresh)
@@ -609,6 +635,13 @@ static void store_group(struct scr *s, struct scr_scheme *sch, struct slot *g, s
                  b->aid, b->scheme, b->seq, g[k].accepted, g[k].inserted, n_rej, n, ch.n_cells,
                  ch.n_totals, secs * 1e3);
     }
+    return false;
+}
+
+static void store_group(struct scr *s, struct scr_scheme *sch, struct slot *g, size_t n)
+{
+    if (store_group_run(s, sch, g, n, true))
+        (void)store_group_run(s, sch, g, n, false);
 }
 
 /* ---- entry ---------------------------------------------------------------------------- */

@@ -1548,11 +1548,55 @@ static void test_group_commit(void **state)
     assert_near(t.coverage, 0.6);
     assert_engine_equals_db(s);
 
+    /* A group whose second batch sends a stored revision again (g1 rev 0) beside a new record:
+     * its COPY meets the stored row, and the group runs again without COPY. The first batch's
+     * rows are stored once, nothing is lost, g1 keeps rev 1's 90. */
+    {
+        static const struct ob C[] = {{"U2", "direct_a", "2026", 55, "g5", 0},
+                                      {"U3", "direct_a", "2026", 40, "g6", 0}};
+        static const struct ob D[] = {{"U1", "direct_a", "2026", 10, "g1", 0},
+                                      {"U3", "eff_b", "2026", 8, "g7", 0}};
+        struct kp_buf cp[2] = {{0}}, cr[2] = {{0}};
+        encode_batch(&cp[0], "adg", 4, C, 2);
+        encode_batch(&cp[1], "adg", 5, D, 2);
+        struct scr_item ci[2];
+        for (size_t k = 0; k < 2; k++)
+            ci[k] = (struct scr_item){.aid = "adg",
+                                      .aid_len = 3,
+                                      .payload = cp[k].data,
+                                      .len = cp[k].len,
+                                      .reply = &cr[k]};
+        scr_process_group(s, ci, 2);
+        assert_int_equal(ci[0].out, SCR_COMMITTED);
+        assert_int_equal(ci[1].out, SCR_COMMITTED);
+        assert_int_equal(kp_ack_decode(cr[1].data, cr[1].len, &a), KP_R_OK);
+        assert_true(!a.dup && a.seq == 5 && a.stored == 2 && a.n_rej == 0);
+        kp_ack_fini(&a);
+        assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE adapter = 'adg'"), 7);
+        assert_int_equal(q_ll("SELECT count(*) FROM batch WHERE adapter = 'adg'"), 4);
+        c = db_cell("2026", "U1", "direct_a");
+        assert_true(c.found && c.n_obs == 1);
+        assert_near(c.value, 90);
+        /* beside g2 (at SENT_MS), g5 is the later (SENT_MS + 456: the first of its batch) */
+        c = db_cell("2026", "U2", "direct_a");
+        assert_true(c.found && c.n_obs == 2);
+        assert_near(c.value, 55);
+        /* g3 and g7 at the same at and src: the greater ref wins */
+        c = db_cell("2026", "U3", "eff_b");
+        assert_true(c.found && c.n_obs == 2);
+        assert_near(c.value, 8);
+        assert_engine_equals_db(s);
+        for (size_t k = 0; k < 2; k++) {
+            kp_buf_fini(&cp[k]);
+            kp_buf_fini(&cr[k]);
+        }
+    }
+
     /* The whole group again, as an adapter retransmitting after a lost ack: all dup, no row. */
     scr_process_group(s, it, 3);
     for (size_t k = 0; k < 3; k++)
         assert_int_equal(it[k].out, SCR_DUP);
-    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE adapter = 'adg'"), 4);
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE adapter = 'adg'"), 7);
     assert_engine_equals_db(s);
     stop_and_close(&loop, &s);
     for (size_t k = 0; k < 4; k++) {
