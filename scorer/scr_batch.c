@@ -51,9 +51,10 @@ static const char SQL_DUP[] =
     "WHERE b.adapter = $1 AND b.seq = $2::numeric ORDER BY r.n";
 
 /* The observations of a batch go in by COPY, as fast as PostgreSQL takes rows: straight into
- * the table under a savepoint when none of them is stored yet (the usual case). Should one be
- * (overlap windows, a re-pulled source), the batch is stored by SQL_OBS_MERGE instead, whose
- * ON CONFLICT (scheme, src, ref, rev) DO NOTHING stores such a record once. Binary COPY data:
+ * the table when none of them is stored yet (the usual case). Should one be (overlap windows, a
+ * re-pulled source), the COPY fails, the group's transaction is rolled back and the group runs
+ * again with every batch stored by SQL_OBS_MERGE, whose ON CONFLICT (scheme, src, ref, rev) DO
+ * NOTHING stores such a record once. Binary COPY data:
  * nothing to print here, nothing to parse there; its columns in the order check_and_collect
  * writes them. */
 #define OBS_NCOLS 13
