@@ -4,8 +4,9 @@
  * engine from the stored observations so engine and database agree after any restart
  * (ARCHITECTURE.md guarantee 3: scores are a function of the set of latest revisions), and
  * the bulk upsert of changed score rows shared by replay and batches (indicator cells: through
- * scr_cells.c), and the read-back of the event records the engine evicted (scr__db_load_cold). Every statement is a fixed, parameterised one over unnest()ed arrays: a round
- * trip per statement, never per row.
+ * scr_cells.c), and the read-back of the event records the engine evicted (scr__db_load_cold).
+ * Every statement is a fixed, parameterised one over unnest()ed arrays: a round trip per
+ * statement, never per row.
  */
 #include <inttypes.h>
 #include <math.h>

@@ -177,15 +177,6 @@ struct scr {
  * 0 or KP_EDB (err filled). */
 int scr__db_sync_scheme(struct scr *s, struct scr_scheme *sch, char *err, size_t errlen);
 
-/* Brings the engine of sch up to date with the database: a full replay (every stored
- * observation of the scheme, in id order, in chunks) into a new engine when there is none or
- * `full`; else the observations stored after known_max_id, applied in place (a standby
- * following the active scorer, or a takeover). With `sync`, when the engine was rebuilt or
- * took rows since the last sync, the scheme's score rows are then made equal to the engine in
- * one transaction (rows that differ rewritten, rows the engine does not hold deleted: a scheme
- * file changed between runs). Returns 0 or KP_EDB/KP_ENOMEM (err filled); on failure the
- * engine still holds a consistent prefix and a later call completes the work. Adds the
- * observations applied to *applied when applied != NULL. */
 /* Inside the engine's unit of work, before so[0..n) are applied: reads back from the
  * observation table (rows up to id upto: what e has applied) every revision of the records e
  * evicted that these observations may revise (score_engine_maybe_cold) and gives them to e
@@ -194,6 +185,15 @@ int scr__db_load_cold(struct scr *s, const char *scheme, struct score_engine *e,
                       const struct score_obs *so, size_t n, long long upto);
 /* Observations per unit of work of the replay (5000; tests make it small). */
 extern int scr__replay_chunk;
+/* Brings the engine of sch up to date with the database: a full replay (every stored
+ * observation of the scheme, in id order, in chunks) into a new engine, which evicts its event
+ * records (score_engine_evict_events), when there is none or `full`; else the observations stored
+ * after known_max_id, applied in place (a standby following the active scorer, or a takeover). With
+ * `sync`, when the engine was rebuilt or took rows since the last sync, the scheme's score rows are
+ * then made equal to the engine in one transaction (rows that differ rewritten, rows the engine
+ * does not hold deleted: a scheme file changed between runs). Returns 0 or KP_EDB/KP_ENOMEM (err
+ * filled); on failure the engine still holds a consistent prefix and a later call completes the
+ * work. Adds the observations applied to *applied when applied != NULL. */
 int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync, uint64_t *applied,
                      char *err, size_t errlen);
 
