@@ -427,6 +427,15 @@ struct score_engine {
     bool evict;
     struct score__bloom cold;
     size_t n_cold; /* keys evicted and not held again */
+    /* score_engine_evict_values(): also the value records that are not their cell's latest */
+    score_cell_loader loader;
+    void *loader_ctx;
+    bool failed;   /* a cell loader failed in this unit of work */
+    uint32_t *disp; /* records that lost the head of their cell in the unit of work */
+    size_t n_disp, cap_disp;
+    uint32_t *kill; /* the records a commit evicts */
+    size_t n_kill, cap_kill;
+    size_t a_garbage; /* arena bytes of evicted refs, given back by arena_compact() */
 };
 
 #define GROW(arr, n, cap)                                                                          \
@@ -1425,7 +1434,17 @@ static void event_move(struct score_engine *e, const struct score_rec *r, int si
             agg_apply(e, up_get(e, (uint32_t)per->anc[k], up->unit), r->node, r, sign);
 }
 
-static void attach(struct score_engine *e, uint32_t idx)
+/* A value cell's head keeps in its meta the number of the cell's records, the evicted ones
+ * included (they are what its n_obs counts); its list holds those in memory. */
+static inline uint32_t list_count(const struct score_rec *h)
+{
+    return h->meta & ~REF_INLINE;
+}
+
+/* Attaches record idx to its cell; add: 1 for a record that enters the cell, 0 for an evicted
+ * one given back (score_engine_load: the cell counts it already); carry: what detach_rec()
+ * returned when the record left this same cell just before. */
+static void attach_rec(struct score_engine *e, uint32_t idx, uint32_t add, uint32_t carry)
 {
     struct score_rec *r = R(e, idx);
     if (e->event[r->node]) {
@@ -1436,7 +1455,7 @@ static void attach(struct score_engine *e, uint32_t idx)
     r->meta &= REF_INLINE;
     if (c->aux == NONE) {
         r->x.v.prev = r->x.v.next = NONE;
-        r->meta |= 1;
+        r->meta |= carry ? carry + add : 1;
         c->aux = idx;
         return;
     }
@@ -1444,11 +1463,15 @@ static void attach(struct score_engine *e, uint32_t idx)
     if (rec_better(e, r, h)) {
         r->x.v.prev = NONE;
         r->x.v.next = c->aux;
-        r->meta |= (h->meta & ~REF_INLINE) + 1;
+        r->meta |= list_count(h) + add;
         h->x.v.prev = idx;
+        if (e->loader && e->in_txn) { /* no longer the latest: evicted at commit */
+            GROW(e->disp, e->n_disp, e->cap_disp);
+            e->disp[e->n_disp++] = c->aux;
+        }
         c->aux = idx;
     } else {
-        h->meta++;
+        h->meta += add;
         r->x.v.prev = c->aux;
         r->x.v.next = h->x.v.next;
         if (h->x.v.next != NONE)
@@ -1457,12 +1480,18 @@ static void attach(struct score_engine *e, uint32_t idx)
     }
 }
 
-static void detach(struct score_engine *e, uint32_t idx)
+/* Detaches record idx from its cell; sub: 1 for a record that leaves the cell, 0 for a given
+ * back one that goes back out of memory (rollback). Returns the cell's count when the record
+ * was its latest and every other record of the cell is evicted: the cell then has no head, and
+ * the record must come back to it at once (attach_rec's carry). That happens only to a
+ * revision that stays the latest of its cell (and to its rollback): when the latest leaves,
+ * cell_ready() gave the evicted records back first. 0 otherwise. */
+static uint32_t detach_rec(struct score_engine *e, uint32_t idx, uint32_t sub)
 {
     struct score_rec *r = R(e, idx);
     if (e->event[r->node]) {
         event_move(e, r, -1);
-        return;
+        return 0;
     }
     struct score_cell *c = CELL(e, e->ups[r->up], r->node);
     uint32_t prev = r->x.v.prev, next = r->x.v.next;
@@ -1471,20 +1500,21 @@ static void detach(struct score_engine *e, uint32_t idx)
     if (next != NONE)
         R(e, next)->x.v.prev = prev;
     if (c->aux != idx) {
-        R(e, c->aux)->meta--;
-        return;
+        R(e, c->aux)->meta -= sub;
+        return 0;
     }
-    uint32_t count = (r->meta & ~REF_INLINE) - 1;
+    uint32_t count = list_count(r) - sub;
     /* the winner leaves: the best of the rest becomes the head (the only O(records) step) */
     uint32_t best = next;
     for (uint32_t i = next; i != NONE; i = R(e, i)->x.v.next)
         if (rec_better(e, R(e, i), R(e, best)))
             best = i;
     c->aux = best;
-    if (best != NONE)
-        R(e, best)->meta = (R(e, best)->meta & REF_INLINE) | count;
+    if (best == NONE)
+        return count;
+    R(e, best)->meta = (R(e, best)->meta & REF_INLINE) | count;
     if (best == next)
-        return;
+        return 0;
     struct score_rec *b = R(e, best);
     R(e, b->x.v.prev)->x.v.next = b->x.v.next;
     if (b->x.v.next != NONE)
@@ -1492,6 +1522,28 @@ static void detach(struct score_engine *e, uint32_t idx)
     b->x.v.prev = NONE;
     b->x.v.next = next;
     R(e, next)->x.v.prev = best;
+    return 0;
+}
+
+/* Before record idx, the latest of its value cell, leaves the head (to is where its new
+ * revision goes): when the cell has evicted records, its next latest may be one of them, and
+ * the loader gives them back. False when the loader failed. */
+static bool cell_ready(struct score_engine *e, uint32_t idx, const struct pend *pd)
+{
+    const struct score_rec *r = R(e, idx);
+    if (e->event[r->node])
+        return true;
+    const struct score_up *up = e->ups[r->up];
+    if (CELL(e, up, r->node)->aux != idx)
+        return true;
+    if (up->period == pd->p && up->unit == pd->u && r->node == pd->n && pd->o->at >= r->x.v.at)
+        return true; /* it stays the latest */
+    uint32_t in_memory = 0;
+    for (uint32_t i = idx; i != NONE; i = R(e, i)->x.v.next)
+        in_memory++;
+    if (in_memory >= list_count(r))
+        return true;
+    return e->loader(e->loader_ctx, e, up->unit, r->node, up->pcode);
 }
 
 /* ---- the flush ------------------------------------------------------------------------------ */
@@ -1763,6 +1815,8 @@ void score_engine_destroy(struct score_engine **ep)
     free(e->rk);
     free(e->goff);
     free(e->undo);
+    free(e->disp);
+    free(e->kill);
     free(e->clog);
     free(e->tlog);
     score__bloom_fini(&e->cold);
@@ -1893,6 +1947,8 @@ void score_engine_begin(struct score_engine *e)
     e->txn_n_achunks = e->n_achunks;
     e->txn_a_used = e->a_used;
     e->txn_n_big = e->n_big;
+    e->n_disp = 0;
+    e->failed = false;
 }
 
 enum kp_reason score_engine_check_ex(const struct score_engine *e, const struct score_obs *o,
@@ -2037,11 +2093,17 @@ static void finish(struct score_engine *e, const struct pend *pd)
     const struct score_obs *o = pd->o;
     uint32_t u = pd->u, n = pd->n, src = pd->src, hash = pd->hash;
     size_t len = pd->len;
+    if (e->failed)
+        return;
     uint32_t idx = rec_find(e, hash, src, o->ref);
     /* ARCHITECTURE.md guarantee 2: a revision lower than or equal to the held one changes
      * nothing. */
     if (idx != NONE && o->rev <= R(e, idx)->rev)
         return;
+    if (idx != NONE && e->loader && !cell_ready(e, idx, pd)) {
+        e->failed = true;
+        return;
+    }
     struct score_up *up = up_get(e, pd->p, u);
     if (e->in_txn) {
         GROW(e->undo, e->n_undo, e->cap_undo);
@@ -2055,12 +2117,14 @@ static void finish(struct score_engine *e, const struct pend *pd)
     struct score_up *oup = NULL;
     uint32_t on = 0;
     bool moved = false;
+    uint32_t carry = 0;
     if (idx != NONE) {
         const struct score_rec *r = R(e, idx);
-        detach(e, idx);
+        carry = detach_rec(e, idx, 1);
         oup = e->ups[r->up];
         on = r->node;
         moved = oup != up || on != n;
+        KP_ASSERT(!carry || !moved); /* cell_ready() */
     } else {
         idx = rec_create(e, src, o->ref, len, hash);
         if (e->in_txn)
@@ -2075,7 +2139,7 @@ static void finish(struct score_engine *e, const struct pend *pd)
         r->x.w = o->w;
     else
         r->x.v.at = o->at;
-    attach(e, idx);
+    attach_rec(e, idx, 1, carry);
     if (moved)
         mark_leaf(e, oup, on);
     mark_leaf(e, up, n);
@@ -2148,6 +2212,8 @@ static void txn_end(struct score_engine *e)
     SHRINK(e->undo, e->n_undo, e->cap_undo);
     SHRINK(e->clog, e->n_clog, e->cap_clog);
     SHRINK(e->tlog, e->n_tlog, e->cap_tlog);
+    SHRINK(e->disp, e->n_disp, e->cap_disp);
+    SHRINK(e->kill, e->n_kill, e->cap_kill);
     e->n_undo = 0;
     e->n_clog = 0;
     e->n_tlog = 0;
@@ -2163,6 +2229,8 @@ static void rec_move(struct score_engine *e, uint32_t i, uint32_t dst)
     *r = *R(e, i);
     const char *ref = rec_ref(e, r);
     map_slot(e, rec_hash(r->src, ref, strlen(ref)), i)->idx1 = dst + 1;
+    if (e->event[r->node])
+        return;
     if (r->x.v.prev != NONE)
         R(e, r->x.v.prev)->x.v.next = dst;
     if (r->x.v.next != NONE)
@@ -2172,69 +2240,173 @@ static void rec_move(struct score_engine *e, uint32_t i, uint32_t dst)
         c->aux = dst;
 }
 
-/* At commit, with evict set: the event records the unit of work created or loaded (the last
- * ones, from txn_n_recs) leave memory, their keys enter the filter of evicted keys; their sums
- * hold what they count. The value records among them move down, with their refs (the arena
- * repacked from the unit of work's mark: a subset packed in the same order lands no later than
- * where it was, so memmove suffices). */
-static void evict_events(struct score_engine *e)
+static int u32_cmp(const void *a, const void *b)
 {
-    uint32_t from = e->txn_n_recs, n = e->n_recs, dst = from;
-    size_t cn = e->txn_n_achunks, cu = cn ? e->txn_a_used : 0, nb = e->txn_n_big;
-    bool any = false;
-    /* a loaded key leaves the evicted ones; below, every evicted record enters them */
-    for (size_t i = 0; i < e->n_undo; i++)
-        e->n_cold -= e->undo[i].loaded;
-    for (uint32_t i = from; i < n; i++) {
-        struct score_rec *r = R(e, i);
-        bool big = !(r->meta & REF_INLINE) && (r->ref.h & BIG_BIT);
-        if (e->event[r->node]) {
-            const char *ref = rec_ref(e, r);
-            uint64_t h = rec_hash64(r->src, ref, strlen(ref));
-            if (!score__bloom_maybe(&e->cold, h)) /* a loaded record's key is in already */
-                score__bloom_add(&e->cold, h);
-            map_del(e, (uint32_t)h, i);
-            e->n_cold++;
-            if (big)
-                free(e->big[r->ref.h & ~BIG_BIT]);
-            any = true;
-            continue;
-        }
-        if (big) {
-            e->big[nb] = e->big[r->ref.h & ~BIG_BIT];
-            r->ref.h = BIG_BIT | (uint32_t)nb++;
-        } else if (!(r->meta & REF_INLINE)) {
-            const char *old = ref_str(e, r->ref.h);
-            size_t len = strlen(old), need = (len + 1 + 3) & ~(size_t)3;
-            if (!cn || cu + need > ARENA_CHUNK) {
-                cn++;
-                cu = 0;
-            }
-            memmove(e->achunks[cn - 1] + cu, old, len + 1);
-            r->ref.h = (uint32_t)((cn - 1) << 16) | (uint32_t)(cu >> 2);
-            cu += need;
-        }
-        if (any)
-            rec_move(e, i, dst);
-        dst++;
-    }
-    if (!any)
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static inline void kill_add(struct score_engine *e, uint32_t idx)
+{
+    GROW(e->kill, e->n_kill, e->cap_kill);
+    e->kill[e->n_kill++] = idx;
+}
+
+/* A value record to evict if it is in memory and not the latest of its cell. */
+static void kill_value(struct score_engine *e, uint32_t idx)
+{
+    if (idx >= e->n_recs)
         return;
-    e->n_recs = dst;
+    const struct score_rec *r = R(e, idx);
+    if (!e->event[r->node] && CELL(e, e->ups[r->up], r->node)->aux != idx)
+        kill_add(e, idx);
+}
+
+struct href {
+    uint32_t h, idx;
+};
+
+static int href_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const struct href *)a)->h, y = ((const struct href *)b)->h;
+    return x < y ? -1 : x > y;
+}
+
+/* Packs the arena's live refs down in place, in arena order (a ref never moves up), and gives
+ * back the chunks left empty: once the evicted refs take a quarter of the arena. */
+size_t score__arena_garbage_min = (size_t)1 << 20;
+
+static void arena_compact(struct score_engine *e)
+{
+    size_t total = e->n_achunks ? (e->n_achunks - 1) * (size_t)ARENA_CHUNK + e->a_used : 0;
+    if (!e->a_garbage || e->a_garbage < score__arena_garbage_min || e->a_garbage * 4 < total)
+        return;
+    size_t n = 0;
+    for (uint32_t i = 0; i < e->n_recs; i++) {
+        const struct score_rec *r = R(e, i);
+        n += !(r->meta & REF_INLINE) && !(r->ref.h & BIG_BIT);
+    }
+    struct href *v = kp_xmalloc((n ? n : 1) * sizeof *v);
+    n = 0;
+    for (uint32_t i = 0; i < e->n_recs; i++) {
+        const struct score_rec *r = R(e, i);
+        if (!(r->meta & REF_INLINE) && !(r->ref.h & BIG_BIT))
+            v[n++] = (struct href){r->ref.h, i};
+    }
+    qsort(v, n, sizeof *v, href_cmp);
+    size_t cn = 0, cu = 0;
+    for (size_t k = 0; k < n; k++) {
+        struct score_rec *r = R(e, v[k].idx);
+        const char *old = ref_str(e, r->ref.h);
+        size_t len = strlen(old), need = (len + 1 + 3) & ~(size_t)3;
+        if (!cn || cu + need > ARENA_CHUNK) {
+            cn++;
+            cu = 0;
+        }
+        memmove(e->achunks[cn - 1] + cu, old, len + 1);
+        r->ref.h = (uint32_t)((cn - 1) << 16) | (uint32_t)(cu >> 2);
+        cu += need;
+    }
+    free(v);
     while (e->n_achunks > cn)
         free(e->achunks[--e->n_achunks]);
     e->a_used = cu;
-    e->n_big = nb;
+    e->a_garbage = 0;
+}
+
+/* At commit, with evict set: the event records the unit of work created or loaded (the last
+ * ones, from txn_n_recs) leave memory and their keys enter the filter of evicted keys; their
+ * sums hold what they count. With a loader, so do the value records the unit of work touched,
+ * loaded or displaced that are not the latest of their cell (the cell's count keeps them). The
+ * last records fill the holes; the refs' bytes are given back by arena_compact(). */
+static void evict(struct score_engine *e)
+{
+    e->n_kill = 0;
+    /* a loaded key leaves the evicted ones; below, every evicted record enters them */
+    for (size_t i = 0; i < e->n_undo; i++)
+        e->n_cold -= e->undo[i].loaded;
+    for (uint32_t i = e->txn_n_recs; i < e->n_recs; i++)
+        if (e->event[R(e, i)->node])
+            kill_add(e, i);
+    if (e->loader) {
+        for (size_t i = 0; i < e->n_undo; i++)
+            kill_value(e, e->undo[i].idx);
+        for (size_t i = 0; i < e->n_disp; i++)
+            kill_value(e, e->disp[i]);
+    }
+    e->n_disp = 0;
+    if (!e->n_kill)
+        return;
+    qsort(e->kill, e->n_kill, sizeof *e->kill, u32_cmp);
+    size_t nk = 0;
+    for (size_t i = 0; i < e->n_kill; i++)
+        if (!nk || e->kill[nk - 1] != e->kill[i])
+            e->kill[nk++] = e->kill[i];
+    e->n_kill = nk;
+    for (size_t k = 0; k < nk; k++) {
+        uint32_t i = e->kill[k];
+        struct score_rec *r = R(e, i);
+        if (!e->event[r->node]) { /* out of its cell's list, still in its count */
+            R(e, r->x.v.prev)->x.v.next = r->x.v.next;
+            if (r->x.v.next != NONE)
+                R(e, r->x.v.next)->x.v.prev = r->x.v.prev;
+        }
+        const char *ref = rec_ref(e, r);
+        size_t len = strlen(ref);
+        uint64_t h = rec_hash64(r->src, ref, len);
+        if (!score__bloom_maybe(&e->cold, h)) /* a loaded record's key is in already */
+            score__bloom_add(&e->cold, h);
+        map_del(e, (uint32_t)h, i);
+        e->n_cold++;
+        if (!(r->meta & REF_INLINE)) {
+            if (r->ref.h & BIG_BIT) {
+                free(e->big[r->ref.h & ~BIG_BIT]);
+                e->big[r->ref.h & ~BIG_BIT] = NULL;
+            } else {
+                e->a_garbage += (len + 1 + 3) & ~(size_t)3;
+            }
+        }
+    }
+    /* the last records that stay fill the holes, lowest first */
+    uint32_t n = e->n_recs;
+    size_t hi = nk; /* kill[hi - 1]: the highest hole not yet passed */
+    for (size_t k = 0; k < nk; k++) {
+        uint32_t hole = e->kill[k];
+        while (hi > k && n - 1 == e->kill[hi - 1]) { /* the last record is a hole itself */
+            n--;
+            hi--;
+        }
+        if (hi <= k)
+            break;
+        rec_move(e, n - 1, hole);
+        n--;
+    }
+    e->n_recs = n;
+    while (e->n_big && !e->big[e->n_big - 1])
+        e->n_big--;
     /* the record chunks past the last one in use, but one, go back */
-    size_t keep = ((size_t)dst >> REC_SHIFT) + 2;
+    size_t keep = ((size_t)n >> REC_SHIFT) + 2;
     while (e->n_rchunks > keep)
         free(e->rchunks[--e->n_rchunks]);
+    arena_compact(e);
 }
 
 void score_engine_evict_events(struct score_engine *e)
 {
     KP_ASSERT(!e->in_txn && !e->n_recs);
     e->evict = true;
+}
+
+void score_engine_evict_values(struct score_engine *e, score_cell_loader load, void *ctx)
+{
+    KP_ASSERT(!e->in_txn && !e->n_recs && e->evict && load);
+    e->loader = load;
+    e->loader_ctx = ctx;
+}
+
+bool score_engine_failed(const struct score_engine *e)
+{
+    return e->failed;
 }
 
 bool score_engine_maybe_cold(const struct score_engine *e, const struct score_obs *o)
@@ -2258,8 +2430,8 @@ bool score_engine_load(struct score_engine *e, const struct score_obs *o)
         return false; /* the scheme does not take it: it was never applied */
     if (rec_find(e, pd.hash, pd.src, o->ref) != NONE)
         return true;
-    if (!e->event[pd.n])
-        return false; /* a value record is never evicted: this one was never applied */
+    if (!e->event[pd.n] && !e->loader)
+        return false; /* value records stay in memory: this one was never applied */
     struct score_up *up = up_get(e, pd.p, pd.u);
     uint32_t idx = rec_create(e, pd.src, o->ref, pd.len, pd.hash);
     struct score_rec *r = R(e, idx);
@@ -2267,7 +2439,12 @@ bool score_engine_load(struct score_engine *e, const struct score_obs *o)
     r->up = up->idx;
     r->node = (uint16_t)pd.n;
     r->value = o->value;
-    r->x.w = o->w;
+    if (e->event[pd.n]) {
+        r->x.w = o->w; /* its sums count it already */
+    } else {
+        r->x.v.at = o->at;
+        attach_rec(e, idx, 0, 0); /* back in its cell's list; the cell counts it already */
+    }
     GROW(e->undo, e->n_undo, e->cap_undo);
     e->undo[e->n_undo++] = (struct undo){.idx = idx, .created = true, .loaded = true};
     return true;
@@ -2277,7 +2454,7 @@ void score_engine_commit(struct score_engine *e)
 {
     flush(e);
     if (e->evict)
-        evict_events(e);
+        evict(e);
     txn_end(e);
 }
 
@@ -2289,14 +2466,19 @@ void score_engine_rollback(struct score_engine *e)
     /* the records as at begin: the event sums are integers, so undoing is exact */
     for (size_t i = e->n_undo; i-- > 0;) {
         const struct undo *ud = &e->undo[i];
+        uint32_t carry = 0;
         if (!ud->loaded)
-            detach(e, ud->idx);
+            carry = detach_rec(e, ud->idx, 1);
+        else if (!e->event[R(e, ud->idx)->node])
+            carry = detach_rec(e, ud->idx, 0); /* out of memory again, still counted */
         if (ud->created) {
+            KP_ASSERT(!carry); /* the cell's latest before it is in memory */
             rec_remove(e, ud->idx);
             continue;
         }
+        KP_ASSERT(!carry || (R(e, ud->idx)->up == ud->old.up && R(e, ud->idx)->node == ud->old.node));
         *R(e, ud->idx) = ud->old;
-        attach(e, ud->idx);
+        attach_rec(e, ud->idx, 1, carry);
     }
     /* records and ref strings created in the unit of work are the last ones */
     e->n_recs = e->txn_n_recs;

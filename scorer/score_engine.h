@@ -152,8 +152,8 @@ size_t score_engine_apply_batch(struct score_engine *e, const struct score_obs *
  * caller owns the records from then on (the scorer: its observation table) and, in each unit
  * of work, before applying obs, passes score_engine_load() every stored revision of each
  * observation for which score_engine_maybe_cold() says true — or the engine counts that
- * observation as a new event. Value records stay in memory. The scores are the same, bit for
- * bit, as without eviction. */
+ * observation as a new event. Value records stay in memory unless score_engine_evict_values()
+ * (below). The scores are the same, bit for bit, as without eviction. */
 void score_engine_evict_events(struct score_engine *e);
 /* Whether o's (src, ref) may have a record the engine evicted: false for every key it holds
  * and for every key it never held but for a few (the filter's false positives, rare). Does
@@ -163,9 +163,28 @@ bool score_engine_maybe_cold(const struct score_engine *e, const struct score_ob
  * observation that was applied). Returns true when the engine now holds the key (this
  * revision, or one it held already: pass a key's revisions highest first, and the first the
  * engine takes is the one it had applied), false when it does not take this revision (the
- * scheme refuses it, or it is not an event: it was never applied). Changes no score;
- * rollback drops it. */
+ * scheme refuses it, or it is a value and values are not evicted: it was never applied).
+ * Changes no score; rollback drops it. */
 bool score_engine_load(struct score_engine *e, const struct score_obs *o);
+
+/* Reads back every record of the value cell (unit, node, period) that the engine evicted:
+ * calls score_engine_load() with the stored revisions of each key that has a revision in that
+ * cell (a key's revisions highest first, only those the engine had applied before the unit of
+ * work, or before the chunk of a replay). Returns false when it could not (the database
+ * failed): the engine then refuses the rest of the unit of work (score_engine_failed). */
+typedef bool (*score_cell_loader)(void *ctx, struct score_engine *e, size_t unit, size_t node,
+                                  const char *period);
+/* Evicted value records (issue 9). A value cell needs its records only to find its next latest
+ * when the latest leaves it (revised to an earlier `at`, or moved to another cell). After
+ * score_engine_evict_values() (with score_engine_evict_events, on a new engine) every commit
+ * also drops the value records that are not the latest of their cell, and keeps their keys in
+ * the same filter: score_engine_maybe_cold() and score_engine_load() serve them as they serve
+ * events. When the latest record of a cell that has evicted records is about to leave it, the
+ * apply calls load for that cell first. The scores are the same, bit for bit. */
+void score_engine_evict_values(struct score_engine *e, score_cell_loader load, void *ctx);
+/* Whether a cell loader failed in the current unit of work: the applies after it changed
+ * nothing, and the unit of work must be rolled back. */
+bool score_engine_failed(const struct score_engine *e);
 
 /* A changed indicator cell (any node of the tree, including inner nodes; not the root).
  * A cell that no longer exists (its last record moved away by a higher revision) is

@@ -79,6 +79,10 @@ bool score__bloom_maybe(const struct score__bloom *b, uint64_t h);
 size_t score__bloom_bytes(const struct score__bloom *b);
 void score__bloom_fini(struct score__bloom *b);
 
+/* score_engine.c: the arena of ref strings is packed once evicted refs take this many bytes
+ * (and a quarter of it); tests lower it. */
+extern size_t score__arena_garbage_min;
+
 /* ---- the loaded scheme (score_scheme.c) ------------------------------------------------ */
 
 enum score_method {

@@ -515,15 +515,19 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
         if (kp_pg_exec(s->pg, SQL_REJ, 8, p_rej, NULL))
             return "rejection";
     }
-    /* Evicted event records this batch revises come back first (score_engine_load). */
+    /* Evicted records this batch revises come back first (score_engine_load). */
     if (scr__db_load_cold(s, sch->id, sch->engine, s->so, s->n_so, sch->known_max_id))
         return "load";
+    sch->load_s = s; /* for a cell whose evicted records come back (scr__db_load_cell) */
+    sch->load_upto = sch->known_max_id;
     /* Checked above: applied without a second validation (score_engine_apply_batch). */
     if (score_engine_apply_batch(sch->engine, s->so, s->chk, s->n_so, s->so_reason))
         for (size_t i = 0; i < s->n_so; i++)
             if (s->so_reason[i] != KP_R_OK) /* it passed the check: an engine invariant broke */
                 KP_ERROR("apply_failed", "adapter=%s scheme=%s seq=%" PRIu64 " ref=%s reason=%s",
                          b->aid, b->scheme, b->seq, s->so[i].ref, kp_reason_str(s->so_reason[i]));
+    if (score_engine_failed(sch->engine))
+        return "load";
     return NULL;
 }
 

@@ -396,9 +396,47 @@ int scr__db_load_cold(struct scr *s, const char *scheme, struct score_engine *e,
     return 0;
 }
 
+/* Every stored revision, up to an id, of each key that has one in a cell, highest first: the
+ * observation_cell index finds the keys, the (scheme, src, ref, rev) one their revisions. */
+static const char SQL_CELL[] =
+    "SELECT o.src, o.ref, o.rev, o.unit, o.indicator, o.period, o.value, o.w, "
+    "(extract(epoch FROM o.observed_at) * 1000)::int8 "
+    "FROM (SELECT DISTINCT src, ref FROM observation WHERE scheme = $1 AND unit = $2 "
+    "AND indicator = $3 AND period = $4 AND id <= $5::int8) AS k "
+    "JOIN observation o ON o.scheme = $1 AND o.src = k.src AND o.ref = k.ref "
+    "WHERE o.id <= $5::int8 ORDER BY o.src, o.ref, o.rev DESC";
+
+bool scr__db_load_cell(void *ctx, struct score_engine *e, size_t unit, size_t node,
+                       const char *period)
+{
+    struct scr_scheme *sch = ctx;
+    struct scr *s = sch->load_s;
+    char upto[32];
+    snprintf(upto, sizeof upto, "%lld", sch->load_upto);
+    const char *p[5] = {sch->id, score_scheme_unit_code(sch->scheme, unit),
+                        score_scheme_node_code(sch->scheme, node), period, upto};
+    struct kp_pg_res *r = NULL;
+    if (kp_pg_exec(s->pg, SQL_CELL, 5, p, &r)) {
+        KP_ERROR("cell_load_failed", "scheme=%s unit=%s indicator=%s period=%s", sch->id, p[1],
+                 p[2], period);
+        return false;
+    }
+    int rows = kp_pg_res_ntuples(r);
+    for (int i = 0; i < rows; i++) {
+        struct score_obs o = row_obs(r, i, 0);
+        (void)score_engine_load(e, &o); /* keys it holds, lower revisions: no-ops */
+    }
+    kp_pg_res_free(&r);
+    if (s->m_loaded)
+        kp_counter_add(s->m_loaded, (double)rows);
+    KP_DEBUG("cell_loaded", "scheme=%s unit=%s indicator=%s period=%s rows=%d", sch->id, p[1], p[2],
+             period, rows);
+    return true;
+}
+
 /* Applies one chunk of rows to the engine as one unit of work; upto: the id the engine had
  * applied before it. Returns 0 or KP_EDB. */
-static int replay_chunk(struct scr *s, const char *scheme, struct score_engine *e,
+static int replay_chunk(struct scr *s, struct scr_scheme *sch, struct score_engine *e,
                         const struct kp_pg_res *r, long long upto, uint64_t *skipped)
 {
     int n = kp_pg_res_ntuples(r);
@@ -406,7 +444,9 @@ static int replay_chunk(struct scr *s, const char *scheme, struct score_engine *
     for (int i = 0; i < n; i++)
         o[i] = row_obs(r, i, 1);
     score_engine_begin(e);
-    if (scr__db_load_cold(s, scheme, e, o, (size_t)n, upto)) {
+    sch->load_s = s;
+    sch->load_upto = upto;
+    if (scr__db_load_cold(s, sch->id, e, o, (size_t)n, upto)) {
         score_engine_rollback(e);
         free(o);
         return KP_EDB;
@@ -417,6 +457,11 @@ static int replay_chunk(struct scr *s, const char *scheme, struct score_engine *
         if (score_engine_check(e, &o[i], msg, sizeof msg) != KP_R_OK ||
             score_engine_apply(e, &o[i]) != KP_R_OK)
             (*skipped)++;
+    }
+    if (score_engine_failed(e)) { /* a cell's read-back failed: nothing of the chunk stays */
+        score_engine_rollback(e);
+        free(o);
+        return KP_EDB;
     }
     score_engine_commit(e);
     free(o);
@@ -454,8 +499,10 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
         snprintf(err, errlen, "%s: out of memory for the engine", sch->id);
         return KP_ENOMEM;
     }
-    if (fresh) /* the observation table keeps them: bounded memory (issue 9) */
+    if (fresh) { /* the observation table keeps them: bounded memory (issue 9) */
         score_engine_evict_events(e);
+        score_engine_evict_values(e, scr__db_load_cell, sch);
+    }
     uint64_t t0 = kp_mono_ns();
     uint64_t n_rows = 0, skipped = 0;
     for (;;) {
@@ -472,7 +519,7 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
         }
         int n = kp_pg_res_ntuples(r);
         if (n > 0) {
-            if (replay_chunk(s, sch->id, e, r, upto, &skipped)) {
+            if (replay_chunk(s, sch, e, r, upto, &skipped)) {
                 kp_pg_res_free(&r);
                 db_err(s, "replay", err, errlen);
                 if (fresh)

@@ -43,6 +43,11 @@ struct scr_scheme {
      * (-1: no engine). One writer per scheme (the lock holder) makes ids grow in commit order,
      * so whatever another scorer stored meanwhile is `id > known_max_id` (catch-up). */
     long long known_max_id;
+    /* For the engine's cell loader (scr__db_load_cell): the scorer, and the highest id the engine
+     * had applied before the current unit of work (the group's known_max_id, a replay chunk's
+     * first id - 1). */
+    struct scr *load_s;
+    long long load_upto;
     /* Batches whose observations skip the direct COPY (scr_batch.c): a batch repeated a
      * stored (src, ref, rev) lately, so the next ones likely do too. */
     int copy_skip;
@@ -185,6 +190,10 @@ int scr__db_load_cold(struct scr *s, const char *scheme, struct score_engine *e,
                       const struct score_obs *so, size_t n, long long upto);
 /* Observations per unit of work of the replay (5000; tests make it small). */
 extern int scr__replay_chunk;
+/* The engine's score_cell_loader (ctx: the scr_scheme): every stored revision, up to
+ * load_upto, of the keys that have one in the value cell, given back to the engine. */
+bool scr__db_load_cell(void *ctx, struct score_engine *e, size_t unit, size_t node,
+                       const char *period);
 /* Brings the engine of sch up to date with the database: a full replay (every stored
  * observation of the scheme, in id order, in chunks) into a new engine, which evicts its event
  * records (score_engine_evict_events), when there is none or `full`; else the observations stored

@@ -277,6 +277,9 @@ struct ob {
 
 #define SENT_MS 1718000000000LL
 
+/* When set, each observation k of encode_batch is at SENT_MS + g_at[k]. */
+static const int64_t *g_at;
+
 /* x of the first observation of every batch built here: {"note": "测试", "n": 3}. */
 static const uint8_t X_MAP[] = {0x82, 0xa4, 'n',  'o',  't',  'e',  0xa6, 0xe6,
                                 0xb5, 0x8b, 0xe8, 0xaf, 0x95, 0xa1, 'n',  0x03};
@@ -298,7 +301,7 @@ static void encode_batch(struct kp_buf *out, const char *aid, uint64_t seq, cons
         o->val = obs[k].val;
         o->rev = obs[k].rev;
         o->w = 1;
-        o->at = k == 0 ? SENT_MS + 456 : SENT_MS;
+        o->at = g_at ? SENT_MS + g_at[k] : k == 0 ? SENT_MS + 456 : SENT_MS;
         if (k == 0) {
             o->x = X_MAP;
             o->x_len = sizeof X_MAP;
@@ -1759,6 +1762,84 @@ static void test_evicted_records(void **state)
     kp_buf_fini(&reply);
 }
 
+/* Evicted value records (issue 9): a value cell keeps only its latest record in memory once
+ * its batch commits. When the latest leaves (revised to an earlier `at`, or moved to another
+ * cell), the scorer reads the cell's other records back (scr__db_load_cell) and the next latest
+ * takes over; without it the cell would lose them. */
+static void test_evicted_values(void **state)
+{
+    (void)state;
+    write_scheme(SCHEME_YAML);
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    struct scr *s = start_ready(&loop, &cfg);
+    struct kp_buf payload = {0}, reply = {0};
+    const struct score_engine *e = scr_engine(s, SCHEME);
+    size_t resident0 = score_engine_n_resident(e), records0 = score_engine_n_records(e);
+
+    static const struct ob B1[] = {{"U1", "direct_a", "2019", 10, "v1", 0},
+                                   {"U1", "direct_a", "2019", 30, "v2", 0},
+                                   {"U1", "direct_a", "2019", 20, "v3", 0}};
+    static const int64_t AT1[] = {100, 300, 200};
+    g_at = AT1;
+    encode_batch(&payload, "adv", 1, B1, 3);
+    assert_int_equal(process(s, "adv", &payload, &reply), SCR_COMMITTED);
+    assert_cell_in("2019", "U1", "direct_a", 30, 30, 3);
+    /* v2 is the latest: v1 and v3 left memory */
+    assert_int_equal(score_engine_n_resident(e), resident0 + 1);
+    assert_int_equal(score_engine_n_records(e), records0 + 3);
+    assert_true(kp_counter_get(s->m_loaded) == 0);
+
+    /* v2 revised to an earlier `at`: v3 (at 200) is the latest now */
+    static const struct ob B2[] = {{"U1", "direct_a", "2019", 35, "v2", 1}};
+    static const int64_t AT2[] = {50};
+    g_at = AT2;
+    encode_batch(&payload, "adv", 2, B2, 1);
+    assert_int_equal(process(s, "adv", &payload, &reply), SCR_COMMITTED);
+    assert_cell_in("2019", "U1", "direct_a", 20, 20, 3);
+    assert_true(kp_counter_get(s->m_loaded) == 3); /* the cell's three rows (v2's own: no-op) */
+    assert_int_equal(score_engine_n_resident(e), resident0 + 1);
+
+    /* v3 moves to U2: v1 (at 100) is U1's latest, v2 (at 50) behind it */
+    static const struct ob B3[] = {{"U2", "direct_a", "2019", 60, "v3", 1}};
+    static const int64_t AT3[] = {500};
+    g_at = AT3;
+    encode_batch(&payload, "adv", 3, B3, 1);
+    assert_int_equal(process(s, "adv", &payload, &reply), SCR_COMMITTED);
+    assert_cell_in("2019", "U1", "direct_a", 10, 10, 2);
+    assert_cell_in("2019", "U2", "direct_a", 60, 60, 1);
+    assert_true(kp_counter_get(s->m_loaded) == 3 + 4); /* v1, v2 rev 1 and 0, v3 */
+    assert_int_equal(score_engine_n_resident(e), resident0 + 2);
+    assert_int_equal(score_engine_n_records(e), records0 + 3);
+
+    /* a revision of an evicted value record (v2): read back by its key, it is the latest */
+    static const struct ob B4[] = {{"U1", "direct_a", "2019", 45, "v2", 2}};
+    static const int64_t AT4[] = {400};
+    g_at = AT4;
+    encode_batch(&payload, "adv", 4, B4, 1);
+    assert_int_equal(process(s, "adv", &payload, &reply), SCR_COMMITTED);
+    assert_cell_in("2019", "U1", "direct_a", 45, 45, 2);
+    assert_true(kp_counter_get(s->m_loaded) == 7 + 2); /* v2 rev 1 and 0 */
+    assert_int_equal(score_engine_n_resident(e), resident0 + 2);
+    assert_engine_equals_db(s);
+    g_at = NULL;
+    stop_and_close(&loop, &s);
+
+    /* The replay in units of work of two rows reads the cells back from the rows before each. */
+    int chunk = scr__replay_chunk;
+    scr__replay_chunk = 2;
+    s = start_ready(&loop, &cfg);
+    scr__replay_chunk = chunk;
+    e = scr_engine(s, SCHEME);
+    assert_engine_equals_db(s);
+    assert_cell_in("2019", "U1", "direct_a", 45, 45, 2);
+    assert_cell_in("2019", "U2", "direct_a", 60, 60, 1);
+    assert_int_equal(score_engine_n_records(e), records0 + 3);
+    stop_and_close(&loop, &s);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1802,6 +1883,7 @@ int main(void)
         cmocka_unit_test(test_failover_lock),      cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_group_bytes),        cmocka_unit_test(test_failed_commit),
         cmocka_unit_test(test_cells_fillfactor),   cmocka_unit_test(test_evicted_records),
+        cmocka_unit_test(test_evicted_values),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     kp_zctx_term();

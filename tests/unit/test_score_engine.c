@@ -20,6 +20,7 @@
 
 #include "kp_err.h"
 #include "score_engine.h"
+#include "score_internal.h" /* score__arena_garbage_min */
 
 #define EPS 1e-9
 
@@ -729,8 +730,8 @@ static void assert_snap_equal(const struct snap *x, const struct snap *y)
     assert_int_equal(x->n, y->n);
     for (size_t i = 0; i < x->n; i++) {
         if (!item_same(&x->v[i], &y->v[i])) {
-            fprintf(stderr, "differs: %s %.17g %.17g vs %s %.17g %.17g\n", x->v[i].key, x->v[i].a,
-                    x->v[i].b, y->v[i].key, y->v[i].a, y->v[i].b);
+            fprintf(stderr, "differs: %s %.17g %.17g n %u vs %s %.17g %.17g n %u\n", x->v[i].key,
+                    x->v[i].a, x->v[i].b, x->v[i].n, y->v[i].key, y->v[i].a, y->v[i].b, y->v[i].n);
             fail();
         }
     }
@@ -755,8 +756,21 @@ struct gen_obs {
  * (src, ref, rev) is a duplicate. */
 static int gen_mode = 1; /* 1: scheme T1, 2: scheme T2 */
 
+static bool gen_sticky; /* refs but one in four keep their rev 0 content but for `at` (and
+                         * one in four their period) */
+
 static void gen_one(struct gen_obs *g, unsigned ref, unsigned rev)
 {
+    if (gen_sticky && ref % 4 != 3 && rev > 0) {
+        gen_sticky = false;
+        gen_one(g, ref, 0);
+        gen_sticky = true;
+        g->o.rev = rev;
+        g->o.at = (int64_t)((ref * 31u + rev * 17u) % 5) * 1000;
+        if (ref % 4 == 1) /* to another month of the same unit and indicator */
+            snprintf(g->period, sizeof g->period, "2015-%02u", 1 + (ref + rev) % 6);
+        return;
+    }
     static const char *const units[] = {"A", "B", "C", "D", "E", "F"};
     static const char *const inds[] = {"x", "y", "r", "r", "crit", "praise", "veto", "x"};
     static const char *const inds2[] = {"rel",      "rel_low", "rk",  "comp",
@@ -977,25 +991,93 @@ static size_t load_cold(struct score_engine *e, const struct store *st, const st
     return keys;
 }
 
-/* An engine that evicts its event records and is given them back from the store gives the
- * same scores, bit for bit, as one that keeps every record: over units of work of revisions
- * that move records between event and value leaves, duplicates, and rollbacks (also of a unit
- * of work that loaded records). It holds fewer records; every key stays counted. */
-static void run_evicted(int mode)
+/* The scorer's cell loader (scr__db_load_cell) over the store: every stored revision of each
+ * key that has one in the cell, a key's highest first; the first `limit` rows of the store are
+ * what the engine had applied. */
+struct cell_src {
+    const struct score_scheme *s;
+    const struct store *st;
+    size_t limit;
+    size_t cells, rows;
+    bool fail; /* the next call fails, as a lost connection would */
+    size_t failed;
+};
+
+static bool store_cell(void *ctx, struct score_engine *e, size_t unit, size_t node,
+                       const char *period)
+{
+    struct cell_src *cs = ctx;
+    if (cs->fail) {
+        cs->fail = false;
+        cs->failed++;
+        return false;
+    }
+    const char *u = score_scheme_unit_code(cs->s, unit), *ind = score_scheme_node_code(cs->s, node);
+    const struct gen_obs **rows = calloc(cs->limit + 1, sizeof *rows);
+    assert_non_null(rows);
+    for (size_t i = 0; i < cs->limit; i++) {
+        const struct gen_obs *g = &cs->st->v[i];
+        if (strcmp(g->unit, u) || strcmp(g->ind, ind) || strcmp(g->period, period))
+            continue;
+        bool seen = false; /* the key's rows are loaded once */
+        for (size_t j = 0; j < i && !seen; j++) {
+            const struct gen_obs *h = &cs->st->v[j];
+            seen = !strcmp(h->unit, u) && !strcmp(h->ind, ind) && !strcmp(h->period, period) &&
+                   !strcmp(h->o.src, g->o.src) && !strcmp(h->ref, g->ref);
+        }
+        if (seen)
+            continue;
+        size_t k = 0;
+        for (size_t j = 0; j < cs->limit; j++)
+            if (!strcmp(cs->st->v[j].o.src, g->o.src) && !strcmp(cs->st->v[j].ref, g->ref))
+                rows[k++] = &cs->st->v[j];
+        qsort(rows, k, sizeof *rows, rev_desc);
+        for (size_t j = 0; j < k; j++)
+            (void)score_engine_load(e, &rows[j]->o);
+        cs->rows += k;
+    }
+    cs->cells++;
+    free(rows);
+    return true;
+}
+
+/* An engine that evicts its event records (and with `values` its value records that are not
+ * their cell's latest) and is given them back from the store gives the same scores, bit for
+ * bit, as one that keeps every record: over units of work of revisions that move records
+ * between cells and between event and value leaves, lower a latest record's `at`, duplicates,
+ * and rollbacks (also of a unit of work that loaded records, and of one whose cell loader
+ * failed). It holds fewer records; every key stays counted. */
+static void run_evicted(int mode, bool values)
 {
     struct score_scheme *s = load_mode(mode);
     rng_state = 99;
     const size_t n = 1200;
+    gen_sticky = values; /* revisions that stay in their cell, some at an earlier `at` */
     struct gen_obs *v = gen_set(n, 150, 0);
+    gen_sticky = false;
+    if (values) /* refs longer than a record holds: the arena, and its compaction */
+        for (size_t i = 0; i < n; i++) {
+            char t[sizeof v[i].ref];
+            snprintf(t, sizeof t, "longer-%s", v[i].ref);
+            memcpy(v[i].ref, t, sizeof t);
+        }
     struct score_engine *e0 = NULL, *e1 = NULL;
     assert_int_equal(score_engine_new(s, &e0), 0);
     assert_int_equal(score_engine_new(s, &e1), 0);
     score_engine_evict_events(e1);
+    size_t garbage_min = score__arena_garbage_min;
+    score__arena_garbage_min = 0; /* the refs' arena packed as soon as a quarter is evicted */
     struct store st = {0};
+    struct cell_src cs = {.s = s, .st = &st};
+    if (values)
+        score_engine_evict_values(e1, store_cell, &cs);
     size_t loaded = 0, rolled = 0;
     for (size_t i = 0; i < n; i += 9) {
         size_t m = n - i < 9 ? n - i : 9;
         bool rollback = rnd(6) == 0;
+        cs.limit = st.n;
+        cs.fail = rollback && rnd(2);
+        size_t failed = cs.failed;
         score_engine_begin(e0);
         score_engine_begin(e1);
         loaded += load_cold(e1, &st, &v[i], m);
@@ -1003,6 +1085,8 @@ static void run_evicted(int mode)
             assert_int_equal(score_engine_apply(e0, &v[j].o), KP_R_OK);
             assert_int_equal(score_engine_apply(e1, &v[j].o), KP_R_OK);
         }
+        assert_int_equal(score_engine_failed(e1), cs.failed > failed);
+        cs.fail = false;
         if (rollback) {
             score_engine_rollback(e0);
             score_engine_rollback(e1);
@@ -1021,9 +1105,13 @@ static void run_evicted(int mode)
         free(b.v);
     }
     /* the path was taken: records came back, and some are out of memory now (T2 has no
-     * event leaves: nothing to evict) */
+     * event leaves: nothing to evict but values) */
     assert_true(rolled > 5);
-    if (mode == 1) {
+    if (values) {
+        assert_true(cs.cells >= 5);
+        assert_true(cs.failed > 0);
+        assert_true(score_engine_n_resident(e1) * 3 < score_engine_n_resident(e0) * 2);
+    } else if (mode == 1) {
         assert_true(loaded > 100);
         assert_true(score_engine_n_resident(e1) * 3 < score_engine_n_resident(e0) * 2);
     } else {
@@ -1034,7 +1122,11 @@ static void run_evicted(int mode)
     struct score_engine *f = NULL;
     assert_int_equal(score_engine_new(s, &f), 0);
     score_engine_evict_events(f);
+    struct cell_src fcs = {.s = s, .st = &st};
+    if (values)
+        score_engine_evict_values(f, store_cell, &fcs);
     for (size_t j = 0; j < st.n; j++) {
+        fcs.limit = j;
         if (score_engine_maybe_cold(f, &st.v[j].o)) {
             score_engine_begin(f);
             load_cold(f, &(struct store){st.v, j, j}, &st.v[j], 1);
@@ -1050,6 +1142,7 @@ static void run_evicted(int mode)
     free(a.v);
     free(b.v);
     score_engine_destroy(&f);
+    score__arena_garbage_min = garbage_min;
     free(st.v);
     free(v);
     score_engine_destroy(&e0);
@@ -1060,8 +1153,15 @@ static void run_evicted(int mode)
 static void test_evicted_events(void **state)
 {
     (void)state;
-    run_evicted(1);
-    run_evicted(2);
+    run_evicted(1, false);
+    run_evicted(2, false);
+}
+
+static void test_evicted_values(void **state)
+{
+    (void)state;
+    run_evicted(1, true);
+    run_evicted(2, true);
 }
 
 /* ---- the change report -------------------------------------------------------------------- */
@@ -1810,6 +1910,7 @@ int main(void)
         cmocka_unit_test(test_permutations),
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_evicted_events),
+        cmocka_unit_test(test_evicted_values),
         cmocka_unit_test(test_changes_exact),
         cmocka_unit_test(test_changes_ranks),
         cmocka_unit_test(test_relative_methods),
