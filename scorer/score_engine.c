@@ -39,8 +39,9 @@
  * the engine waits on memory as much as it computes (docs/BENCHMARKS.md, round 2).
  *
  * Memory (docs/BENCHMARKS.md): the cells of a (unit, period) are one dense array of 24-byte
- * cells; records (56 bytes, short refs inline), exact sums (56 bytes) and longer refs live in
- * chunked arrays addressed by 32-bit indices.
+ * cells; records (56 bytes, short refs inline), exact sums (56 bytes for events, 32 for the
+ * derived cells of value leaves) and longer refs live in chunked arrays addressed by 32-bit
+ * indices.
  *
  * Evicted event records (score_engine_evict_events, docs/BENCHMARKS.md round 6): an event's
  * record matters only to a later revision of it (its sums hold what it counts), so commit
@@ -226,13 +227,18 @@ struct score_rec {
     } ref;
 };
 
-/* Exact sums of one cell: 56 bytes. Events (native or pooled cells), with q = round(x·1e6):
- * n events; count: nothing more; sum and adjustments: x = Σ qv; avg and rate: x = Σ qw,
- * y = Σ qw·qv. A derived cell of a value leaf rolled up by sum or avg: n present finer cells
- * and x = Σ of their values in fixed point (acc_add_fixed). */
+/* Exact sums of one event cell (native or pooled): 56 bytes. With q = round(x·1e6): n events;
+ * count: nothing more; sum and adjustments: x = Σ qv; avg and rate: x = Σ qw, y = Σ qw·qv. */
 struct score_agg {
     int64_t n;
     struct acc x, y;
+};
+
+/* A derived cell of a value leaf rolled up by sum or avg: n present finer cells and x = Σ of
+ * their values in fixed point (acc_add_fixed): 32 bytes. */
+struct score_vagg {
+    int64_t n;
+    struct acc x;
 };
 
 /* One (unit, node, period): 24 bytes. */
@@ -252,6 +258,7 @@ struct score_cell {
 _Static_assert(sizeof(struct score_rec) == 56, "a record is 56 bytes");
 _Static_assert(sizeof(struct score_cell) == 24, "a cell is 24 bytes");
 _Static_assert(sizeof(struct score_agg) == 56, "an aggregate is 56 bytes");
+_Static_assert(sizeof(struct score_vagg) == 32, "a value aggregate is 32 bytes");
 
 /* One unit in one period: its cells (all nodes) and its total. */
 struct score_up {
@@ -403,6 +410,10 @@ struct score_engine {
     struct score_agg **gchunks;
     size_t n_gchunks, cap_gchunks;
     uint32_t n_aggs;
+    /* sums of the derived cells of value leaves */
+    struct score_vagg **vchunks;
+    size_t n_vchunks, cap_vchunks;
+    uint32_t n_vaggs;
     /* periods and unit-periods */
     struct score_period **periods;
     size_t n_periods, cap_periods;
@@ -430,7 +441,7 @@ struct score_engine {
     /* score_engine_evict_values(): also the value records that are not their cell's latest */
     score_cell_loader loader;
     void *loader_ctx;
-    bool failed;   /* a cell loader failed in this unit of work */
+    bool failed;    /* a cell loader failed in this unit of work */
     uint32_t *disp; /* records that lost the head of their cell in the unit of work */
     size_t n_disp, cap_disp;
     uint32_t *kill; /* the records a commit evicts */
@@ -538,6 +549,11 @@ static inline struct score_rec *R(const struct score_engine *e, uint32_t i)
 static inline struct score_agg *G(const struct score_engine *e, uint32_t i)
 {
     return &e->gchunks[i >> AGG_SHIFT][i & ((1u << AGG_SHIFT) - 1)];
+}
+
+static inline struct score_vagg *V(const struct score_engine *e, uint32_t i)
+{
+    return &e->vchunks[i >> AGG_SHIFT][i & ((1u << AGG_SHIFT) - 1)];
 }
 
 /* The cell of node n in a unit-period. */
@@ -730,6 +746,19 @@ static uint32_t agg_new(struct score_engine *e)
     }
     e->n_aggs++;
     memset(G(e, idx), 0, sizeof(struct score_agg));
+    return idx;
+}
+
+static uint32_t vagg_new(struct score_engine *e)
+{
+    uint32_t idx = e->n_vaggs;
+    KP_ASSERT(idx < NONE - 1);
+    if ((idx >> AGG_SHIFT) == e->n_vchunks) {
+        GROW(e->vchunks, e->n_vchunks, e->cap_vchunks);
+        e->vchunks[e->n_vchunks++] = kp_xmalloc(sizeof(struct score_vagg) << AGG_SHIFT);
+    }
+    e->n_vaggs++;
+    memset(V(e, idx), 0, sizeof(struct score_vagg));
     return idx;
 }
 
@@ -1269,7 +1298,7 @@ static void derived_rebuild(struct score_engine *e, struct score_up *dup, uint32
     }
     if (dc->aux == NONE)
         return;
-    struct score_agg *g = G(e, dc->aux);
+    struct score_vagg *g = V(e, dc->aux);
     memset(g, 0, sizeof *g);
     const struct score_period *per = e->periods[dup->period];
     for (uint32_t i = 0; i < per->n_kids; i++) {
@@ -1322,8 +1351,8 @@ static void derived_delta(struct score_engine *e, struct score_up *up, uint32_t 
             value = present ? CELL(e, e->periods[dc->aux]->ups[up->unit], n)->a : NAN;
         } else {
             if (dc->aux == NONE)
-                dc->aux = agg_new(e);
-            struct score_agg *g = G(e, dc->aux);
+                dc->aux = vagg_new(e);
+            struct score_vagg *g = V(e, dc->aux);
             if (op) {
                 g->n--;
                 acc_add_fixed(&g->x, ov, -1);
@@ -1768,6 +1797,9 @@ void score_engine_destroy(struct score_engine **ep)
     for (size_t i = 0; i < e->n_gchunks; i++)
         free(e->gchunks[i]);
     free(e->gchunks);
+    for (size_t i = 0; i < e->n_vchunks; i++)
+        free(e->vchunks[i]);
+    free(e->vchunks);
     for (size_t i = 0; i < e->n_srcs; i++)
         free(e->srcs[i]);
     free(e->srcs);
@@ -2476,7 +2508,8 @@ void score_engine_rollback(struct score_engine *e)
             rec_remove(e, ud->idx);
             continue;
         }
-        KP_ASSERT(!carry || (R(e, ud->idx)->up == ud->old.up && R(e, ud->idx)->node == ud->old.node));
+        KP_ASSERT(!carry ||
+                  (R(e, ud->idx)->up == ud->old.up && R(e, ud->idx)->node == ud->old.node));
         *R(e, ud->idx) = ud->old;
         attach_rec(e, ud->idx, 1, carry);
     }
@@ -2669,6 +2702,7 @@ size_t score_engine_bytes(const struct score_engine *e)
     size_t b = sizeof *e;
     b += e->n_rchunks * (sizeof(struct score_rec) << REC_SHIFT) + e->map_cap * sizeof *e->map;
     b += e->n_gchunks * (sizeof(struct score_agg) << AGG_SHIFT);
+    b += e->n_vchunks * (sizeof(struct score_vagg) << AGG_SHIFT);
     b += e->n_achunks * (size_t)ARENA_CHUNK;
     for (size_t i = 0; i < e->n_big; i++)
         b += strlen(e->big[i]) + 1;

@@ -4,6 +4,7 @@
  * scr_config_table, validates it with scr_config_check (which also loads every scheme file,
  * so --check-config reports scheme errors too), starts logging and runs scr_run().
  */
+#include <malloc.h>
 #include <stddef.h>
 
 #include "kp_daemon.h"
@@ -16,6 +17,11 @@ static int run(void *cfg, uv_loop_t *loop)
 
 int main(int argc, char **argv)
 {
+    /* A fixed mmap threshold (glibc otherwise raises it to the largest block freed): a group's
+     * large transient buffers (decoded batches, COPY data, array parameters) are mapped and
+     * given back when freed, instead of taking heap between the engine's long-lived chunks,
+     * where no trim can return them (docs/BENCHMARKS.md, round 7). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     static const struct kp_daemon_desc desc = {
         .component = "scorer",
         .summary = "scores each scheme's batches into PostgreSQL and acks after COMMIT",
