@@ -1554,9 +1554,10 @@ static uint32_t detach_rec(struct score_engine *e, uint32_t idx, uint32_t sub)
     return 0;
 }
 
-/* Before record idx, the latest of its value cell, leaves the head (to is where its new
- * revision goes): when the cell has evicted records, its next latest may be one of them, and
- * the loader gives them back. False when the loader failed. */
+/* Before record idx is revised by pd's observation: if idx is the latest of its value cell and
+ * the revision takes it out of the head (an earlier `at`, another cell) while the cell has
+ * evicted records, its next latest may be one of them, and the loader gives them back first.
+ * False when the loader failed. */
 static bool cell_ready(struct score_engine *e, uint32_t idx, const struct pend *pd)
 {
     const struct score_rec *r = R(e, idx);
@@ -2304,10 +2305,11 @@ static int href_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Packs the arena's live refs down in place, in arena order (a ref never moves up), and gives
- * back the chunks left empty: once the evicted refs take a quarter of the arena. */
 size_t score__arena_garbage_min = (size_t)1 << 20;
 
+/* Packs the arena's live refs down in place, in arena order (a subset packed in the same order
+ * lands no later than where it was, so memmove suffices), and gives back the chunks left empty:
+ * once the evicted refs take a quarter of the arena and at least score__arena_garbage_min. */
 static void arena_compact(struct score_engine *e)
 {
     size_t total = e->n_achunks ? (e->n_achunks - 1) * (size_t)ARENA_CHUNK + e->a_used : 0;
