@@ -43,12 +43,16 @@
  * derived cells of value leaves) and longer refs live in chunked arrays addressed by 32-bit
  * indices.
  *
- * Evicted event records (score_engine_evict_events, docs/BENCHMARKS.md round 6): an event's
- * record matters only to a later revision of it (its sums hold what it counts), so commit
- * drops the event records of the unit of work — the last ones, compacted away with their refs
- * — and keeps their keys in a Bloom filter (score_bloom.c); the caller gives a record back
- * (score_engine_load) before it applies a revision the filter may concern, and a rollback
- * drops what was given back. A key is always either in memory or in the filter.
+ * Evicted records (score_engine_evict_events, docs/BENCHMARKS.md rounds 6 and 7): an event's
+ * record matters only to a later revision of it (its sums hold what it counts), and a value
+ * record that is not its cell's latest only once the latest leaves (the head's count keeps it).
+ * So commit drops the event records of the unit of work and, with score_engine_evict_values,
+ * the value records that are not their cell's latest; the last records fill the holes, the
+ * refs' arena is packed now and then, and the keys go into a Bloom filter (score_bloom.c). The
+ * caller gives a record back (score_engine_load) before it applies a revision the filter may
+ * concern; a latest that leaves a cell with evicted records has the cell loader give them back
+ * first (cell_ready); a rollback drops what was given back. A key is always either in memory or
+ * in the filter.
  */
 #include "score_internal.h"
 

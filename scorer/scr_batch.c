@@ -518,8 +518,7 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
     /* Evicted records this batch revises come back first (score_engine_load). */
     if (scr__db_load_cold(s, sch->id, sch->engine, s->so, s->n_so, sch->known_max_id))
         return "load";
-    sch->load_s = s; /* for a cell whose evicted records come back (scr__db_load_cell) */
-    sch->load_upto = sch->known_max_id;
+    sch->load_upto = sch->known_max_id; /* for a cell read back (scr__db_load_cell) */
     /* Checked above: applied without a second validation (score_engine_apply_batch). */
     if (score_engine_apply_batch(sch->engine, s->so, s->chk, s->n_so, s->so_reason))
         for (size_t i = 0; i < s->n_so; i++)

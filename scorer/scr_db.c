@@ -444,7 +444,6 @@ static int replay_chunk(struct scr *s, struct scr_scheme *sch, struct score_engi
     for (int i = 0; i < n; i++)
         o[i] = row_obs(r, i, 1);
     score_engine_begin(e);
-    sch->load_s = s;
     sch->load_upto = upto;
     if (scr__db_load_cold(s, sch->id, e, o, (size_t)n, upto)) {
         score_engine_rollback(e);
@@ -501,6 +500,7 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
     }
     if (fresh) { /* the observation table keeps them: bounded memory (issue 9) */
         score_engine_evict_events(e);
+        sch->load_s = s;
         score_engine_evict_values(e, scr__db_load_cell, sch);
     }
     uint64_t t0 = kp_mono_ns();

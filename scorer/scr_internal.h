@@ -43,9 +43,9 @@ struct scr_scheme {
      * (-1: no engine). One writer per scheme (the lock holder) makes ids grow in commit order,
      * so whatever another scorer stored meanwhile is `id > known_max_id` (catch-up). */
     long long known_max_id;
-    /* For the engine's cell loader (scr__db_load_cell): the scorer, and the highest id the engine
-     * had applied before the current unit of work (the group's known_max_id, a replay chunk's
-     * first id - 1). */
+    /* For the engine's cell loader (scr__db_load_cell): the scorer (set with the engine), and the
+     * highest id the engine had applied before the current unit of work (the group's
+     * known_max_id, a replay chunk's first id - 1). */
     struct scr *load_s;
     long long load_upto;
     /* Batches whose observations skip the direct COPY (scr_batch.c): a batch repeated a
@@ -136,7 +136,7 @@ struct scr {
     /* metrics */
     struct kp_metrics *metrics;
     struct kp_counter *m_committed, *m_dup, *m_nacked, *m_stored, *m_pg_errors;
-    struct kp_counter *m_loaded; /* records read back for the engine (scr__db_load_cold) */
+    struct kp_counter *m_loaded; /* rows read back for the engine (scr__db_load_cold, _cell) */
     struct kp_counter *m_rej[KP_R__COUNT];
     struct kp_histogram *m_commit_s, *m_batch_size;
     struct kp_gauge *m_db_up;
@@ -196,7 +196,8 @@ bool scr__db_load_cell(void *ctx, struct score_engine *e, size_t unit, size_t no
                        const char *period);
 /* Brings the engine of sch up to date with the database: a full replay (every stored
  * observation of the scheme, in id order, in chunks) into a new engine, which evicts its event
- * records (score_engine_evict_events), when there is none or `full`; else the observations stored
+ * records and the value records that are not their cell's latest (score_engine_evict_events,
+ * score_engine_evict_values), when there is none or `full`; else the observations stored
  * after known_max_id, applied in place (a standby following the active scorer, or a takeover). With
  * `sync`, when the engine was rebuilt or took rows since the last sync, the scheme's score rows are
  * then made equal to the engine in one transaction (rows that differ rewritten, rows the engine

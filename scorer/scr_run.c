@@ -381,7 +381,9 @@ static void make_metrics(struct scr *s)
                                      "Observations stored by committed batches", NULL);
     s->m_loaded = kp_metrics_counter(
         m, "kaoping_scorer_records_loaded_total",
-        "Stored revisions of evicted event records read back because a batch revises them", NULL);
+        "Stored revisions of evicted records read back because a batch revises them or their "
+        "cell's latest record leaves it",
+        NULL);
     for (int r = 1; r < KP_R__COUNT; r++) {
         char labels[96];
         snprintf(labels, sizeof labels, "code=\"%s\"", kp_reason_str((enum kp_reason)r));

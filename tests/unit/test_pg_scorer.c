@@ -1468,6 +1468,17 @@ static void test_config_yaml(void **state)
 
 /* ---- group commit --------------------------------------------------------------------- */
 
+/* The group's items: frames pay[k] of adapter adg, answered into rep[k]. */
+static void group_items(struct scr_item *it, struct kp_buf *pay, struct kp_buf *rep, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        it[k] = (struct scr_item){.aid = "adg",
+                                  .aid_len = 3,
+                                  .payload = pay[k].data,
+                                  .len = pay[k].len,
+                                  .reply = &rep[k]};
+}
+
 /* Batches that arrive together share one transaction (scr_process_group): a revision inside
  * the group, a retransmit of a batch of the same group (dup with the counts the group is
  * committing) and a batch refused at the batch level (its neighbours still commit). */
@@ -1491,12 +1502,7 @@ static void test_group_commit(void **state)
     encode_batch(&pay[2], "adg", 1, A, 2);   /* a retransmit of the first, same group */
     encode_batch(&pay[3], "other", 3, A, 2); /* its aid is not the envelope's: bad_aid */
     struct scr_item it[4];
-    for (size_t k = 0; k < 4; k++)
-        it[k] = (struct scr_item){.aid = "adg",
-                                  .aid_len = 3,
-                                  .payload = pay[k].data,
-                                  .len = pay[k].len,
-                                  .reply = &rep[k]};
+    group_items(it, pay, rep, 4);
     scr_process_group(s, it, 4);
     assert_int_equal(it[0].out, SCR_COMMITTED);
     assert_int_equal(it[1].out, SCR_COMMITTED);
@@ -1563,12 +1569,7 @@ static void test_group_commit(void **state)
         encode_batch(&cp[0], "adg", 4, C, 2);
         encode_batch(&cp[1], "adg", 5, D, 2);
         struct scr_item ci[2];
-        for (size_t k = 0; k < 2; k++)
-            ci[k] = (struct scr_item){.aid = "adg",
-                                      .aid_len = 3,
-                                      .payload = cp[k].data,
-                                      .len = cp[k].len,
-                                      .reply = &cr[k]};
+        group_items(ci, cp, cr, 2);
         scr_process_group(s, ci, 2);
         assert_int_equal(ci[0].out, SCR_COMMITTED);
         assert_int_equal(ci[1].out, SCR_COMMITTED);

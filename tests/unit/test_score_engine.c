@@ -938,7 +938,7 @@ static void run_rollback(int mode)
     score_scheme_destroy(&s);
 }
 
-/* ---- evicted event records ------------------------------------------------------------------ */
+/* ---- evicted records ------------------------------------------------------------------------ */
 
 /* What the scorer's observation table holds: every committed revision. */
 struct store {
