@@ -411,9 +411,10 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
 /* ---- sync after a replay -------------------------------------------------------------- */
 
 /* Every existing cell of the scheme, by code, whatever layout and parts its row was written
- * with (the view's unnest). */
+ * with (the view's unnest); the third column: the row is in this layout and of PART cells. */
 static const char SQL_READ[] =
-    "SELECT c.unit, c.period, c.layout = $2::int, c.base, t.indicator, NULLIF(t.value, 'NaN'),"
+    "SELECT c.unit, c.period, c.layout = $2::int AND cardinality(c.n_obs) = $3::int, c.base,"
+    " t.indicator, NULLIF(t.value, 'NaN'),"
     " t.score, t.n_obs, t.us"
     " FROM indicator_cells c JOIN indicator_layout l ON l.layout = c.layout"
     " CROSS JOIN LATERAL unnest(l.codes[c.base + 1:c.base + cardinality(c.n_obs)], c.value,"
@@ -459,11 +460,12 @@ int scr__cells_sync(struct scr *s, struct scr_scheme *sch, long long *rows)
     score_engine_foreach_cell(sch->engine, on_engine_cell, c);
     for (size_t i = 0; i < c->n_rows; i++)
         memset(c->rows[i]->part, 0, c->nparts);
-    char layout[24];
+    char layout[24], part[24];
     snprintf(layout, sizeof layout, "%d", sch->layout);
-    const char *p[2] = {sch->id, layout};
+    snprintf(part, sizeof part, "%d", PART);
+    const char *p[3] = {sch->id, layout, part};
     struct kp_pg_res *res = NULL;
-    if (kp_pg_exec(s->pg, SQL_READ, 2, p, &res)) {
+    if (kp_pg_exec(s->pg, SQL_READ, 3, p, &res)) {
         scr__cells_destroy(&c);
         return KP_EDB;
     }

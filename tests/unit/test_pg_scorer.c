@@ -1031,11 +1031,27 @@ static void test_restart_replays(void **state)
                    "ORDER BY l.layout DESC LIMIT 1",
                    0, NULL, NULL),
         0);
+    /* a row of the scorer's with the same cells in a part of another size (a scorer built with
+     * another SCR_CELLS_PART wrote it): rewritten in this scorer's size */
+    assert_int_equal(
+        kp_pg_exec(
+            g_pg,
+            "UPDATE indicator_cells SET value = ARRAY(SELECT unnest(value)) || 'NaN'::float8, "
+            "score = ARRAY(SELECT unnest(score)) || 0::float8, "
+            "n_obs = ARRAY(SELECT unnest(n_obs)) || 0, "
+            "updated_us = ARRAY(SELECT unnest(updated_us)) || 0::int8 "
+            "WHERE scheme = 'kp-test' AND period = '2024' AND unit = 'U2'",
+            0, NULL, NULL),
+        0);
+    static const char SIZES[] = "SELECT count(DISTINCT cardinality(n_obs)) FROM indicator_cells "
+                                "WHERE scheme = 'kp-test' AND period = '2024'";
+    assert_int_equal(q_ll(SIZES), 2);
     stop_and_close(&loop, &s);
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(scr_start(&loop, &cfg, &s), 0);
     scr_get_stats(s, &st);
-    assert_true(st.replay_rows_synced == 2);
+    assert_true(st.replay_rows_synced == 3);
+    assert_int_equal(q_ll(SIZES), 1);
     assert_total("U3", (40 * 70 + 60 * 100) / 100.0, 1.0, 1);
     assert_false(db_cell("2023", "U1", "eff_b").found);
     assert_engine_equals_db(s);
@@ -1629,6 +1645,11 @@ static void test_failed_commit(void **state)
                           "AND period = '2022' AND unit = $2 AND indicator = $3";
     char *u0 = q_str(upd_sql, SCHEME, "U2", "eff_b");
     assert_string_not_equal(u0, "<none>");
+    /* the cells a transaction changes carry its now(), as its batch row does */
+    char *t0 = q_str("SELECT received_at::text FROM batch WHERE adapter = 'adf' AND seq = 1", NULL,
+                     NULL, NULL);
+    assert_string_equal(u0, t0);
+    free(t0);
 
     assert_int_equal(
         kp_pg_exec_script(g_pg, "CREATE FUNCTION kp_test_fail() RETURNS trigger LANGUAGE plpgsql "
