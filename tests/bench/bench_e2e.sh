@@ -16,6 +16,8 @@
 #      cells), and at 10,000 obs/s in source order;
 #   4. the scoring engine alone (bench_engine, its JSON obs_per_s);
 #   5. each daemon's peak RSS (VmHWM) at the end.
+# The COPY and the runs of 2 and 3 but the one at 1,000 obs/s also give the WAL they wrote per
+# observation (pg_current_wal_insert_lsn before and after).
 # It checks (no time is asserted, STYLE.md "Tests") that every batch sent was acked with no
 # rejection, and that the observation table holds exactly the acked observations of each run.
 # Prints one markdown table and one JSON line {"bench":"e2e", ...}.
@@ -203,6 +205,9 @@ loadgen() { # AID ARGS...: one kp_loadgen run, its JSON line on stdout
         --event-indicators "$EVENTS" --events "$EVENT_SHARE" --quiet "$@"
 }
 psql_q() { kp_pg_psql "$work/pg" -tA -c "$1"; }
+# WAL written between two LSNs, in bytes per observation: wal_per_obs LSN0 LSN1 OBS
+wal_lsn() { psql_q "SELECT pg_current_wal_insert_lsn()"; }
+wal_per_obs() { psql_q "SELECT round(pg_wal_lsn_diff('$2', '$1') / greatest($3, 1))"; }
 
 # ---- 1. the COPY limit ------------------------------------------------------------------------
 # The same rows as kp_loadgen makes: 70 units, 240 value and 60 event indicators, a quarter
@@ -231,9 +236,11 @@ awk -v n="$OBS" -v b="$BATCH" -v dir="$work/copy" 'BEGIN {
 }'
 COLS="scheme, src, ref, rev, unit, indicator, period, value, w, observed_at, adapter, seq"
 psql_q "CHECKPOINT" >/dev/null
+w0=$(wal_lsn)
 t0=$(now)
 kp_pg_psql "$work/pg" -c "\\copy observation ($COLS) FROM '$work/copy/all.tsv'"
 t1=$(now)
+COPY_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$OBS")
 copy_rows=$(psql_q "SELECT count(*) FROM observation WHERE scheme = 'bench-copy'")
 [ "$copy_rows" = "$OBS" ] || { say "COPY stored $copy_rows rows, not $OBS"; exit 1; }
 COPY_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
@@ -278,8 +285,10 @@ say "end to end, rate 0: $OBS observations in batches of $BATCH (CURVE: $CURVE)"
 cpu0=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
 trace=()
 [ -z "$PROFILE" ] || trace=(--trace "$PROFILE/trace-max.txt")
+w0=$(wal_lsn)
 MAX=$(loadgen bench-max --obs "$OBS" --batch "$BATCH" --window "$WINDOW" "${trace[@]}") ||
     { say "kp_loadgen: $MAX"; exit 1; }
+MAX_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$MAX")")
 cpu1=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
 for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
 for p in "${perf_pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -314,8 +323,10 @@ read -r CPU_COL CPU_BRK CPU_SCR <<<"$CPU"
 
 # ---- 2b. the same in the order a statistics system exports (unit by unit, indicators in order) --
 say "end to end, rate 0, source order: $OBS observations in batches of $BATCH"
+w0=$(wal_lsn)
 MAXS=$(loadgen bench-src --order source --obs "$OBS" --batch "$BATCH" --window "$WINDOW") ||
     { say "kp_loadgen: $MAXS"; exit 1; }
+MAXS_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$MAXS")")
 MAXS_RATE=$(jget obs_per_s "$MAXS")
 RATIO_S=$(awk -v a="$MAXS_RATE" -v b="$COPY_RATE" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
 
@@ -324,11 +335,15 @@ say "latency at 1,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
 R1K=$(loadgen bench-1k --rate 1000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
     { say "kp_loadgen: $R1K"; exit 1; }
 say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
+w0=$(wal_lsn)
 R10K=$(loadgen bench-10k --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
     { say "kp_loadgen: $R10K"; exit 1; }
+R10K_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$R10K")")
+w0=$(wal_lsn)
 say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH, source order"
 R10KS=$(loadgen bench-10ks --order source --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
     { say "kp_loadgen: $R10KS"; exit 1; }
+R10KS_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$R10KS")")
 
 # ---- 4. the engine alone ----------------------------------------------------------------------
 if [ "$SMOKE" = 1 ]; then
@@ -383,16 +398,16 @@ echo "PostgreSQL: $PG_SETTINGS"
 echo
 echo "| measurement | obs/s | p50 ms | p99 ms | max ms | note |"
 echo "| --- | ---: | ---: | ---: | ---: | --- |"
-echo "| COPY, one transaction (the limit) | $(fmt "$COPY_RATE") | | | | ${COPY_S} s |"
+echo "| COPY, one transaction (the limit) | $(fmt "$COPY_RATE") | | | | ${COPY_S} s; WAL ${COPY_WAL} B/obs |"
 echo "| COPY, one transaction per batch of $BATCH | $(fmt "$COPYB_RATE") | | | | ${COPYB_S} s |"
-echo "| end to end, rate 0 (maximum), random cells | $(fmt "$MAX_RATE") | $(jget p50_ms "$MAX") | $(jget p99_ms "$MAX") | $(jget max_ms "$MAX") | ${RATIO} of COPY; $(jget retries "$MAX") resends after nacks; CPU collector ${CPU_COL}%, broker ${CPU_BRK}%, scorer ${CPU_SCR}% |"
-echo "| end to end, rate 0, source order | $(fmt "$MAXS_RATE") | $(jget p50_ms "$MAXS") | $(jget p99_ms "$MAXS") | $(jget max_ms "$MAXS") | ${RATIO_S} of COPY; $(jget retries "$MAXS") resends after nacks |"
+echo "| end to end, rate 0 (maximum), random cells | $(fmt "$MAX_RATE") | $(jget p50_ms "$MAX") | $(jget p99_ms "$MAX") | $(jget max_ms "$MAX") | ${RATIO} of COPY; WAL ${MAX_WAL} B/obs; $(jget retries "$MAX") resends after nacks; CPU collector ${CPU_COL}%, broker ${CPU_BRK}%, scorer ${CPU_SCR}% |"
+echo "| end to end, rate 0, source order | $(fmt "$MAXS_RATE") | $(jget p50_ms "$MAXS") | $(jget p99_ms "$MAXS") | $(jget max_ms "$MAXS") | ${RATIO_S} of COPY; WAL ${MAXS_WAL} B/obs; $(jget retries "$MAXS") resends after nacks |"
 echo "| end to end at 1,000 obs/s | $(fmt "$(jget obs_per_s "$R1K")") | $(jget p50_ms "$R1K") | $(jget p99_ms "$R1K") | $(jget max_ms "$R1K") | $(jget acked_batches "$R1K") batches |"
-echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches |"
-echo "| end to end at 10,000 obs/s, source order | $(fmt "$(jget obs_per_s "$R10KS")") | $(jget p50_ms "$R10KS") | $(jget p99_ms "$R10KS") | $(jget max_ms "$R10KS") | $(jget acked_batches "$R10KS") batches |"
+echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches; WAL ${R10K_WAL} B/obs |"
+echo "| end to end at 10,000 obs/s, source order | $(fmt "$(jget obs_per_s "$R10KS")") | $(jget p50_ms "$R10KS") | $(jget p99_ms "$R10KS") | $(jget max_ms "$R10KS") | $(jget acked_batches "$R10KS") batches; WAL ${R10KS_WAL} B/obs |"
 echo "| scoring engine alone (bench_engine) | $(fmt "$ENG_RATE") | | | | one core, no I/O |"
 echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MB, broker $(mb "$RSS_BRK") MB, scorer $(mb "$RSS_SCR") MB (at the end $(mb "$RSS_SCR_NOW") MB, of which the scheme's state $(mb "$STATE_KB") MB: $(fmt "$RECORDS") records) |"
 echo
-echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
+echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
 [ -n "$PROFILE" ] && say "profiles in $PROFILE"
 exit $fail
