@@ -1891,6 +1891,21 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* After each test. A failed test leaves its scorer running: its session keeps the scheme's lock,
+ * and every later test's scorer would wait as a standby. Ending the test database's other
+ * sessions frees the lock, so that one failure fails only what depends on its data. After a
+ * passing test there is nothing left to end. */
+static int end_sessions(void **state)
+{
+    (void)state;
+    (void)kp_pg_exec(g_pg,
+                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                     "AND backend_type = 'client backend'",
+                     0, NULL, NULL);
+    return 0;
+}
+
 int main(void)
 {
     kp_log_init("scorer", "test", getenv("KP_TEST_LOG_DEBUG") ? KP_LOG_DEBUG : KP_LOG_WARN);
@@ -1899,13 +1914,19 @@ int main(void)
      * checks the cut between statements (512 in service; the integration suites run that). */
     scr__write_rows = 2;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_check),       cmocka_unit_test(test_config_yaml),
-        cmocka_unit_test(test_sockets_end_to_end), cmocka_unit_test(test_restart_replays),
-        cmocka_unit_test(test_scheme_reorder),     cmocka_unit_test(test_db_outages),
-        cmocka_unit_test(test_failover_lock),      cmocka_unit_test(test_group_commit),
-        cmocka_unit_test(test_group_bytes),        cmocka_unit_test(test_failed_commit),
-        cmocka_unit_test(test_cells_fillfactor),   cmocka_unit_test(test_evicted_records),
-        cmocka_unit_test(test_evicted_values),
+        cmocka_unit_test_teardown(test_config_check, end_sessions),
+        cmocka_unit_test_teardown(test_config_yaml, end_sessions),
+        cmocka_unit_test_teardown(test_sockets_end_to_end, end_sessions),
+        cmocka_unit_test_teardown(test_restart_replays, end_sessions),
+        cmocka_unit_test_teardown(test_scheme_reorder, end_sessions),
+        cmocka_unit_test_teardown(test_db_outages, end_sessions),
+        cmocka_unit_test_teardown(test_failover_lock, end_sessions),
+        cmocka_unit_test_teardown(test_group_commit, end_sessions),
+        cmocka_unit_test_teardown(test_group_bytes, end_sessions),
+        cmocka_unit_test_teardown(test_failed_commit, end_sessions),
+        cmocka_unit_test_teardown(test_cells_fillfactor, end_sessions),
+        cmocka_unit_test_teardown(test_evicted_records, end_sessions),
+        cmocka_unit_test_teardown(test_evicted_values, end_sessions),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     /* A failed test leaves its scorer's sockets open, and zmq_ctx_term would wait for them
