@@ -461,6 +461,16 @@ struct score_engine {
         }                                                                                          \
     } while (0)
 
+/* Chunked pools (records, aggregates): adds a chunk of 1 << shift elements when index idx is
+ * the first past the last chunk. */
+#define POOL_RESERVE(chunks, n_chunks, cap_chunks, idx, shift)                                     \
+    do {                                                                                           \
+        if (((idx) >> (shift)) == (n_chunks)) {                                                    \
+            GROW(chunks, n_chunks, cap_chunks);                                                    \
+            (chunks)[(n_chunks)++] = kp_xmalloc(sizeof **(chunks) << (shift));                     \
+        }                                                                                          \
+    } while (0)
+
 /* String equality without a call: the codes compared per observation are short. */
 static inline bool streq(const char *a, const char *b)
 {
@@ -714,10 +724,7 @@ static uint32_t rec_new(struct score_engine *e)
 {
     uint32_t idx = e->n_recs;
     KP_ASSERT(idx < NONE - 1);
-    if ((idx >> REC_SHIFT) == e->n_rchunks) {
-        GROW(e->rchunks, e->n_rchunks, e->cap_rchunks);
-        e->rchunks[e->n_rchunks++] = kp_xmalloc(sizeof(struct score_rec) << REC_SHIFT);
-    }
+    POOL_RESERVE(e->rchunks, e->n_rchunks, e->cap_rchunks, idx, REC_SHIFT);
     e->n_recs++;
     memset(R(e, idx), 0, sizeof(struct score_rec));
     return idx;
@@ -744,10 +751,7 @@ static uint32_t agg_new(struct score_engine *e)
 {
     uint32_t idx = e->n_aggs;
     KP_ASSERT(idx < NONE - 1);
-    if ((idx >> AGG_SHIFT) == e->n_gchunks) {
-        GROW(e->gchunks, e->n_gchunks, e->cap_gchunks);
-        e->gchunks[e->n_gchunks++] = kp_xmalloc(sizeof(struct score_agg) << AGG_SHIFT);
-    }
+    POOL_RESERVE(e->gchunks, e->n_gchunks, e->cap_gchunks, idx, AGG_SHIFT);
     e->n_aggs++;
     memset(G(e, idx), 0, sizeof(struct score_agg));
     return idx;
@@ -757,10 +761,7 @@ static uint32_t vagg_new(struct score_engine *e)
 {
     uint32_t idx = e->n_vaggs;
     KP_ASSERT(idx < NONE - 1);
-    if ((idx >> AGG_SHIFT) == e->n_vchunks) {
-        GROW(e->vchunks, e->n_vchunks, e->cap_vchunks);
-        e->vchunks[e->n_vchunks++] = kp_xmalloc(sizeof(struct score_vagg) << AGG_SHIFT);
-    }
+    POOL_RESERVE(e->vchunks, e->n_vchunks, e->cap_vchunks, idx, AGG_SHIFT);
     e->n_vaggs++;
     memset(V(e, idx), 0, sizeof(struct score_vagg));
     return idx;

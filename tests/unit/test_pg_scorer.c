@@ -1784,6 +1784,19 @@ static void test_evicted_records(void **state)
     kp_buf_fini(&reply);
 }
 
+/* Commits one batch of adapter adv whose observation k is at SENT_MS + at[k]. */
+static void commit_at(struct scr *s, uint64_t seq, const struct ob *obs, const int64_t *at,
+                      size_t n)
+{
+    struct kp_buf payload = {0}, reply = {0};
+    g_at = at;
+    encode_batch(&payload, "adv", seq, obs, n);
+    g_at = NULL;
+    assert_int_equal(process(s, "adv", &payload, &reply), SCR_COMMITTED);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
 /* Evicted value records (issue 9): a value cell keeps only its latest record in memory once
  * its batch commits. When the latest leaves (revised to an earlier `at`, or moved to another
  * cell), the scorer reads the cell's other records back (scr__db_load_cell) and the next latest
@@ -1795,7 +1808,6 @@ static void test_evicted_values(void **state)
     struct scr_config cfg = make_config("tcp://127.0.0.1:1");
     uv_loop_t loop;
     struct scr *s = start_ready(&loop, &cfg);
-    struct kp_buf payload = {0}, reply = {0};
     const struct score_engine *e = scr_engine(s, SCHEME);
     size_t resident0 = score_engine_n_resident(e), records0 = score_engine_n_records(e);
 
@@ -1803,9 +1815,7 @@ static void test_evicted_values(void **state)
                                    {"U1", "direct_a", "2019", 30, "v2", 0},
                                    {"U1", "direct_a", "2019", 20, "v3", 0}};
     static const int64_t AT1[] = {100, 300, 200};
-    g_at = AT1;
-    encode_batch(&payload, "adv", 1, B1, 3);
-    assert_int_equal(process(s, "adv", &payload, &reply), SCR_COMMITTED);
+    commit_at(s, 1, B1, AT1, 3);
     assert_cell_in("2019", "U1", "direct_a", 30, 30, 3);
     /* v2 is the latest: v1 and v3 left memory */
     assert_int_equal(score_engine_n_resident(e), resident0 + 1);
@@ -1815,9 +1825,7 @@ static void test_evicted_values(void **state)
     /* v2 revised to an earlier `at`: v3 (at 200) is the latest now */
     static const struct ob B2[] = {{"U1", "direct_a", "2019", 35, "v2", 1}};
     static const int64_t AT2[] = {50};
-    g_at = AT2;
-    encode_batch(&payload, "adv", 2, B2, 1);
-    assert_int_equal(process(s, "adv", &payload, &reply), SCR_COMMITTED);
+    commit_at(s, 2, B2, AT2, 1);
     assert_cell_in("2019", "U1", "direct_a", 20, 20, 3);
     assert_true(kp_counter_get(s->m_loaded) == 3); /* the cell's three rows (v2's own: no-op) */
     assert_int_equal(score_engine_n_resident(e), resident0 + 1);
@@ -1825,9 +1833,7 @@ static void test_evicted_values(void **state)
     /* v3 moves to U2: v1 (at 100) is U1's latest, v2 (at 50) behind it */
     static const struct ob B3[] = {{"U2", "direct_a", "2019", 60, "v3", 1}};
     static const int64_t AT3[] = {500};
-    g_at = AT3;
-    encode_batch(&payload, "adv", 3, B3, 1);
-    assert_int_equal(process(s, "adv", &payload, &reply), SCR_COMMITTED);
+    commit_at(s, 3, B3, AT3, 1);
     assert_cell_in("2019", "U1", "direct_a", 10, 10, 2);
     assert_cell_in("2019", "U2", "direct_a", 60, 60, 1);
     assert_true(kp_counter_get(s->m_loaded) == 3 + 4); /* v1, v2 rev 1 and 0, v3 */
@@ -1837,14 +1843,11 @@ static void test_evicted_values(void **state)
     /* a revision of an evicted value record (v2): read back by its key, it is the latest */
     static const struct ob B4[] = {{"U1", "direct_a", "2019", 45, "v2", 2}};
     static const int64_t AT4[] = {400};
-    g_at = AT4;
-    encode_batch(&payload, "adv", 4, B4, 1);
-    assert_int_equal(process(s, "adv", &payload, &reply), SCR_COMMITTED);
+    commit_at(s, 4, B4, AT4, 1);
     assert_cell_in("2019", "U1", "direct_a", 45, 45, 2);
     assert_true(kp_counter_get(s->m_loaded) == 7 + 2); /* v2 rev 1 and 0 */
     assert_int_equal(score_engine_n_resident(e), resident0 + 2);
     assert_engine_equals_db(s);
-    g_at = NULL;
     stop_and_close(&loop, &s);
 
     /* The replay in units of work of two rows reads the cells back from the rows before each. */
@@ -1858,8 +1861,6 @@ static void test_evicted_values(void **state)
     assert_cell_in("2019", "U2", "direct_a", 60, 60, 1);
     assert_int_equal(score_engine_n_records(e), records0 + 3);
     stop_and_close(&loop, &s);
-    kp_buf_fini(&payload);
-    kp_buf_fini(&reply);
 }
 
 static int setup(void **state)
