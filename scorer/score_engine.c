@@ -48,7 +48,8 @@
  * record that is not its cell's latest only once the latest leaves (the head's count keeps it).
  * So commit drops the event records of the unit of work and, with score_engine_evict_values,
  * the value records that are not their cell's latest; the last records fill the holes, the
- * refs' arena is packed now and then, and the keys go into a Bloom filter (score_bloom.c). The
+ * unit of work's own refs are packed at once (arena_pack_tail), the older ones' now and then
+ * (arena_compact), and the keys go into a Bloom filter (score_bloom.c). The
  * caller gives a record back (score_engine_load) before it applies a revision the filter may
  * concern; a latest that leaves a cell with evicted records has the cell loader give them back
  * first (cell_ready); a rollback drops what was given back. A key is always either in memory or
@@ -2317,7 +2318,7 @@ size_t score__arena_garbage_min = (size_t)1 << 20;
  * once the evicted refs take a quarter of the arena and at least score__arena_garbage_min. */
 static void arena_compact(struct score_engine *e)
 {
-    size_t total = e->n_achunks ? (e->n_achunks - 1) * (size_t)ARENA_CHUNK + e->a_used : 0;
+    size_t total = score__arena_used(e);
     if (!e->a_garbage || e->a_garbage < score__arena_garbage_min || e->a_garbage * 4 < total)
         return;
     size_t n = 0;
@@ -2351,6 +2352,39 @@ static void arena_compact(struct score_engine *e)
         free(e->achunks[--e->n_achunks]);
     e->a_used = cu;
     e->a_garbage = 0;
+}
+
+/* At commit, before the holes are filled: the refs the unit of work stored are the arena's
+ * tail, in the order of their records (records are only appended during a unit of work). Those
+ * of the records that stay are packed down over those of the evicted ones (the cursor never
+ * passes a ref it has yet to move: it packs a subsequence by the rule ref_store() placed them
+ * with), so the events of a unit of work leave no garbage for arena_compact() to sort out. */
+static void arena_pack_tail(struct score_engine *e)
+{
+    size_t cn = e->txn_n_achunks, cu = e->txn_a_used, k = 0;
+    while (k < e->n_kill && e->kill[k] < e->txn_n_recs)
+        k++;
+    for (uint32_t i = e->txn_n_recs; i < e->n_recs; i++) {
+        if (k < e->n_kill && e->kill[k] == i) {
+            k++;
+            continue;
+        }
+        struct score_rec *r = R(e, i);
+        if ((r->meta & REF_INLINE) || (r->ref.h & BIG_BIT))
+            continue;
+        const char *old = ref_str(e, r->ref.h);
+        size_t len = strlen(old), need = (len + 1 + 3) & ~(size_t)3;
+        if (!cn || cu + need > ARENA_CHUNK) {
+            cn++;
+            cu = 0;
+        }
+        memmove(e->achunks[cn - 1] + cu, old, len + 1);
+        r->ref.h = (uint32_t)((cn - 1) << 16) | (uint32_t)(cu >> 2);
+        cu += need;
+    }
+    while (e->n_achunks > cn)
+        free(e->achunks[--e->n_achunks]);
+    e->a_used = cu;
 }
 
 /* At commit, with evict set: the event records the unit of work created or loaded (the last
@@ -2401,11 +2435,12 @@ static void evict(struct score_engine *e)
             if (r->ref.h & BIG_BIT) {
                 free(e->big[r->ref.h & ~BIG_BIT]);
                 e->big[r->ref.h & ~BIG_BIT] = NULL;
-            } else {
+            } else if (i < e->txn_n_recs) { /* the unit of work's own: arena_pack_tail */
                 e->a_garbage += (len + 1 + 3) & ~(size_t)3;
             }
         }
     }
+    arena_pack_tail(e);
     /* the last records that stay fill the holes, lowest first */
     uint32_t n = e->n_recs;
     size_t hi = nk; /* kill[hi - 1]: the highest hole not yet passed */
@@ -2718,6 +2753,11 @@ size_t score_engine_bytes(const struct score_engine *e)
     b += e->cap_undo * sizeof *e->undo + e->cap_clog * sizeof *e->clog +
          e->cap_tlog * sizeof *e->tlog;
     return b + score__bloom_bytes(&e->cold);
+}
+
+size_t score__arena_used(const struct score_engine *e)
+{
+    return e->n_achunks ? (e->n_achunks - 1) * (size_t)ARENA_CHUNK + e->a_used : 0;
 }
 
 size_t score_engine_n_records(const struct score_engine *e)

@@ -82,6 +82,8 @@ void score__bloom_fini(struct score__bloom *b);
 /* score_engine.c: the arena of ref strings is packed once evicted refs take this many bytes
  * (and a quarter of it); tests lower it. */
 extern size_t score__arena_garbage_min;
+/* score_engine.c: the bytes of the refs' arena in use, evicted refs included (tests). */
+size_t score__arena_used(const struct score_engine *e);
 
 /* ---- the loaded scheme (score_scheme.c) ------------------------------------------------ */
 

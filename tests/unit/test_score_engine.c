@@ -517,6 +517,65 @@ static void test_memory_accounting(void **state)
     score_scheme_destroy(&s);
 }
 
+/* Units of work of events (evicted at commit) with one new value record among them, all with
+ * refs out of line: the events' refs leave no garbage in the arena (arena_pack_tail), so it
+ * holds exactly the values' refs, each still found by its key; a rolled back unit of work
+ * leaves the arena as it was. */
+static void test_evicted_events_arena(void **state)
+{
+    (void)state;
+    struct score_scheme *s = load_text("t1.yaml", T1);
+    struct score_engine *e = NULL;
+    assert_int_equal(score_engine_new(s, &e), 0);
+    score_engine_evict_events(e);
+    static const char *const units[] = {"A", "B", "C", "D", "E", "F"};
+    enum { UOW = 300, EVENTS = 100 };
+    char ref[48], period[8];
+    size_t want = 0;
+    for (int i = 0; i < UOW; i++) {
+        score_engine_begin(e);
+        snprintf(period, sizeof period, "2015-%02d", i / 6 % 12 + 1);
+        for (int j = 0; j < EVENTS; j++) {
+            if (j == EVENTS / 2) {
+                snprintf(ref, sizeof ref, "arena-value-%05d", i); /* 17 bytes: 20 in the arena */
+                apply_ok(e, ob("s", ref, 0, units[i % 6], "x", period, i));
+                want += 20;
+            }
+            snprintf(ref, sizeof ref, "arena-event-%05d-%03d", i, j);
+            apply_ok(e, ob("s", ref, 0, units[(i + j) % 6], "r", period, j % 2));
+        }
+        score_engine_commit(e);
+    }
+    assert_int_equal(score_engine_n_records(e), UOW * (EVENTS + 1));
+    assert_int_equal(score_engine_n_resident(e), UOW);
+    assert_int_equal(score__arena_used(e), want);
+
+    /* rolled back: the arena as it was */
+    score_engine_begin(e);
+    apply_ok(e, ob("s", "arena-value-rolled-back", 0, "A", "x", "2015-01", 1));
+    apply_ok(e, ob("s", "arena-event-rolled-back", 0, "A", "r", "2015-01", 1));
+    score_engine_rollback(e);
+    assert_int_equal(score__arena_used(e), want);
+
+    /* every value record found by its ref: revised in place, no new record */
+    score_engine_begin(e);
+    for (int i = 0; i < UOW; i++) {
+        snprintf(ref, sizeof ref, "arena-value-%05d", i);
+        snprintf(period, sizeof period, "2015-%02d", i / 6 % 12 + 1);
+        apply_ok(e, ob("s", ref, 1, units[i % 6], "x", period, 1000 + i));
+    }
+    score_engine_commit(e);
+    assert_int_equal(score_engine_n_resident(e), UOW);
+    assert_int_equal(score__arena_used(e), want);
+    /* unit A, 2015-01: the values of i = 0, 72, 144, 216 and 288, all at 0 from src s: the
+     * latest is the greatest ref, arena-value-00288, revised to 1288 */
+    struct score_cell_change c = cell(e, s, "A", "x", "2015-01");
+    assert_int_equal(c.n_obs, 5);
+    assert_true(c.value == 1288);
+    score_engine_destroy(&e);
+    score_scheme_destroy(&s);
+}
+
 static void test_revisions(void **state)
 {
     (void)state;
@@ -1922,6 +1981,7 @@ int main(void)
         cmocka_unit_test(test_unit_of_work_reads),
         cmocka_unit_test(test_apply_batch),
         cmocka_unit_test(test_event_rounding),
+        cmocka_unit_test(test_evicted_events_arena),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
