@@ -2435,7 +2435,7 @@ static void evict(struct score_engine *e)
             if (r->ref.h & BIG_BIT) {
                 free(e->big[r->ref.h & ~BIG_BIT]);
                 e->big[r->ref.h & ~BIG_BIT] = NULL;
-            } else if (i < e->txn_n_recs) { /* the unit of work's own: arena_pack_tail */
+            } else if (i < e->txn_n_recs) { /* older: arena_compact; the rest: pack_tail */
                 e->a_garbage += (len + 1 + 3) & ~(size_t)3;
             }
         }
