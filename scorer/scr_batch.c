@@ -9,7 +9,8 @@
  * counts. Any database failure rolls
  * back both the transaction and the engine and answers nack scorer_unavailable, retry:true.
  * Batches that arrive together share the transaction (group commit, scr_process_group): each
- * still commits whole or not at all, and the score rows they share are written once.
+ * still commits whole or not at all, the observations of all of them go in by one COPY, and the
+ * score rows they share are written once.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -196,7 +197,6 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
     struct kp_buf *a = s->a, *c = &s->copy;
     for (int k = SCR_A_RN; k <= SCR_A_RMSG; k++)
         kp_pg_array_begin(&a[k]);
-    kp_pg_bcopy_begin(c);
     if (s->cap_so < b->n_obs) {
         s->cap_so = b->n_obs;
         s->so = kp_xrealloc(s->so, s->cap_so * sizeof *s->so);
@@ -259,7 +259,6 @@ static size_t check_and_collect(struct scr *s, struct scr_scheme *sch, struct kp
     }
     for (int k = SCR_A_RN; k <= SCR_A_RMSG; k++)
         kp_pg_array_end(&a[k]);
-    kp_pg_bcopy_end(c);
     return accepted;
 }
 
@@ -401,35 +400,30 @@ static void obs_arrays(struct scr *s, const struct kp_batch *b)
         kp_pg_array_end(&a[k]);
 }
 
-/* store_one's step when COPY met a record stored already (23505): the group's transaction is
- * lost, and store_group runs the group again without COPY. */
+/* The group's step when its COPY met a record stored already (23505): the group's transaction
+ * is lost, and store_group runs the group again without COPY. */
 static const char STEP_CONFLICT[] = "observation";
 
-/* The batch's observation rows (s->copy), new ones only: by COPY when `copy` (then *copied is
- * set; the group reads the highest id once, at its end), else by INSERT ... ON CONFLICT. A
- * COPY needs no savepoint of its own: a conflict is rare (a record sent again in a new batch),
- * and costs the group one more run. Returns NULL or the failed step. */
+/* The batch's observation rows, new ones only: when `copy`, left in the group's COPY data
+ * (s->copy, from `mark` on; *copied set), which store_group_run sends in one COPY after the
+ * last batch; else out of it, by INSERT ... ON CONFLICT. A COPY needs no savepoint of its own:
+ * a conflict is rare (a record sent again in a new batch), and costs the group one more run.
+ * Returns NULL or the failed step. */
 static const char *store_obs(struct scr *s, struct scr_scheme *sch, struct slot *sl,
-                             const char *seqtxt, bool copy, bool *copied, long long *max_id)
+                             const char *seqtxt, bool copy, size_t mark, bool *copied,
+                             long long *max_id)
 {
-    struct kp_buf *c = &s->copy, *a = s->a;
+    struct kp_buf *a = s->a;
     const struct kp_batch *b = sl->b;
     struct kp_pg_res *r = NULL;
-    long long rows = 0;
     if (sch->copy_skip > 0) {
         sch->copy_skip--;
     } else if (copy) {
-        if (kp_pg_copy_in(s->pg, SQL_OBS_COPY, c->data, c->len, &rows) == 0) {
-            sl->inserted = rows;
-            *copied = true;
-            return NULL;
-        }
-        /* 23505: a record of the batch is stored already. Anything else fails the group. */
-        if (strcmp(kp_pg_sqlstate(s->pg), "23505") != 0)
-            return "observation";
-        sch->copy_skip = COPY_SKIP_AFTER_CONFLICT;
-        return STEP_CONFLICT;
+        sl->inserted = (long long)sl->accepted; /* a COPY stores every row or fails */
+        *copied = true;
+        return NULL;
     }
+    s->copy.len = mark;
     obs_arrays(s, b);
     const char *p[13] = {b->scheme,
                          b->src,
@@ -464,6 +458,7 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
 {
     struct kp_batch *b = sl->b;
     struct kp_buf *a = s->a;
+    size_t mark = s->copy.len; /* where this batch's COPY rows begin */
     sl->accepted = check_and_collect(s, sch, b);
     char seqtxt[24], n_obs[24], stored[24];
     snprintf(seqtxt, sizeof seqtxt, "%" PRIu64, b->seq);
@@ -493,13 +488,14 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
         if (reply_dup(s, b->aid, seqtxt, b->seq, sl->it->reply, &orig_stored, &orig_rej))
             return "dup";
         sl->dup = true;
+        s->copy.len = mark;
         KP_INFO("batch_dup",
                 "adapter=%s scheme=%s seq=%" PRIu64 " stored=%" PRIu64 " rejected=%zu dup=true",
                 b->aid, b->scheme, b->seq, orig_stored, orig_rej);
         return NULL;
     }
     if (sl->accepted) {
-        const char *step = store_obs(s, sch, sl, seqtxt, copy, copied, max_id);
+        const char *step = store_obs(s, sch, sl, seqtxt, copy, mark, copied, max_id);
         if (step)
             return step;
     }
@@ -553,10 +549,22 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
     score_engine_begin(sch->engine);
     const struct kp_batch *fresh[SCR_GROUP_MAX];
     size_t n_fresh = 0;
+    kp_pg_bcopy_begin(&s->copy); /* the rows of every batch that goes by COPY */
     for (size_t k = 0; k < n && !step; k++) {
         step = store_one(s, sch, &g[k], copy, &copied, &max_id);
         if (!step && !g[k].dup)
             fresh[n_fresh++] = g[k].b;
+    }
+    if (!step && copied) { /* one COPY for the group: its fixed cost once, not per batch */
+        kp_pg_bcopy_end(&s->copy);
+        if (kp_pg_copy_in(s->pg, SQL_OBS_COPY, s->copy.data, s->copy.len, NULL) != 0) {
+            /* 23505: a record is stored already. Anything else fails the group. */
+            step = "observation";
+            if (strcmp(kp_pg_sqlstate(s->pg), "23505") == 0) {
+                sch->copy_skip = COPY_SKIP_AFTER_CONFLICT;
+                step = STEP_CONFLICT;
+            }
+        }
     }
     if (step == STEP_CONFLICT && kp_pg_exec(s->pg, "ROLLBACK", 0, NULL, NULL) == 0) {
         score_engine_rollback(sch->engine);
