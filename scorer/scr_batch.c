@@ -76,6 +76,10 @@ static const char SQL_OBS_MERGE[] =
     "ON CONFLICT (scheme, src, ref, rev) DO NOTHING RETURNING id) "
     "SELECT count(*), coalesce(max(id), -1) FROM ins";
 
+/* The group's COPY data is given back after a group that grew it beyond this (it was mapped:
+ * scr_main.c's mmap threshold). */
+#define COPY_KEEP ((size_t)256 * 1024)
+
 /* After a batch repeated a stored record, this many of the scheme's next batches take
  * SQL_OBS_MERGE directly (a failed COPY costs as much as one that succeeds). */
 #define COPY_SKIP_AFTER_CONFLICT 16
@@ -773,6 +777,9 @@ void scr_process_group(struct scr *s, struct scr_item *items, size_t n)
         for (size_t j = 0; j < ng; j++)
             kp_batch_destroy(&g[j].b);
     }
+    /* A group of large batches grows the COPY data to megabytes; the groups of a steady load
+     * need a fraction of that. */
+    kp_buf_trim(&s->copy, COPY_KEEP);
 }
 
 enum scr_outcome scr_process_refused(struct scr *s, const void *aid, size_t aid_len,
