@@ -868,7 +868,7 @@ static void test_group_bytes(void **state)
     assert_int_equal(q_ll("SELECT count(DISTINCT received_at) FROM batch WHERE adapter = 'adb' "
                           "AND seq IN (2, 3, 4)"),
                      2);
-    /* {2, 3}'s 16,000 rows by one COPY; its 2.5 MB of COPY data given back after the group
+    /* {2, 3}'s 16,000 rows by one COPY; its megabytes of COPY data given back after the group
      * (the replies are sent after that, from the scorer's thread) */
     assert_int_equal(q_ll("SELECT count(DISTINCT cmin::text) FROM observation WHERE adapter = "
                           "'adb' AND seq IN (2, 3)"),
