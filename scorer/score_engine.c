@@ -2313,6 +2313,29 @@ static int href_cmp(const void *a, const void *b)
 
 size_t score__arena_garbage_min = (size_t)1 << 20;
 
+/* Moves r's ref down to the packing cursor (*cn chunks in use, *cu bytes used in the last), by
+ * the rule ref_store() places refs with, and advances the cursor. */
+static void arena_move(struct score_engine *e, struct score_rec *r, size_t *cn, size_t *cu)
+{
+    const char *old = ref_str(e, r->ref.h);
+    size_t len = strlen(old), need = (len + 1 + 3) & ~(size_t)3;
+    if (!*cn || *cu + need > ARENA_CHUNK) {
+        ++*cn;
+        *cu = 0;
+    }
+    memmove(e->achunks[*cn - 1] + *cu, old, len + 1);
+    r->ref.h = (uint32_t)((*cn - 1) << 16) | (uint32_t)(*cu >> 2);
+    *cu += need;
+}
+
+/* The arena ends at the packing cursor: the chunks past it go back. */
+static void arena_cut(struct score_engine *e, size_t cn, size_t cu)
+{
+    while (e->n_achunks > cn)
+        free(e->achunks[--e->n_achunks]);
+    e->a_used = cu;
+}
+
 /* Packs the arena's live refs down in place, in arena order (a subset packed in the same order
  * lands no later than where it was, so memmove suffices), and gives back the chunks left empty:
  * once the evicted refs take a quarter of the arena and at least score__arena_garbage_min. */
@@ -2335,22 +2358,10 @@ static void arena_compact(struct score_engine *e)
     }
     qsort(v, n, sizeof *v, href_cmp);
     size_t cn = 0, cu = 0;
-    for (size_t k = 0; k < n; k++) {
-        struct score_rec *r = R(e, v[k].idx);
-        const char *old = ref_str(e, r->ref.h);
-        size_t len = strlen(old), need = (len + 1 + 3) & ~(size_t)3;
-        if (!cn || cu + need > ARENA_CHUNK) {
-            cn++;
-            cu = 0;
-        }
-        memmove(e->achunks[cn - 1] + cu, old, len + 1);
-        r->ref.h = (uint32_t)((cn - 1) << 16) | (uint32_t)(cu >> 2);
-        cu += need;
-    }
+    for (size_t k = 0; k < n; k++)
+        arena_move(e, R(e, v[k].idx), &cn, &cu);
     free(v);
-    while (e->n_achunks > cn)
-        free(e->achunks[--e->n_achunks]);
-    e->a_used = cu;
+    arena_cut(e, cn, cu);
     e->a_garbage = 0;
 }
 
@@ -2370,21 +2381,10 @@ static void arena_pack_tail(struct score_engine *e)
             continue;
         }
         struct score_rec *r = R(e, i);
-        if ((r->meta & REF_INLINE) || (r->ref.h & BIG_BIT))
-            continue;
-        const char *old = ref_str(e, r->ref.h);
-        size_t len = strlen(old), need = (len + 1 + 3) & ~(size_t)3;
-        if (!cn || cu + need > ARENA_CHUNK) {
-            cn++;
-            cu = 0;
-        }
-        memmove(e->achunks[cn - 1] + cu, old, len + 1);
-        r->ref.h = (uint32_t)((cn - 1) << 16) | (uint32_t)(cu >> 2);
-        cu += need;
+        if (!(r->meta & REF_INLINE) && !(r->ref.h & BIG_BIT))
+            arena_move(e, r, &cn, &cu);
     }
-    while (e->n_achunks > cn)
-        free(e->achunks[--e->n_achunks]);
-    e->a_used = cu;
+    arena_cut(e, cn, cu);
 }
 
 /* At commit, with evict set: the event records the unit of work created or loaded (the last
