@@ -24,7 +24,8 @@
 # Prints one markdown table and one JSON line {"bench":"e2e", ...}.
 #
 #   bench_e2e.sh [--obs N] [--seconds S] [--batch N] [--rate-batch N] [--window W]
-#                [--insecure] [--smoke] [--profile DIR] [--pg-set KEY=VALUE]... [--keep]
+#                [--insecure] [--smoke] [--profile DIR] [--profile-run max|10k]
+#                [--pg-set KEY=VALUE]... [--keep]
 #
 #   --obs N         observations of the COPY and of the maximum-throughput run (default 500000)
 #   --seconds S     length of each fixed-rate run (default 30)
@@ -36,9 +37,11 @@
 #   --insecure      plain TCP on every hop (KP_INSECURE=1), to compare with CURVE
 #   --smoke         a tiny size for CI (bench.e2e_smoke)
 #   --profile DIR   pg_stat_statements on, `perf record -g` of each daemon and of the scorer's
-#                   PostgreSQL backend during the maximum-throughput run; reports in DIR:
+#                   PostgreSQL backend during one run (--profile-run); reports in DIR:
 #                   perf-*.txt, pg_stat_statements.txt, pg_stats.txt (WAL, rows written per
 #                   table), trace-max.txt (per batch: seq, send ms, latency ms, obs, sends)
+#   --profile-run R the run --profile records: max (default: the maximum throughput on random
+#                   cells) or 10k (10,000 obs/s on random cells)
 #   --pg-set K=V    a postgresql.conf setting on top of tests/harness/pg.sh's (fsync and
 #                   synchronous_commit on) and of the benchmark's shared_buffers = 128MB
 #                   (PostgreSQL's default; the test harness shrinks it to 32MB), e.g.
@@ -56,6 +59,7 @@ RATE_BATCH=100
 WINDOW=0
 SMOKE=0
 PROFILE=""
+PROFILE_RUN=max
 KEEP=0
 PG_SET=()
 while [ $# -gt 0 ]; do
@@ -68,6 +72,10 @@ while [ $# -gt 0 ]; do
     --insecure) export KP_INSECURE=1; shift ;;
     --smoke) SMOKE=1; OBS=2000; RATE_SECONDS=2; BATCH=100; RATE_BATCH=20; shift ;;
     --profile) PROFILE=$2; shift 2 ;;
+    --profile-run)
+        PROFILE_RUN=$2
+        case $PROFILE_RUN in max | 10k) ;; *) echo "--profile-run: max or 10k" >&2; exit 2 ;; esac
+        shift 2 ;;
     --keep) KEEP=1; shift ;;
     --pg-set) PG_SET+=("$2"); shift 2 ;;
     *)
@@ -264,37 +272,30 @@ psql_q "VACUUM ANALYZE observation" >/dev/null
 psql_q "CHECKPOINT" >/dev/null
 rm -rf -- "$work/copy"
 
-# ---- 2. end to end, maximum throughput -------------------------------------------------------
-if [ -n "$PROFILE" ]; then
+# --profile: the statistics reset and perf attached before the chosen run, the reports after it
+prof_start() {
+    [ -n "$PROFILE" ] && [ "$1" = "$PROFILE_RUN" ] || return 0
     psql_q "SELECT pg_stat_statements_reset()" >/dev/null
     psql_q "SELECT pg_stat_reset(); SELECT pg_stat_reset_shared('bgwriter'); SELECT pg_stat_reset_shared('wal')" >/dev/null
-fi
-if [ -n "$PROFILE" ] && command -v perf >/dev/null; then
-    backend=$(psql_q "SELECT pid FROM pg_stat_activity WHERE datname = 'kaoping' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY backend_start LIMIT 1")
-    for d in collector broker scorer; do
-        perf record -g -o "$PROFILE/perf-$d.data" -p "$(cat "$KP_WORK/pids/$d")" \
-            >"$PROFILE/perf-$d.log" 2>&1 &
-        perf_pids+=($!)
-    done
-    if [ -n "$backend" ]; then
-        perf record -g -o "$PROFILE/perf-postgres.data" -p "$backend" >"$PROFILE/perf-postgres.log" 2>&1 &
-        perf_pids+=($!)
+    if command -v perf >/dev/null; then
+        backend=$(psql_q "SELECT pid FROM pg_stat_activity WHERE datname = 'kaoping' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY backend_start LIMIT 1")
+        for d in collector broker scorer; do
+            perf record -g -o "$PROFILE/perf-$d.data" -p "$(cat "$KP_WORK/pids/$d")" \
+                >"$PROFILE/perf-$d.log" 2>&1 &
+            perf_pids+=($!)
+        done
+        if [ -n "$backend" ]; then
+            perf record -g -o "$PROFILE/perf-postgres.data" -p "$backend" >"$PROFILE/perf-postgres.log" 2>&1 &
+            perf_pids+=($!)
+        fi
+        sleep 1
     fi
-    sleep 1
-fi
-say "end to end, rate 0: $OBS observations in batches of $BATCH (CURVE: $CURVE)"
-cpu0=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
-trace=()
-[ -z "$PROFILE" ] || trace=(--trace "$PROFILE/trace-max.txt")
-w0=$(wal_lsn)
-MAX=$(loadgen bench-max --obs "$OBS" --batch "$BATCH" --window "$WINDOW" "${trace[@]}") ||
-    { say "kp_loadgen: $MAX"; exit 1; }
-MAX_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$MAX")")
-cpu1=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
-for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-for p in "${perf_pids[@]}"; do wait "$p" 2>/dev/null || true; done
-perf_pids=()
-if [ -n "$PROFILE" ]; then
+}
+prof_stop() {
+    [ -n "$PROFILE" ] && [ "$1" = "$PROFILE_RUN" ] || return 0
+    for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+    for p in "${perf_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    perf_pids=()
     psql_q "SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows, round((blk_read_time + blk_write_time)::numeric, 1) AS io_ms, wal_bytes, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20" \
         >"$PROFILE/pg_stat_statements.txt"
     sleep 1 # the backend's table counters reach the statistics
@@ -315,7 +316,20 @@ if [ -n "$PROFILE" ]; then
         perf report -i "$PROFILE/perf-$d.data" --stdio --children --percent-limit 2 -g none \
             >"$PROFILE/perf-$d-children.txt" 2>/dev/null || true
     done
-fi
+}
+
+# ---- 2. end to end, maximum throughput -------------------------------------------------------
+prof_start max
+say "end to end, rate 0: $OBS observations in batches of $BATCH (CURVE: $CURVE)"
+cpu0=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
+trace=()
+[ -z "$PROFILE" ] || trace=(--trace "$PROFILE/trace-max.txt")
+w0=$(wal_lsn)
+MAX=$(loadgen bench-max --obs "$OBS" --batch "$BATCH" --window "$WINDOW" "${trace[@]}") ||
+    { say "kp_loadgen: $MAX"; exit 1; }
+MAX_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$MAX")")
+cpu1=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
+prof_stop max
 MAX_RATE=$(jget obs_per_s "$MAX")
 RATIO=$(awk -v a="$MAX_RATE" -v b="$COPY_RATE" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
 CPU=$(paste <(echo "$cpu0") <(echo "$cpu1") | awk -v s="$(jget seconds "$MAX")" -v hz="$(getconf CLK_TCK)" \
@@ -343,9 +357,11 @@ RSS_SCR_BEFORE=$(hwm scorer)
 echo 5 >"/proc/$(cat "$KP_WORK/pids/scorer")/clear_refs"
 say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
 w0=$(wal_lsn)
+prof_start 10k
 R10K=$(loadgen bench-10k --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
     { say "kp_loadgen: $R10K"; exit 1; }
 R10K_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$R10K")")
+prof_stop 10k
 w0=$(wal_lsn)
 say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH, source order"
 R10KS=$(loadgen bench-10ks --order source --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
