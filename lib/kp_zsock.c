@@ -8,7 +8,12 @@
  * next loop turn. Draining is bounded per turn (RECV_BUDGET) so one busy socket cannot starve
  * the loop. Without that re-check a burst that arrived behind a consumed edge would wait for
  * traffic that never comes, and an adapter's batch would sit unacked (ARCHITECTURE.md
- * guarantee 1 relies on delivery, not on luck). ROUTER sockets run with ZMQ_ROUTER_MANDATORY so
+ * guarantee 1 relies on delivery, not on luck). Those re-checks still missed input at times: a
+ * scorer whose batches came in while its loop slept in epoll_wait, no ZMQ_FD edge ever raised,
+ * took them only at its next heartbeat, up to a second later (the cause inside libzmq is not
+ * known: docs/BENCHMARKS.md round 10). So a socket that had traffic in the last SWEEP_FOR_MS
+ * also re-reads ZMQ_EVENTS every SWEEP_MS (the sweep): whatever becomes readable without an
+ * edge waits at most that long, and an idle socket costs no wake-ups. ROUTER sockets run with ZMQ_ROUTER_MANDATORY so
  * an ack to a vanished peer is an error the caller sees, never a silent drop.
  */
 #include "kp_zsock.h"
@@ -25,6 +30,8 @@
 #include "kp_msg.h"
 
 #define RECV_BUDGET      256 /* messages delivered per socket per loop turn */
+#define SWEEP_MS         10   /* ZMQ_EVENTS re-read this often while the socket is busy */
+#define SWEEP_FOR_MS     2000 /* ... until this long after its last message in or out */
 #define KP_ZSOCK_MAX_EPS 8   /* connect endpoints remembered for re-connection */
 #define RECONN_MIN_MS    500 /* first wait before connecting again after a failed handshake */
 #define RECONN_MAX_MS    16000
@@ -42,6 +49,8 @@ struct kp_zsock {
     enum kp_zsock_type type;
     uv_poll_t poll; /* on ZMQ_FD, UV_READABLE */
     uv_idle_t idle; /* running while ZMQ_EVENTS says POLLIN */
+    uv_timer_t sweep; /* SWEEP_MS, while a message went in or out in the last SWEEP_FOR_MS */
+    uint64_t last_io_ms; /* uv_now() of that message */
     kp_zsock_recv_cb cb;
     void *arg;
     bool started;
@@ -134,6 +143,25 @@ static void recheck(struct kp_zsock *s)
         uv_idle_start(&s->idle, on_idle);
 }
 
+static void on_sweep(uv_timer_t *h)
+{
+    struct kp_zsock *s = h->data;
+    if (uv_now(s->loop) - s->last_io_ms > SWEEP_FOR_MS) {
+        uv_timer_stop(&s->sweep);
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *)&s->idle))
+        recheck(s);
+}
+
+/* A message went in or out: keep the sweep running. */
+static void traffic(struct kp_zsock *s)
+{
+    s->last_io_ms = uv_now(s->loop);
+    if (active(s) && !uv_is_active((uv_handle_t *)&s->sweep))
+        uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+}
+
 static void close_parts(zmq_msg_t *parts, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -187,6 +215,8 @@ static int recv_one(struct kp_zsock *s)
     s->cb(s, frames, n, s->arg);
     s->cur = NULL;
     close_parts(parts, n);
+    if (!s->closing)
+        traffic(s);
     return 1;
 }
 
@@ -301,12 +331,14 @@ int kp_zsock_open(uv_loop_t *loop, enum kp_zsock_type type, const struct kp_zsoc
         return rc;
     }
     uv_idle_init(loop, &s->idle);
+    uv_timer_init(loop, &s->sweep);
     s->loop = loop;
     s->zs = zs;
     s->type = type;
     s->poll.data = s;
     s->idle.data = s;
-    s->open_handles = 2;
+    s->sweep.data = s;
+    s->open_handles = 3;
     *out = s;
     return 0;
 }
@@ -391,6 +423,7 @@ void kp_zsock_pause(struct kp_zsock *s)
     if (s->started) {
         uv_poll_stop(&s->poll);
         uv_idle_stop(&s->idle);
+        uv_timer_stop(&s->sweep);
     }
 }
 
@@ -447,6 +480,8 @@ int kp_zsock_send(struct kp_zsock *s, const struct kp_frame *frames, size_t n)
     }
     /* Sending processes pending commands and can swallow the read edge (kp_zsock.h). */
     recheck(s);
+    if (rc == 0)
+        traffic(s);
     return rc;
 }
 
@@ -603,6 +638,11 @@ const char *kp_zsock_msg_user_id(const struct kp_zsock *s)
     return kp_zsock_msg_property(s, "User-Id");
 }
 
+void *kp_zsock_zmq(struct kp_zsock *s)
+{
+    return s ? s->zs : NULL;
+}
+
 uint64_t kp_zsock_received(const struct kp_zsock *s)
 {
     return s ? s->received : 0;
@@ -641,6 +681,7 @@ void kp_zsock_close(struct kp_zsock **sp, kp_zsock_close_cb close_cb, void *arg)
      * away with the socket now; the struct itself lives until both close callbacks ran. */
     uv_close((uv_handle_t *)&s->poll, on_handle_closed);
     uv_close((uv_handle_t *)&s->idle, on_handle_closed);
+    uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
     if (s->reconn_init)
         uv_close((uv_handle_t *)&s->reconn, on_handle_closed);
     if (s->mon) {

@@ -110,6 +110,10 @@ const char *kp_zsock_msg_user_id(const struct kp_zsock *s);
  * rules as kp_zsock_msg_user_id. */
 const char *kp_zsock_msg_property(const struct kp_zsock *s, const char *name);
 
+/* The libzmq socket underneath, for tests that take its ZMQ_FD edge behind kp_zsock's back
+ * (a zmq_getsockopt ZMQ_EVENTS). Sending or receiving on it breaks kp_zsock. */
+void *kp_zsock_zmq(struct kp_zsock *s);
+
 /* Counters of this socket (messages received, dropped for too many frames). */
 uint64_t kp_zsock_received(const struct kp_zsock *s);
 uint64_t kp_zsock_dropped(const struct kp_zsock *s);
