@@ -10,11 +10,12 @@
  * traffic that never comes, and an adapter's batch would sit unacked (ARCHITECTURE.md
  * guarantee 1 relies on delivery, not on luck). Those re-checks still missed input at times: a
  * scorer whose batches came in while its loop slept in epoll_wait, no ZMQ_FD edge ever raised,
- * took them only at its next heartbeat, up to a second later (the cause inside libzmq is not
- * known: docs/BENCHMARKS.md round 10). So a socket that had traffic in the last SWEEP_FOR_MS
- * also re-reads ZMQ_EVENTS every SWEEP_MS (the sweep): whatever becomes readable without an
- * edge waits at most that long, and an idle socket costs no wake-ups. ROUTER sockets run with ZMQ_ROUTER_MANDATORY so
- * an ack to a vanished peer is an error the caller sees, never a silent drop.
+ * took them only at its next heartbeat, up to a second later (why is not known:
+ * docs/BENCHMARKS.md round 10). So a socket that had traffic in the last SWEEP_FOR_MS also
+ * re-reads ZMQ_EVENTS every SWEEP_MS (the sweep): whatever becomes readable without an edge
+ * waits at most that long, and an idle socket costs no wake-ups. ROUTER sockets run with
+ * ZMQ_ROUTER_MANDATORY so an ack to a vanished peer is an error the caller sees, never a
+ * silent drop.
  */
 #include "kp_zsock.h"
 
