@@ -30,13 +30,13 @@
 #include "kp_err.h"
 #include "kp_msg.h"
 
-#define RECV_BUDGET      256 /* messages delivered per socket per loop turn */
+#define RECV_BUDGET      256  /* messages delivered per socket per loop turn */
 #define SWEEP_MS         10   /* ZMQ_EVENTS re-read this often while the socket is busy */
 #define SWEEP_FOR_MS     2000 /* ... until this long after its last message in or out */
-#define KP_ZSOCK_MAX_EPS 8   /* connect endpoints remembered for re-connection */
-#define RECONN_MIN_MS    500 /* first wait before connecting again after a failed handshake */
+#define KP_ZSOCK_MAX_EPS 8    /* connect endpoints remembered for re-connection */
+#define RECONN_MIN_MS    500  /* first wait before connecting again after a failed handshake */
 #define RECONN_MAX_MS    16000
-#define ENVELOPE_BYTES (64 * 1024)
+#define ENVELOPE_BYTES   (64 * 1024)
 
 /* ZMQ_ZAP_ENFORCE_DOMAIN is a draft option in libzmq 4.3; set it by number. A library that
  * does not know it makes kp_zsock_open fail for a socket with a zap_domain. */
@@ -48,9 +48,9 @@ struct kp_zsock {
     uv_loop_t *loop;
     void *zs;
     enum kp_zsock_type type;
-    uv_poll_t poll; /* on ZMQ_FD, UV_READABLE */
-    uv_idle_t idle; /* running while ZMQ_EVENTS says POLLIN */
-    uv_timer_t sweep; /* SWEEP_MS, while a message went in or out in the last SWEEP_FOR_MS */
+    uv_poll_t poll;      /* on ZMQ_FD, UV_READABLE */
+    uv_idle_t idle;      /* running while ZMQ_EVENTS says POLLIN */
+    uv_timer_t sweep;    /* SWEEP_MS, while a message went in or out in the last SWEEP_FOR_MS */
     uint64_t last_io_ms; /* uv_now() of that message */
     kp_zsock_recv_cb cb;
     void *arg;
@@ -301,11 +301,8 @@ int kp_zsock_open(uv_loop_t *loop, enum kp_zsock_type type, const struct kp_zsoc
                   struct kp_zsock **out)
 {
     static const int ztype[] = {
-        [KP_ZSOCK_ROUTER] = ZMQ_ROUTER,
-        [KP_ZSOCK_DEALER] = ZMQ_DEALER,
-        [KP_ZSOCK_PUB] = ZMQ_PUB,
-        [KP_ZSOCK_SUB] = ZMQ_SUB,
-        [KP_ZSOCK_REP] = ZMQ_REP,
+        [KP_ZSOCK_ROUTER] = ZMQ_ROUTER, [KP_ZSOCK_DEALER] = ZMQ_DEALER, [KP_ZSOCK_PUB] = ZMQ_PUB,
+        [KP_ZSOCK_SUB] = ZMQ_SUB,       [KP_ZSOCK_REP] = ZMQ_REP,
     };
     if (!loop || !out || (int)type < 0 || (size_t)type >= sizeof ztype / sizeof ztype[0])
         return KP_EINVAL;
@@ -582,11 +579,11 @@ int kp_zsock_monitor(struct kp_zsock *s, kp_zsock_peers_cb cb, void *arg)
     char ep[80];
     snprintf(ep, sizeof ep, "inproc://kp-zsock-mon-%p-%lu", (void *)s,
              (unsigned long)atomic_fetch_add(&mon_seq, 1));
-    if (zmq_socket_monitor(s->zs, ep,
-                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
+    if (zmq_socket_monitor(
+            s->zs, ep,
+            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
         return KP_EZMQ;
     void *mon = zmq_socket(kp_zctx(), ZMQ_PAIR);
     int fd = -1;
