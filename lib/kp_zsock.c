@@ -301,8 +301,11 @@ int kp_zsock_open(uv_loop_t *loop, enum kp_zsock_type type, const struct kp_zsoc
                   struct kp_zsock **out)
 {
     static const int ztype[] = {
-        [KP_ZSOCK_ROUTER] = ZMQ_ROUTER, [KP_ZSOCK_DEALER] = ZMQ_DEALER, [KP_ZSOCK_PUB] = ZMQ_PUB,
-        [KP_ZSOCK_SUB] = ZMQ_SUB,       [KP_ZSOCK_REP] = ZMQ_REP,
+        [KP_ZSOCK_ROUTER] = ZMQ_ROUTER,
+        [KP_ZSOCK_DEALER] = ZMQ_DEALER,
+        [KP_ZSOCK_PUB] = ZMQ_PUB,
+        [KP_ZSOCK_SUB] = ZMQ_SUB,
+        [KP_ZSOCK_REP] = ZMQ_REP,
     };
     if (!loop || !out || (int)type < 0 || (size_t)type >= sizeof ztype / sizeof ztype[0])
         return KP_EINVAL;
@@ -579,11 +582,11 @@ int kp_zsock_monitor(struct kp_zsock *s, kp_zsock_peers_cb cb, void *arg)
     char ep[80];
     snprintf(ep, sizeof ep, "inproc://kp-zsock-mon-%p-%lu", (void *)s,
              (unsigned long)atomic_fetch_add(&mon_seq, 1));
-    if (zmq_socket_monitor(
-            s->zs, ep,
-            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
-                ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
+    if (zmq_socket_monitor(s->zs, ep,
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
         return KP_EZMQ;
     void *mon = zmq_socket(kp_zctx(), ZMQ_PAIR);
     int fd = -1;
