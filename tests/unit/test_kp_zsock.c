@@ -210,16 +210,23 @@ static void edge_setup(struct t *t, const char *endpoint)
     assert_int_equal(t->r_got, 1);
 }
 
-static void test_edge_consumed_by_send(void **state)
+/* The router learns the dealer, then step makes a burst whose edge goes missing: the whole
+ * burst must still arrive, with no traffic after it. */
+static void edge_run(const char *endpoint, uv_timer_cb step)
 {
-    (void)state;
     struct t t;
-    edge_setup(&t, "inproc://edge-send");
-    uv_timer_start(&t.step, edge_burst_then_send, 20, 0);
+    edge_setup(&t, endpoint);
+    uv_timer_start(&t.step, step, 20, 0);
     run(&t);
     assert_false(t.timed_out); /* stranded messages would leave only the guard to stop us */
     assert_int_equal(t.r_got, 1 + EDGE_BURST);
     t_fini(&t);
+}
+
+static void test_edge_consumed_by_send(void **state)
+{
+    (void)state;
+    edge_run("inproc://edge-send", edge_burst_then_send);
 }
 
 /* The burst lands in the router's pipe, and ZMQ_EVENTS read behind kp_zsock's back takes the
@@ -239,13 +246,7 @@ static void edge_taken_behind(uv_timer_t *h)
 static void test_edge_taken_swept(void **state)
 {
     (void)state;
-    struct t t;
-    edge_setup(&t, "inproc://edge-behind");
-    uv_timer_start(&t.step, edge_taken_behind, 20, 0);
-    run(&t);
-    assert_false(t.timed_out); /* without the sweep: stranded until the guard */
-    assert_int_equal(t.r_got, 1 + EDGE_BURST);
-    t_fini(&t);
+    edge_run("inproc://edge-behind", edge_taken_behind); /* fails without the sweep */
 }
 
 static void edge_paused_burst(uv_timer_t *h)
@@ -259,13 +260,7 @@ static void edge_paused_burst(uv_timer_t *h)
 static void test_edge_lost_while_paused(void **state)
 {
     (void)state;
-    struct t t;
-    edge_setup(&t, "inproc://edge-paused");
-    uv_timer_start(&t.step, edge_paused_burst, 20, 0);
-    run(&t);
-    assert_false(t.timed_out);
-    assert_int_equal(t.r_got, 1 + EDGE_BURST);
-    t_fini(&t);
+    edge_run("inproc://edge-paused", edge_paused_burst);
 }
 
 /* --- pause is backpressure ---------------------------------------------------------------- */
