@@ -36,6 +36,10 @@ struct kp_pg {
     char sqlstate[6];
     char errmsg[KP_PG_ERRMSG_MAX];
     bool lost; /* the last failure left the connection unusable */
+    /* kp_pg_exec_prepared: the statements this session has prepared, by their text's address;
+     * statement i is named "kp<i>" (a new session starts with none) */
+    const char *prep[KP_PG_PREPARED_MAX];
+    int n_prep;
 };
 
 struct kp_pg_res {
@@ -94,6 +98,7 @@ static void ignore_notice(void *arg, const char *message)
  * PostgreSQL 12+, 17 digits before), whatever the role or database defaults say. */
 static int session_setup(struct kp_pg *pg)
 {
+    pg->n_prep = 0;
     if (PQsetClientEncoding(pg->conn, "UTF8") != 0) {
         set_errmsg(pg, PQerrorMessage(pg->conn));
         pg->lost = PQstatus(pg->conn) == CONNECTION_BAD;
@@ -234,6 +239,30 @@ int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *c
         return KP_EDB;
     PGresult *r = PQexecParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0);
     return finish(pg, r, res);
+}
+
+int kp_pg_exec_prepared(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
+                        const int *lengths, const int *formats, struct kp_pg_res **res)
+{
+    if (res)
+        *res = NULL;
+    clear_error(pg);
+    if (check_usable(pg))
+        return KP_EDB;
+    int i = 0;
+    while (i < pg->n_prep && pg->prep[i] != sql)
+        i++;
+    if (i == KP_PG_PREPARED_MAX) /* the table is full: an unnamed statement, as kp_pg_exec_bin */
+        return finish(pg, PQexecParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0),
+                      res);
+    char name[16];
+    snprintf(name, sizeof name, "kp%d", i);
+    if (i == pg->n_prep) {
+        if (finish(pg, PQprepare(pg->conn, name, sql, nparams, NULL), NULL))
+            return KP_EDB;
+        pg->prep[pg->n_prep++] = sql;
+    }
+    return finish(pg, PQexecPrepared(pg->conn, name, nparams, params, lengths, formats, 0), res);
 }
 
 int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t len,

@@ -35,6 +35,14 @@ int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const
  * binary format (formats[i] == 1: lengths[i] bytes, e.g. a kp_pg_barray_* array). */
 int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
                    const int *lengths, const int *formats, struct kp_pg_res **res);
+/* kp_pg_exec_bin for a statement run often (a bulk write per batch): prepared the first time
+ * the session runs it, so that the server parses and plans it once per session instead of at
+ * every run. sql is known by its address: a string that lives as long as pg and never changes
+ * (a static const array). At most KP_PG_PREPARED_MAX such statements per session; any further
+ * one runs unprepared. A new session (kp_pg_reset) prepares them again. */
+#define KP_PG_PREPARED_MAX 8
+int kp_pg_exec_prepared(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
+                        const int *lengths, const int *formats, struct kp_pg_res **res);
 /* COPY … FROM STDIN: runs sql (a COPY statement), sends the len bytes of data (e.g. built with
  * kp_pg_bcopy_*), ends the copy. On success returns 0 and, when rows != NULL, the
  * number of rows copied. On failure returns KP_EDB (kp_pg_sqlstate()/kp_pg_errmsg(), as for

@@ -480,7 +480,7 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
                               kp_buf_cstr(&a[SCR_A_RN]),
                               kp_buf_cstr(&a[SCR_A_RCODE]),
                               kp_buf_cstr(&a[SCR_A_RMSG])};
-    if (kp_pg_exec(s->pg, SQL_BATCH, 9, p_batch, &r))
+    if (kp_pg_exec_prepared(s->pg, SQL_BATCH, 9, p_batch, NULL, NULL, &r))
         return "batch";
     bool first = kp_pg_res_ntuples(r) > 0;
     kp_pg_res_free(&r);

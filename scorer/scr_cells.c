@@ -334,7 +334,7 @@ static int chunk_run(struct scr *s, struct scr_scheme *sch, struct wchunk *w, lo
     int len[12] = {0, 0, 0, 0, (int)bv->len, (int)bs->len, (int)bn->len, (int)bu->len, 0, 0, 0, 0};
     int fmt[12] = {0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0};
     struct kp_pg_res *res = NULL;
-    if (kp_pg_exec_bin(s->pg, SQL_WRITE, 12, p, len, fmt, &res))
+    if (kp_pg_exec_prepared(s->pg, SQL_WRITE, 12, p, len, fmt, &res))
         return KP_EDB;
     if (kp_pg_res_ntuples(res) == 1) {
         if (rows)

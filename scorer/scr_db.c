@@ -286,11 +286,12 @@ void scr__collect_changes(struct scr *s, struct scr_scheme *sch, struct scr_chan
     changes_end(s);
 }
 
-/* Runs a statement returning one count; adds it to *rows. */
+/* Runs a statement returning one count (sql: one of this file's static statements, prepared
+ * once per session); adds it to *rows. */
 static int exec_count(struct scr *s, const char *sql, int np, const char *const *p, long long *rows)
 {
     struct kp_pg_res *r = NULL;
-    if (kp_pg_exec(s->pg, sql, np, p, &r))
+    if (kp_pg_exec_prepared(s->pg, sql, np, p, NULL, NULL, &r))
         return KP_EDB;
     if (rows)
         *rows += kp_pg_res_ntuples(r) == 1 ? strtoll(kp_pg_res_value(r, 0, 0), NULL, 10)

@@ -1,8 +1,9 @@
 /*
  * test_pg_kp_pg: the libpq wrapper against a real PostgreSQL (run by tests/harness/with-pg.sh,
  * which exports KP_TEST_DSN): parameterised statements, NULLs, SQLSTATE of failures,
- * lost-connection detection and reset, the array-literal builders round-tripped through
- * unnest(), and kp_pg_migrate applied twice and concurrently from two threads.
+ * lost-connection detection and reset, prepared statements, the array-literal builders
+ * round-tripped through unnest(), and kp_pg_migrate applied twice and concurrently from two
+ * threads.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -228,6 +229,96 @@ static void test_conn_lost_and_reset(void **state)
     assert_int_equal(kp_pg_reset(pg), 0);
     assert_int_equal(query_ll(pg, "SELECT 1"), 1);
     kp_pg_close(&other);
+    kp_pg_close(&pg);
+}
+
+/* kp_pg_exec_prepared: the first run prepares the statement (pg_prepared_statements shows it,
+ * once however often it runs), a failed run leaves it usable, a new session prepares it again,
+ * and statements beyond the table's size still run (unprepared). */
+static const char SQL_PREP_ADD[] = "SELECT $1::int + $2::int";
+static const char SQL_PREP_BIN[] = "SELECT array_length($1::float8[], 1), ($1::float8[])[2]";
+static const char SQL_PREP_DIV[] = "SELECT 10 / $1::int";
+
+static long long prepared_count(struct kp_pg *pg)
+{
+    return query_ll(pg, "SELECT count(*) FROM pg_prepared_statements");
+}
+
+static long long prep_add(struct kp_pg *pg, const char *sql, const char *a, const char *b)
+{
+    const char *p[2] = {a, b};
+    struct kp_pg_res *r = NULL;
+    int rc = kp_pg_exec_prepared(pg, sql, 2, p, NULL, NULL, &r);
+    if (rc)
+        fprintf(stderr, "prepared: %s %s\n", kp_pg_sqlstate(pg), kp_pg_errmsg(pg));
+    assert_int_equal(rc, 0);
+    long long v = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+    kp_pg_res_free(&r);
+    return v;
+}
+
+static void test_prepared(void **state)
+{
+    (void)state;
+    struct kp_pg *pg = connect_ok();
+    assert_int_equal(prepared_count(pg), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(prep_add(pg, SQL_PREP_ADD, "40", i == 0 ? "2" : "3"), i == 0 ? 42 : 43);
+    assert_int_equal(prepared_count(pg), 1);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM pg_prepared_statements WHERE name = 'kp0'"
+                                  " AND statement = 'SELECT $1::int + $2::int'"),
+                     1);
+
+    /* Binary parameters, as the scorer's cell writes send them. */
+    struct kp_buf b = {0};
+    kp_pg_barray_begin(&b, KP_PG_FLOAT8, 1);
+    kp_pg_barray_add_f8(&b, 1.5);
+    kp_pg_barray_add_f8(&b, -2.25);
+    kp_pg_barray_add_f8(&b, 8);
+    kp_pg_barray_end(&b, (int[]){3});
+    const char *pb[1] = {(const char *)b.data};
+    int len[1] = {(int)b.len}, fmt[1] = {1};
+    struct kp_pg_res *r = NULL;
+    assert_int_equal(kp_pg_exec_prepared(pg, SQL_PREP_BIN, 1, pb, len, fmt, &r), 0);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "3");
+    assert_string_equal(kp_pg_res_value(r, 0, 1), "-2.25");
+    kp_pg_res_free(&r);
+    kp_buf_fini(&b);
+    assert_int_equal(prepared_count(pg), 2);
+
+    /* A run that fails (22012) reports it; the statement stays prepared and runs again. */
+    const char *zero[1] = {"0"}, *five[1] = {"5"};
+    assert_int_equal(kp_pg_exec_prepared(pg, SQL_PREP_DIV, 1, zero, NULL, NULL, NULL), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "22012");
+    assert_int_equal(kp_pg_exec_prepared(pg, SQL_PREP_DIV, 1, five, NULL, NULL, &r), 0);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "2");
+    kp_pg_res_free(&r);
+    assert_int_equal(prepared_count(pg), 3);
+
+    /* A statement that does not parse is not recorded as prepared: it fails each time. */
+    static const char bad[] = "SELEC 1";
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(kp_pg_exec_prepared(pg, bad, 0, NULL, NULL, NULL, NULL), KP_EDB);
+        assert_string_equal(kp_pg_sqlstate(pg), "42601");
+    }
+    assert_int_equal(prepared_count(pg), 3);
+
+    /* A new session has none: the next run prepares again. */
+    assert_int_equal(kp_pg_exec(pg, "SELECT pg_terminate_backend(pg_backend_pid())", 0, NULL, NULL),
+                     KP_EDB);
+    assert_int_equal(kp_pg_reset(pg), 0);
+    assert_int_equal(prepared_count(pg), 0);
+    assert_int_equal(prep_add(pg, SQL_PREP_ADD, "1", "1"), 2);
+    assert_int_equal(prepared_count(pg), 1);
+
+    /* More statements than the table holds: the rest run unprepared. */
+    static char many[KP_PG_PREPARED_MAX + 2][48];
+    for (int i = 0; i < KP_PG_PREPARED_MAX + 2; i++) {
+        snprintf(many[i], sizeof many[i], "SELECT $1::int + $2::int + %d", i);
+        assert_int_equal(prep_add(pg, many[i], "1", "2"), 3 + i);
+    }
+    assert_int_equal(prepared_count(pg), KP_PG_PREPARED_MAX);
+    assert_int_equal(prep_add(pg, many[KP_PG_PREPARED_MAX + 1], "0", "0"), KP_PG_PREPARED_MAX + 1);
     kp_pg_close(&pg);
 }
 
@@ -753,6 +844,7 @@ int main(void)
         cmocka_unit_test(test_nulls),
         cmocka_unit_test(test_sqlstate),
         cmocka_unit_test(test_conn_lost_and_reset),
+        cmocka_unit_test(test_prepared),
         cmocka_unit_test(test_float_text_exact),
         cmocka_unit_test(test_array_text_roundtrip),
         cmocka_unit_test(test_array_numbers_roundtrip),
