@@ -210,9 +210,9 @@ void scr__cells_on_cell(const struct score_cell_change *ch, void *arg)
     x->n_cells++;
 }
 
-/* The undo log: 16 bytes per changed cell (a big group on random cells changes ~60,000),
- * given back after a transaction that grew it beyond this. */
-#define UNDO_KEEP ((size_t)1 << 20)
+/* The undo log: 16 bytes per changed cell (a big group on random cells changes ~60,000; a
+ * group at 10,000 obs/s ~4,000), given back after a transaction that grew it beyond this. */
+#define UNDO_KEEP ((size_t)128 * 1024)
 
 void scr__cells_begin(struct scr_cells *c)
 {
@@ -280,9 +280,12 @@ static const char SQL_WRITE[] =
 /* Rows per statement: the binary arrays of a statement take 12 bytes per cell element (a
  * length and the value) and libpq keeps its buffer at the largest message it sent, so an
  * unbounded statement (a big group on random cells: ~8,000 rows, 25 MB of parameters; a
- * sync: the whole scheme) would hold that memory for good. 512 rows: about 1.6 MB. (A
- * variable only so that tests can cut writes into many statements.) */
-size_t scr__write_rows = 512;
+ * sync: the whole scheme) would hold that memory for good. 128 rows: about 0.4 MB, held by the
+ * four arrays and again by libpq (512 rows held 3.5 MB between them, which the scorer kept
+ * through every later load). The statement is prepared (kp_pg_exec_prepared), so the four
+ * times as many statements are not planned each time. (A variable only so that tests can cut
+ * writes into many statements.) */
+size_t scr__write_rows = 128;
 
 /* One statement's worth of parts being gathered by scr__cells_write. */
 struct wchunk {
