@@ -39,9 +39,9 @@
  * the engine waits on memory as much as it computes (docs/BENCHMARKS.md, round 2).
  *
  * Memory (docs/BENCHMARKS.md): the cells of a (unit, period) are one dense array of 24-byte
- * cells; records (56 bytes, short refs inline), exact sums (56 bytes for events, 32 for the
- * derived cells of value leaves) and longer refs live in chunked arrays addressed by 32-bit
- * indices.
+ * cells; records (56 bytes, short refs inline), the events' exact sums (56 bytes) and longer
+ * refs live in chunked arrays addressed by 32-bit indices. The derived sum and avg cells of
+ * value leaves keep no sums: they add up their finer cells when one changes (derived_sum).
  *
  * Evicted records (score_engine_evict_events, docs/BENCHMARKS.md rounds 6 and 7): an event's
  * record matters only to a later revision of it (its sums hold what it counts), and a value
@@ -239,13 +239,6 @@ struct score_agg {
     struct acc x, y;
 };
 
-/* A derived cell of a value leaf rolled up by sum or avg: n present finer cells and x = Σ of
- * their values in fixed point (acc_add_fixed): 32 bytes. */
-struct score_vagg {
-    int64_t n;
-    struct acc x;
-};
-
 /* One (unit, node, period): 24 bytes. */
 struct score_cell {
     double a; /* leaf: the input value; inner node: coverage */
@@ -256,14 +249,13 @@ struct score_cell {
     unsigned dirty : 1;   /* queued for the next flush */
     /* NONE when unset. Native cell of a value leaf: its best record (the head of its list);
      * event cell: its aggregate; derived cell of a value leaf: the latest present finer
-     * period (rollup latest) or its aggregate (sum, avg). */
+     * period (rollup latest; unused for sum and avg, which add up their finer cells). */
     uint32_t aux;
 };
 
 _Static_assert(sizeof(struct score_rec) == 56, "a record is 56 bytes");
 _Static_assert(sizeof(struct score_cell) == 24, "a cell is 24 bytes");
 _Static_assert(sizeof(struct score_agg) == 56, "an aggregate is 56 bytes");
-_Static_assert(sizeof(struct score_vagg) == 32, "a value aggregate is 32 bytes");
 
 /* One unit in one period: its cells (all nodes) and its total. */
 struct score_up {
@@ -415,10 +407,6 @@ struct score_engine {
     struct score_agg **gchunks;
     size_t n_gchunks, cap_gchunks;
     uint32_t n_aggs;
-    /* sums of the derived cells of value leaves */
-    struct score_vagg **vchunks;
-    size_t n_vchunks, cap_vchunks;
-    uint32_t n_vaggs;
     /* periods and unit-periods */
     struct score_period **periods;
     size_t n_periods, cap_periods;
@@ -566,11 +554,6 @@ static inline struct score_agg *G(const struct score_engine *e, uint32_t i)
     return &e->gchunks[i >> AGG_SHIFT][i & ((1u << AGG_SHIFT) - 1)];
 }
 
-static inline struct score_vagg *V(const struct score_engine *e, uint32_t i)
-{
-    return &e->vchunks[i >> AGG_SHIFT][i & ((1u << AGG_SHIFT) - 1)];
-}
-
 /* The cell of node n in a unit-period. */
 #define CELL(e, up, n) (&(up)->cells[(e)->slot[(n)]])
 
@@ -668,9 +651,12 @@ static void map_put(struct slot *map, size_t cap, uint32_t hash, uint32_t idx1)
     map[i].idx1 = idx1;
 }
 
+/* The map grows at 7/8 full: a slot keeps its key's hash, so a probe past other keys reads only
+ * the slots (8 in a cache line), not their records; at 3/4 the map was 4.2 of the scorer's
+ * 48 MB in the benchmark of docs/BENCHMARKS.md (round 11). */
 static void rec_insert(struct score_engine *e, uint32_t hash, uint32_t idx)
 {
-    if ((e->map_n + 1) * 4 > e->map_cap * 3) {
+    if ((e->map_n + 1) * 8 > e->map_cap * 7) {
         size_t oc = e->map_cap;
         struct slot *om = e->map;
         e->map_cap = oc ? oc * 2 : 256;
@@ -755,16 +741,6 @@ static uint32_t agg_new(struct score_engine *e)
     POOL_RESERVE(e->gchunks, e->n_gchunks, e->cap_gchunks, idx, AGG_SHIFT);
     e->n_aggs++;
     memset(G(e, idx), 0, sizeof(struct score_agg));
-    return idx;
-}
-
-static uint32_t vagg_new(struct score_engine *e)
-{
-    uint32_t idx = e->n_vaggs;
-    KP_ASSERT(idx < NONE - 1);
-    POOL_RESERVE(e->vchunks, e->n_vchunks, e->cap_vchunks, idx, AGG_SHIFT);
-    e->n_vaggs++;
-    memset(V(e, idx), 0, sizeof(struct score_vagg));
     return idx;
 }
 
@@ -869,7 +845,7 @@ static inline struct score_up *up_get(struct score_engine *e, uint32_t p, uint32
 
 /* ---- change tracking ------------------------------------------------------------------------ */
 
-/* A derived (coarser-period) cell of a value leaf: its aux and sums follow the finer cells. */
+/* A derived (coarser-period) cell of a value leaf: its state follows the finer cells. */
 static bool is_derived_value(const struct score_engine *e, const struct score_up *up, uint32_t n)
 {
     return !e->event[n] && e->rollup[n] != SCORE_R_NONE && up->kind < e->src_kind[n];
@@ -1294,43 +1270,37 @@ static uint32_t latest_scan(const struct score_engine *e, uint32_t p, uint32_t u
     return latest;
 }
 
-/* Recomputes the state of derived cell (dup, n) of a value leaf from its finer cells. */
-static void derived_rebuild(struct score_engine *e, struct score_up *dup, uint32_t n)
+/* The present native cells of value leaf n in derived period p of unit u: their number, and in
+ * x the exact fixed-point sum of their values (acc_add_fixed), the same whatever their order. */
+static int64_t derived_sum(const struct score_engine *e, uint32_t p, uint32_t u, uint32_t n,
+                           struct acc *x)
 {
-    struct score_cell *dc = CELL(e, dup, n);
-    if (e->rollup[n] == SCORE_R_LATEST) {
-        dc->aux = latest_scan(e, dup->period, dup->unit, n);
-        return;
-    }
-    if (dc->aux == NONE)
-        return;
-    struct score_vagg *g = V(e, dc->aux);
-    memset(g, 0, sizeof *g);
-    const struct score_period *per = e->periods[dup->period];
+    const struct score_period *per = e->periods[p];
+    int64_t cnt = 0;
+    memset(x, 0, sizeof *x);
     for (uint32_t i = 0; i < per->n_kids; i++) {
         const struct score_period *kp = e->periods[per->kids[i]];
-        if ((unsigned)kp->key.kind != e->src_kind[n] || !kp->ups[dup->unit])
+        if ((unsigned)kp->key.kind != e->src_kind[n] || !kp->ups[u])
             continue;
-        const struct score_cell *kc = CELL(e, kp->ups[dup->unit], n);
+        const struct score_cell *kc = CELL(e, kp->ups[u], n);
         if (kc->present) {
-            g->n++;
-            acc_add_fixed(&g->x, kc->a, +1);
+            cnt++;
+            acc_add_fixed(x, kc->a, +1);
         }
     }
+    return cnt;
 }
 
-/* Native cell (up, n) of a value leaf with a rollup changed from (op, ov, on) — presence,
- * value, n_obs — to its current state: the derived cells of the coarser periods follow in
- * O(1) each: latest keeps the latest present finer period (a rescan only when that one
- * disappears), sum and avg keep an exact fixed-point sum of the finer values and their
- * count, n_obs is the sum over the present finer cells. */
-static void derived_delta(struct score_engine *e, struct score_up *up, uint32_t n, bool op,
-                          double ov, uint32_t on)
+/* Native cell (up, n) of a value leaf with a rollup changed from n_obs `on` to its current
+ * state: the derived cells of the coarser periods follow. Latest keeps the latest present finer
+ * period (a rescan only when that one disappears); sum and avg add up the present native cells
+ * inside (derived_sum: a year reads its 12 months); n_obs is the sum over the present finer
+ * cells. */
+static void derived_delta(struct score_engine *e, struct score_up *up, uint32_t n, uint32_t on)
 {
     uint8_t rollup = e->rollup[n];
     const struct score_cell *c = CELL(e, up, n);
     bool np = c->present;
-    double nv = c->a;
     uint32_t nn = c->n_obs;
     const struct score_period *per = e->periods[up->period];
     for (int k = 0; k < (int)per->key.kind; k++) {
@@ -1356,20 +1326,11 @@ static void derived_delta(struct score_engine *e, struct score_up *up, uint32_t 
             }
             value = present ? CELL(e, e->periods[dc->aux]->ups[up->unit], n)->a : NAN;
         } else {
-            if (dc->aux == NONE)
-                dc->aux = vagg_new(e);
-            struct score_vagg *g = V(e, dc->aux);
-            if (op) {
-                g->n--;
-                acc_add_fixed(&g->x, ov, -1);
-            }
-            if (np) {
-                g->n++;
-                acc_add_fixed(&g->x, nv, +1);
-            }
-            present = g->n > 0;
-            double sum = acc_double(&g->x) / FIX_SCALE;
-            value = !present ? NAN : rollup == SCORE_R_SUM ? sum : sum / (double)g->n;
+            struct acc x;
+            int64_t cnt = derived_sum(e, ap, up->unit, n, &x);
+            present = cnt > 0;
+            double sum = acc_double(&x) / FIX_SCALE;
+            value = !present ? NAN : rollup == SCORE_R_SUM ? sum : sum / (double)cnt;
         }
         cell_input(e, dup, n, present, value, present ? nobs : 0);
     }
@@ -1404,7 +1365,7 @@ static void leaf_changed(struct score_engine *e, struct score_up *up, uint32_t n
         return;
     if (e->rollup[n] != SCORE_R_POOL) {
         if (op != c->present || !same(ov, c->a) || on != c->n_obs)
-            derived_delta(e, up, n, op, ov, on);
+            derived_delta(e, up, n, on);
         return;
     }
     const struct score_period *per = e->periods[up->period];
@@ -1609,6 +1570,20 @@ __attribute__((always_inline)) static inline void prefetch_derived(const struct 
         if (parent >= 0) /* the cell's parent, queued when the cell changes */
             __builtin_prefetch(CELL(e, aup, parent));
     }
+    uint8_t rollup = e->rollup[r->node];
+    if (e->event[r->node] || (rollup != SCORE_R_SUM && rollup != SCORE_R_AVG))
+        return;
+    for (int k = 0; k < (int)per->key.kind; k++) { /* the coarsest: derived_sum's cells */
+        if (per->anc[k] < 0)
+            continue;
+        const struct score_period *ap = e->periods[per->anc[k]];
+        for (uint32_t i = 0; i < ap->n_kids; i++) {
+            const struct score_period *kp = e->periods[ap->kids[i]];
+            if (kp->key.kind == per->key.kind && kp->ups[r->up->unit])
+                __builtin_prefetch(CELL(e, kp->ups[r->up->unit], r->node));
+        }
+        return;
+    }
 }
 
 /* Prefetches the children's cells of an inner node (adjacent: breadth-first layout). */
@@ -1804,9 +1779,6 @@ void score_engine_destroy(struct score_engine **ep)
     for (size_t i = 0; i < e->n_gchunks; i++)
         free(e->gchunks[i]);
     free(e->gchunks);
-    for (size_t i = 0; i < e->n_vchunks; i++)
-        free(e->vchunks[i]);
-    free(e->vchunks);
     for (size_t i = 0; i < e->n_srcs; i++)
         free(e->srcs[i]);
     free(e->srcs);
@@ -2233,10 +2205,11 @@ size_t score_engine_apply_batch(struct score_engine *e, const struct score_obs *
     return refused;
 }
 
-/* Gives back the memory of a log that one large unit of work (a recovery replay) grew. */
+/* Gives back the memory of a log that one large unit of work (a recovery replay, a big group)
+ * grew: once it holds over 64 KiB and four times what this unit of work used. */
 #define SHRINK(arr, n, cap)                                                                        \
     do {                                                                                           \
-        if ((cap) > 16384 && (n)*4 < (cap)) {                                                      \
+        if ((cap) * sizeof *(arr) > 65536 && (n)*4 < (cap)) {                                      \
             (cap) = (n)*2 > 1024 ? (n)*2 : 1024;                                                   \
             (arr) = kp_xrealloc((arr), (cap) * sizeof *(arr));                                     \
         }                                                                                          \
@@ -2571,12 +2544,12 @@ void score_engine_rollback(struct score_engine *e)
         c->score = l->score;
         c->n_obs = l->n_obs;
     }
-    /* the derived value-leaf cells' own state follows from their (restored) finer cells:
-     * the latest present one, or the exact sum of their values */
+    /* a derived value-leaf cell of rollup latest points to its latest present finer period:
+     * found again among the (restored) finer cells */
     for (size_t i = 0; i < e->n_clog; i++) {
         const struct cell_log *l = &e->clog[i];
-        if (is_derived_value(e, l->up, l->node))
-            derived_rebuild(e, l->up, l->node);
+        if (is_derived_value(e, l->up, l->node) && e->rollup[l->node] == SCORE_R_LATEST)
+            CELL(e, l->up, l->node)->aux = latest_scan(e, l->up->period, l->up->unit, l->node);
     }
     for (size_t i = e->n_tlog; i-- > 0;) {
         const struct total_log *l = &e->tlog[i];
@@ -2744,7 +2717,6 @@ size_t score_engine_bytes(const struct score_engine *e)
     size_t b = sizeof *e;
     b += e->n_rchunks * (sizeof(struct score_rec) << REC_SHIFT) + e->map_cap * sizeof *e->map;
     b += e->n_gchunks * (sizeof(struct score_agg) << AGG_SHIFT);
-    b += e->n_vchunks * (sizeof(struct score_vagg) << AGG_SHIFT);
     b += e->n_achunks * (size_t)ARENA_CHUNK;
     for (size_t i = 0; i < e->n_big; i++)
         b += strlen(e->big[i]) + 1;
