@@ -652,8 +652,8 @@ static void map_put(struct slot *map, size_t cap, uint32_t hash, uint32_t idx1)
 }
 
 /* The map grows at 7/8 full: a slot keeps its key's hash, so a probe past other keys reads only
- * the slots (8 in a cache line), not their records; at 3/4 the map was 4.2 of the scorer's
- * 48 MB in the benchmark of docs/BENCHMARKS.md (round 11). */
+ * the slots (8 in a cache line), not their records. At 3/4 the map was 4.0 of the scorer's
+ * 48 MiB of state in the benchmark of docs/BENCHMARKS.md (round 11). */
 static void rec_insert(struct score_engine *e, uint32_t hash, uint32_t idx)
 {
     if ((e->map_n + 1) * 8 > e->map_cap * 7) {

@@ -41,7 +41,8 @@
 #                   perf-*.txt, pg_stat_statements.txt, pg_stats.txt (WAL, rows written per
 #                   table), trace-max.txt (per batch: seq, send ms, latency ms, obs, sends)
 #   --profile-run R the run --profile records: max (default: the maximum throughput on random
-#                   cells) or 10k (10,000 obs/s on random cells)
+#                   cells), source (the same in source order) or 10k (10,000 obs/s on random
+#                   cells)
 #   --pg-set K=V    a postgresql.conf setting on top of tests/harness/pg.sh's (fsync and
 #                   synchronous_commit on) and of the benchmark's shared_buffers = 128MB
 #                   (PostgreSQL's default; the test harness shrinks it to 32MB), e.g.
@@ -74,7 +75,7 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE=$2; shift 2 ;;
     --profile-run)
         PROFILE_RUN=$2
-        case $PROFILE_RUN in max | 10k) ;; *) echo "--profile-run: max or 10k" >&2; exit 2 ;; esac
+        case $PROFILE_RUN in max | source | 10k) ;; *) echo "--profile-run: max, source or 10k" >&2; exit 2 ;; esac
         shift 2 ;;
     --keep) KEEP=1; shift ;;
     --pg-set) PG_SET+=("$2"); shift 2 ;;
@@ -337,11 +338,13 @@ CPU=$(paste <(echo "$cpu0") <(echo "$cpu1") | awk -v s="$(jget seconds "$MAX")" 
 read -r CPU_COL CPU_BRK CPU_SCR <<<"$CPU"
 
 # ---- 2b. the same in the order a statistics system exports (unit by unit, indicators in order) --
+prof_start source
 say "end to end, rate 0, source order: $OBS observations in batches of $BATCH"
 w0=$(wal_lsn)
 MAXS=$(loadgen bench-src --order source --obs "$OBS" --batch "$BATCH" --window "$WINDOW") ||
     { say "kp_loadgen: $MAXS"; exit 1; }
 MAXS_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$MAXS")")
+prof_stop source
 MAXS_RATE=$(jget obs_per_s "$MAXS")
 RATIO_S=$(awk -v a="$MAXS_RATE" -v b="$COPY_RATE" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
 
@@ -430,7 +433,7 @@ echo "| end to end at 1,000 obs/s | $(fmt "$(jget obs_per_s "$R1K")") | $(jget p
 echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches; WAL ${R10K_WAL} B/obs |"
 echo "| end to end at 10,000 obs/s, source order | $(fmt "$(jget obs_per_s "$R10KS")") | $(jget p50_ms "$R10KS") | $(jget p99_ms "$R10KS") | $(jget max_ms "$R10KS") | $(jget acked_batches "$R10KS") batches; WAL ${R10KS_WAL} B/obs |"
 echo "| scoring engine alone (bench_engine) | $(fmt "$ENG_RATE") | | | | one core, no I/O |"
-echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MB, broker $(mb "$RSS_BRK") MB, scorer $(mb "$RSS_SCR") MB (at 10,000 obs/s $(mb "$RSS_SCR_10K") MB; at the end $(mb "$RSS_SCR_NOW") MB, of which the scheme's state $(mb "$STATE_KB") MB: $(fmt "$RECORDS") records) |"
+echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MiB, broker $(mb "$RSS_BRK") MiB, scorer $(mb "$RSS_SCR") MiB (at 10,000 obs/s $(mb "$RSS_SCR_10K") MiB; at the end $(mb "$RSS_SCR_NOW") MiB, of which the scheme's state $(mb "$STATE_KB") MiB: $(fmt "$RECORDS") records) |"
 echo
 echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
 [ -n "$PROFILE" ] && say "profiles in $PROFILE"
