@@ -288,6 +288,8 @@ void scr__db_schedule(struct scr *s)
 /* Stores the queued batches (scr_process_group) and sends their replies. A queue that takes
  * longer than a heartbeat interval to store does not keep the broker waiting for the scorer's
  * reg: the heartbeat round runs between groups when it is due. */
+#define PEND_KEEP ((size_t)16 * 1024)
+
 static void flush_pending(struct scr *s)
 {
     if (s->n_pend == 0)
@@ -307,6 +309,15 @@ static void flush_pending(struct scr *s)
     scr_process_group(s, it, n);
     s->n_pend = 0;
     s->pend_bytes = 0;
+    /* The copies keep their buffers for the next group, unless the load got lighter: a slot this
+     * group left unused, or used for less than a quarter of its buffer, gives a buffer over
+     * PEND_KEEP back. (Batches of 1,000 leave ~70 kB in each of the 16; at 10,000 obs/s in
+     * batches of 100 the scorer held that megabyte for nothing: docs/BENCHMARKS.md round 11.) */
+    for (size_t k = 0; k < SCR_GROUP_MAX; k++) {
+        struct kp_buf *b = &s->pend[k].payload;
+        if (b->cap > PEND_KEEP && (k >= n || b->len * 4 < b->cap))
+            kp_buf_fini(b);
+    }
     for (size_t k = 0; k < n; k++) {
         struct scr_pend *p = &s->pend[k];
         struct kp_frame rep[4] = {{"rep", 3},
