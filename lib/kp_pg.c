@@ -223,6 +223,14 @@ static int check_usable(struct kp_pg *pg)
     return KP_EDB;
 }
 
+/* The start of every call that runs something: the last error forgotten, the connection
+ * checked. Returns 0 or KP_EDB. */
+static int call_begin(struct kp_pg *pg)
+{
+    clear_error(pg);
+    return check_usable(pg);
+}
+
 int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
                struct kp_pg_res **res)
 {
@@ -234,8 +242,7 @@ int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *c
 {
     if (res)
         *res = NULL;
-    clear_error(pg);
-    if (check_usable(pg))
+    if (call_begin(pg))
         return KP_EDB;
     PGresult *r = PQexecParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0);
     return finish(pg, r, res);
@@ -244,17 +251,15 @@ int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *c
 int kp_pg_exec_prepared(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
                         const int *lengths, const int *formats, struct kp_pg_res **res)
 {
-    if (res)
-        *res = NULL;
-    clear_error(pg);
-    if (check_usable(pg))
-        return KP_EDB;
     int i = 0;
     while (i < pg->n_prep && pg->prep[i] != sql)
         i++;
-    if (i == KP_PG_PREPARED_MAX) /* the table is full: an unnamed statement, as kp_pg_exec_bin */
-        return finish(pg, PQexecParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0),
-                      res);
+    if (i == KP_PG_PREPARED_MAX) /* the table is full: an unnamed statement */
+        return kp_pg_exec_bin(pg, sql, nparams, params, lengths, formats, res);
+    if (res)
+        *res = NULL;
+    if (call_begin(pg))
+        return KP_EDB;
     char name[16];
     snprintf(name, sizeof name, "kp%d", i);
     if (i == pg->n_prep) {
@@ -270,8 +275,7 @@ int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t le
 {
     if (rows)
         *rows = 0;
-    clear_error(pg);
-    if (check_usable(pg))
+    if (call_begin(pg))
         return KP_EDB;
     PGresult *r = PQexec(pg->conn, sql);
     if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
@@ -317,8 +321,7 @@ int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t le
 
 int kp_pg_exec_script(struct kp_pg *pg, const char *sql)
 {
-    clear_error(pg);
-    if (check_usable(pg))
+    if (call_begin(pg))
         return KP_EDB;
     /* PQexec runs every statement of the string; the result is that of the last one, or the
      * first failure (which aborts the rest). */
