@@ -40,6 +40,7 @@ struct kp_pg {
      * statement i is named "kp<i>" (a new session starts with none) */
     const char *prep[KP_PG_PREPARED_MAX];
     int n_prep;
+    bool in_flight; /* a kp_pg_send_prepared or kp_pg_copy_send awaits its kp_pg_wait */
 };
 
 struct kp_pg_res {
@@ -175,6 +176,7 @@ bool kp_pg_ok(struct kp_pg *pg)
 int kp_pg_reset(struct kp_pg *pg)
 {
     clear_error(pg);
+    pg->in_flight = false; /* a new session: what was in flight went with the old one */
     if (!pg->conn)
         return connect_now(pg);
     PQreset(pg->conn);
@@ -228,6 +230,10 @@ static int check_usable(struct kp_pg *pg)
 static int call_begin(struct kp_pg *pg)
 {
     clear_error(pg);
+    if (pg->in_flight) {
+        set_errmsg(pg, "a statement is in flight (kp_pg_wait first)");
+        return KP_EDB;
+    }
     return check_usable(pg);
 }
 
@@ -251,23 +257,40 @@ int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *c
 int kp_pg_exec_prepared(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
                         const int *lengths, const int *formats, struct kp_pg_res **res)
 {
+    if (res)
+        *res = NULL;
+    if (kp_pg_send_prepared(pg, sql, nparams, params, lengths, formats))
+        return KP_EDB;
+    return kp_pg_wait(pg, res);
+}
+
+int kp_pg_send_prepared(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
+                        const int *lengths, const int *formats)
+{
+    if (call_begin(pg))
+        return KP_EDB;
     int i = 0;
     while (i < pg->n_prep && pg->prep[i] != sql)
         i++;
-    if (i == KP_PG_PREPARED_MAX) /* the table is full: an unnamed statement */
-        return kp_pg_exec_bin(pg, sql, nparams, params, lengths, formats, res);
-    if (res)
-        *res = NULL;
-    if (call_begin(pg))
-        return KP_EDB;
-    char name[16];
-    snprintf(name, sizeof name, "kp%d", i);
-    if (i == pg->n_prep) {
-        if (finish(pg, PQprepare(pg->conn, name, sql, nparams, NULL), NULL))
-            return KP_EDB;
-        pg->prep[pg->n_prep++] = sql;
+    int sent;
+    if (i == KP_PG_PREPARED_MAX) { /* the table is full: an unnamed statement */
+        sent = PQsendQueryParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0);
+    } else {
+        char name[16];
+        snprintf(name, sizeof name, "kp%d", i);
+        if (i == pg->n_prep) {
+            if (finish(pg, PQprepare(pg->conn, name, sql, nparams, NULL), NULL))
+                return KP_EDB;
+            pg->prep[pg->n_prep++] = sql;
+        }
+        sent = PQsendQueryPrepared(pg->conn, name, nparams, params, lengths, formats, 0);
     }
-    return finish(pg, PQexecPrepared(pg->conn, name, nparams, params, lengths, formats, 0), res);
+    if (!sent) {
+        record_failure(pg, NULL);
+        return KP_EDB;
+    }
+    pg->in_flight = true;
+    return 0;
 }
 
 int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t len,
@@ -275,6 +298,17 @@ int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t le
 {
     if (rows)
         *rows = 0;
+    struct kp_pg_res *r = NULL;
+    if (kp_pg_copy_send(pg, sql, data, len) || kp_pg_wait(pg, &r))
+        return KP_EDB;
+    if (rows)
+        *rows = kp_pg_res_affected(r);
+    kp_pg_res_free(&r);
+    return 0;
+}
+
+int kp_pg_copy_send(struct kp_pg *pg, const char *sql, const void *data, size_t len)
+{
     if (call_begin(pg))
         return KP_EDB;
     PGresult *r = PQexec(pg->conn, sql);
@@ -296,23 +330,32 @@ int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t le
             PQclear(r);
         return KP_EDB;
     }
-    /* The COPY's own result, then NULL. */
+    pg->in_flight = true;
+    return 0;
+}
+
+int kp_pg_wait(struct kp_pg *pg, struct kp_pg_res **res)
+{
+    if (res)
+        *res = NULL;
+    clear_error(pg);
+    if (!pg->in_flight) {
+        set_errmsg(pg, "kp_pg_wait: no statement in flight");
+        return KP_EDB;
+    }
+    pg->in_flight = false;
+    /* The statement's own result, then NULL: the first failure is the one kept. */
     int rc = 0;
     bool first = true;
+    PGresult *r;
     while ((r = PQgetResult(pg->conn)) != NULL) {
-        if (first && PQresultStatus(r) == PGRES_COMMAND_OK) {
-            if (rows) {
-                const char *t = PQcmdTuples(r);
-                *rows = (t && *t) ? strtoll(t, NULL, 10) : 0;
-            }
-        } else if (rc == 0) {
-            record_failure(pg, r);
-            rc = KP_EDB;
-        }
+        if (first && rc == 0)
+            rc = finish(pg, r, res);
+        else
+            PQclear(r);
         first = false;
-        PQclear(r);
     }
-    if (rc == 0 && first) { /* no result at all: the connection went away */
+    if (first) { /* no result at all: the connection went away */
         record_failure(pg, NULL);
         rc = KP_EDB;
     }

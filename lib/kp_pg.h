@@ -50,6 +50,15 @@ int kp_pg_exec_prepared(struct kp_pg *pg, const char *sql, int nparams, const ch
  * transaction aborted). */
 int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t len,
                   long long *rows);
+/* The same two calls in two halves, so that the server works while the caller does: the send
+ * half returns once the statement (or the COPY and its data) is sent, and kp_pg_wait then
+ * collects its result (*res as for kp_pg_exec_prepared; for a COPY, kp_pg_res_affected gives
+ * the rows copied). One statement is in flight at a time: until kp_pg_wait, every other call
+ * on pg fails (KP_EDB). A send that fails leaves nothing in flight. */
+int kp_pg_send_prepared(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
+                        const int *lengths, const int *formats);
+int kp_pg_copy_send(struct kp_pg *pg, const char *sql, const void *data, size_t len);
+int kp_pg_wait(struct kp_pg *pg, struct kp_pg_res **res);
 /* Runs a script of several statements without parameters (migrations). */
 int kp_pg_exec_script(struct kp_pg *pg, const char *sql);
 

@@ -324,6 +324,76 @@ static void test_prepared(void **state)
 
 /* Doubles come back as text that parses to the same double, even when the database's
  * default would round them (extra_float_digits = 0). */
+/* The two halves (kp_pg_send_prepared / kp_pg_copy_send, then kp_pg_wait): one statement in
+ * flight, every other call refused meanwhile, its result or failure at the wait. */
+static void copy_ints(struct kp_buf *b, long long k0, int n)
+{
+    kp_pg_bcopy_begin(b);
+    for (int i = 0; i < n; i++) {
+        kp_pg_bcopy_row(b, 1);
+        kp_pg_bcopy_i8(b, k0 + i);
+    }
+    kp_pg_bcopy_end(b);
+}
+
+static void test_in_flight(void **state)
+{
+    (void)state;
+    static const char SQL_SLOW[] = "SELECT $1::int * 2 FROM pg_sleep(0.05)";
+    static const char SQL_DIV[] = "SELECT 10 / $1::int";
+    static const char SQL_COPY[] = "COPY kp_flight_t (k) FROM STDIN (FORMAT binary)";
+    struct kp_pg *pg = connect_ok();
+    exec_ok(pg, "DROP TABLE IF EXISTS kp_flight_t");
+    exec_ok(pg, "CREATE TABLE kp_flight_t (k int8 PRIMARY KEY)");
+    const char *p21[1] = {"21"}, *zero[1] = {"0"};
+    struct kp_pg_res *r = NULL;
+    struct kp_buf b = {0};
+    copy_ints(&b, 1, 3);
+
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_SLOW, 1, p21, NULL, NULL), 0);
+    /* Meanwhile every other call fails, and leaves the statement in flight. */
+    assert_int_equal(kp_pg_exec(pg, "SELECT 1", 0, NULL, NULL), KP_EDB);
+    assert_non_null(strstr(kp_pg_errmsg(pg), "in flight"));
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_DIV, 1, p21, NULL, NULL), KP_EDB);
+    assert_int_equal(kp_pg_copy_send(pg, SQL_COPY, b.data, b.len), KP_EDB);
+    assert_int_equal(kp_pg_exec_prepared(pg, SQL_DIV, 1, p21, NULL, NULL, NULL), KP_EDB);
+    assert_int_equal(kp_pg_wait(pg, &r), 0);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "42");
+    kp_pg_res_free(&r);
+    assert_int_equal(kp_pg_wait(pg, &r), KP_EDB); /* nothing in flight now */
+    assert_null(r);
+    assert_true(kp_pg_ok(pg));
+
+    /* A COPY: its rows counted at the wait; a refused row (23505) reported there, the
+     * connection usable after it. */
+    assert_int_equal(kp_pg_copy_send(pg, SQL_COPY, b.data, b.len), 0);
+    assert_int_equal(kp_pg_wait(pg, &r), 0);
+    assert_int_equal(kp_pg_res_affected(r), 3);
+    kp_pg_res_free(&r);
+    copy_ints(&b, 3, 2); /* 3 is stored already */
+    assert_int_equal(kp_pg_copy_send(pg, SQL_COPY, b.data, b.len), 0);
+    assert_int_equal(kp_pg_wait(pg, &r), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "23505");
+    assert_null(r);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_flight_t"), 3);
+
+    /* A statement that fails when it runs (22012) fails at the wait, not at the send. */
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_DIV, 1, zero, NULL, NULL), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "22012");
+    assert_int_equal(query_ll(pg, "SELECT 7"), 7);
+
+    /* A new session forgets what was in flight in the old one. */
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_SLOW, 1, p21, NULL, NULL), 0);
+    assert_int_equal(kp_pg_reset(pg), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), KP_EDB);
+    assert_int_equal(query_ll(pg, "SELECT 8"), 8);
+
+    exec_ok(pg, "DROP TABLE kp_flight_t");
+    kp_buf_fini(&b);
+    kp_pg_close(&pg);
+}
+
 static void test_float_text_exact(void **state)
 {
     (void)state;
@@ -845,6 +915,7 @@ int main(void)
         cmocka_unit_test(test_sqlstate),
         cmocka_unit_test(test_conn_lost_and_reset),
         cmocka_unit_test(test_prepared),
+        cmocka_unit_test(test_in_flight),
         cmocka_unit_test(test_float_text_exact),
         cmocka_unit_test(test_array_text_roundtrip),
         cmocka_unit_test(test_array_numbers_roundtrip),
