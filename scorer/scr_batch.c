@@ -559,9 +559,16 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
         if (!step && !g[k].dup)
             fresh[n_fresh++] = g[k].b;
     }
+    struct scr_changes ch = {0};
+    bool collected = false;
     if (!step && copied) { /* one COPY for the group: its fixed cost once, not per batch */
         kp_pg_bcopy_end(&s->copy);
-        if (kp_pg_copy_in(s->pg, SQL_OBS_COPY, s->copy.data, s->copy.len, NULL) != 0) {
+        bool sent = kp_pg_copy_send(s->pg, SQL_OBS_COPY, s->copy.data, s->copy.len) == 0;
+        if (sent && n_fresh) { /* the engine's changes gathered while the server copies */
+            scr__collect_changes(s, sch, &ch);
+            collected = true;
+        }
+        if (!sent || kp_pg_wait(s->pg, NULL) != 0) {
             /* 23505: a record is stored already. Anything else fails the group. */
             step = "observation";
             if (strcmp(kp_pg_sqlstate(s->pg), "23505") == 0) {
@@ -598,9 +605,9 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
         db_failure(s, sch, true, false, step, g, n);
         return false;
     }
-    struct scr_changes ch = {0};
     if (n_fresh) {
-        scr__collect_changes(s, sch, &ch);
+        if (!collected)
+            scr__collect_changes(s, sch, &ch);
         if (scr__db_write_scores(s, sch, &ch, NULL)) {
             db_failure(s, sch, true, false, "scores", g, n);
             return false;

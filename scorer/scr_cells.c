@@ -287,9 +287,12 @@ static const char SQL_WRITE[] =
  * writes into many statements.) */
 size_t scr__write_rows = 128;
 
-/* One statement's worth of parts being gathered by scr__cells_write. */
+/* One statement's worth of parts being gathered by scr__cells_write, and whether the one
+ * before it is still running. */
 struct wchunk {
     int n_up, n_del;
+    bool sent; /* a statement awaits its result (chunk_wait) */
+    long long *rows, *now_us;
 };
 
 static void chunk_begin(struct scr *s, struct wchunk *w)
@@ -304,9 +307,29 @@ static void chunk_begin(struct scr *s, struct wchunk *w)
     kp_pg_barray_begin(&s->bin[3], KP_PG_INT8, 2);
 }
 
-/* Runs the gathered statement (when it has a row). Returns 0 or KP_EDB. */
-static int chunk_run(struct scr *s, struct scr_scheme *sch, struct wchunk *w, long long *rows,
-                     long long *now_us)
+/* Collects the result of the statement sent last, if any. Returns 0 or KP_EDB. */
+static int chunk_wait(struct scr *s, struct wchunk *w)
+{
+    if (!w->sent)
+        return 0;
+    w->sent = false;
+    struct kp_pg_res *res = NULL;
+    if (kp_pg_wait(s->pg, &res))
+        return KP_EDB;
+    if (kp_pg_res_ntuples(res) == 1) {
+        if (w->rows)
+            *w->rows += strtoll(kp_pg_res_value(res, 0, 0), NULL, 10);
+        *w->now_us = strtoll(kp_pg_res_value(res, 0, 1), NULL, 10); /* now(): one per transaction */
+    }
+    kp_pg_res_free(&res);
+    return 0;
+}
+
+/* Sends the gathered statement (when it has a row) once the one before it has answered, and
+ * returns without waiting: the server runs it while the caller gathers the next
+ * (docs/BENCHMARKS.md round 12). libpq has copied the parameters when the send returns, so the
+ * arrays can be begun again at once. Returns 0 or KP_EDB, with nothing in flight then. */
+static int chunk_send(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
 {
     struct kp_buf *a = s->a;
     struct kp_buf *bv = &s->bin[0], *bs = &s->bin[1], *bn = &s->bin[2], *bu = &s->bin[3];
@@ -336,15 +359,9 @@ static int chunk_run(struct scr *s, struct scr_scheme *sch, struct wchunk *w, lo
                          kp_buf_cstr(&a[SCR_A_IDBASE])};
     int len[12] = {0, 0, 0, 0, (int)bv->len, (int)bs->len, (int)bn->len, (int)bu->len, 0, 0, 0, 0};
     int fmt[12] = {0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0};
-    struct kp_pg_res *res = NULL;
-    if (kp_pg_exec_prepared(s->pg, SQL_WRITE, 12, p, len, fmt, &res))
+    if (chunk_wait(s, w) || kp_pg_send_prepared(s->pg, SQL_WRITE, 12, p, len, fmt))
         return KP_EDB;
-    if (kp_pg_res_ntuples(res) == 1) {
-        if (rows)
-            *rows += strtoll(kp_pg_res_value(res, 0, 0), NULL, 10);
-        *now_us = strtoll(kp_pg_res_value(res, 0, 1), NULL, 10); /* now(): one per transaction */
-    }
-    kp_pg_res_free(&res);
+    w->sent = true;
     return 0;
 }
 
@@ -356,7 +373,7 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
     struct kp_buf *bv = &s->bin[0], *bs = &s->bin[1], *bn = &s->bin[2], *bu = &s->bin[3];
     size_t n = c->ncells;
     uint8_t want = sync ? P_NEED : P_DIRTY;
-    struct wchunk w;
+    struct wchunk w = {.rows = rows, .now_us = now_us};
     *now_us = 0;
     chunk_begin(s, &w);
     size_t count = sync ? c->n_rows : c->n_touched;
@@ -367,7 +384,7 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
             if (!(r->part[q] & want))
                 continue;
             if ((size_t)(w.n_up + w.n_del) >= scr__write_rows) {
-                if (chunk_run(s, sch, &w, rows, now_us))
+                if (chunk_send(s, sch, &w))
                     return KP_EDB;
                 chunk_begin(s, &w);
             }
@@ -408,7 +425,9 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
             }
         }
     }
-    return chunk_run(s, sch, &w, rows, now_us);
+    if (chunk_send(s, sch, &w))
+        return KP_EDB;
+    return chunk_wait(s, &w);
 }
 
 /* ---- sync after a replay -------------------------------------------------------------- */

@@ -1678,6 +1678,42 @@ static void test_failed_commit(void **state)
     assert_string_equal(u0, t0);
     free(t0);
 
+    /* A cell statement that fails while the next one is being gathered (scr_cells sends one
+     * ahead): one part row a statement, the second row refused. The failure surfaces when the
+     * third is sent; the group is rolled back and nacked, the connection stays. */
+    static const struct ob B2[] = {{"U2", "eff_b", "2022", 9, "fc2", 1},
+                                   {"U2", "direct_a", "2022", 75, "fc1", 1},
+                                   {"U3", "eff_b", "2022", 10, "fc4", 0}}; /* a new row */
+    static const struct ob B2c[] = {{"U2", "eff_b", "2022", 9, "fc2", 1},
+                                    {"U3", "eff_b", "2022", 10, "fc4", 0},
+                                    {"U1", "eff_b", "2022", 11, "fc6", 0}};
+    assert_int_equal(
+        kp_pg_exec_script(g_pg, "CREATE FUNCTION kp_test_cells() RETURNS trigger "
+                                "LANGUAGE plpgsql AS $$ DECLARE n int := coalesce(nullif("
+                                "current_setting('kp.test_rows', true), ''), '0')::int + 1; "
+                                "BEGIN PERFORM set_config('kp.test_rows', n::text, true); "
+                                "IF n = 2 THEN RAISE EXCEPTION 'kp test: a cell row fails'; "
+                                "END IF; RETURN NEW; END $$;"
+                                "CREATE TRIGGER kp_test_cells BEFORE INSERT ON indicator_cells "
+                                "FOR EACH ROW EXECUTE FUNCTION kp_test_cells();"),
+        0);
+    struct kp_nack n;
+    size_t rows_before = scr__write_rows;
+    scr__write_rows = 1;
+    encode_batch(&payload, "adf", 2, B2c, 3);
+    assert_int_equal(process(s, "adf", &payload, &reply), SCR_NACKED);
+    scr__write_rows = rows_before;
+    decode_nack(reply.data, reply.len, &n);
+    assert_int_equal(n.code, KP_R_scorer_unavailable);
+    assert_true(n.retry);
+    assert_true(scr_ready(s));
+    assert_int_equal(kp_pg_exec_script(g_pg, "DROP TRIGGER kp_test_cells ON indicator_cells;"
+                                             "DROP FUNCTION kp_test_cells();"),
+                     0);
+    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE adapter = 'adf'"), 2);
+    assert_false(db_cell("2022", "U3", "eff_b").found);
+    assert_engine_equals_db(s);
+
     assert_int_equal(
         kp_pg_exec_script(g_pg, "CREATE FUNCTION kp_test_fail() RETURNS trigger LANGUAGE plpgsql "
                                 "AS $$ BEGIN IF NEW.adapter = 'adf' AND NEW.seq = 2 THEN "
@@ -1687,12 +1723,8 @@ static void test_failed_commit(void **state)
                                 "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
                                 "EXECUTE FUNCTION kp_test_fail();"),
         0);
-    static const struct ob B2[] = {{"U2", "eff_b", "2022", 9, "fc2", 1},
-                                   {"U2", "direct_a", "2022", 75, "fc1", 1},
-                                   {"U3", "eff_b", "2022", 10, "fc4", 0}}; /* a new row */
     encode_batch(&payload, "adf", 2, B2, 3);
     assert_int_equal(process(s, "adf", &payload, &reply), SCR_NACKED);
-    struct kp_nack n;
     decode_nack(reply.data, reply.len, &n);
     assert_int_equal(n.code, KP_R_scorer_unavailable);
     assert_true(n.retry);
