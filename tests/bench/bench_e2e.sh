@@ -18,14 +18,16 @@
 #   5. each daemon's peak RSS (VmHWM) at the end, and the scorer's during the two runs at
 #      10,000 obs/s alone.
 # The COPY and the runs of 2 and 3 but the one at 1,000 obs/s also give the WAL they wrote per
-# observation (pg_current_wal_insert_lsn before and after).
+# observation (pg_current_wal_insert_lsn before and after). With --wal-warm MB, that much WAL is
+# written and checkpointed away before all of them, so that the runs reuse WAL segments as a
+# running cluster does, instead of creating and zero-filling new ones as a new cluster must.
 # It checks (no time is asserted, STYLE.md "Tests") that every batch sent was acked with no
 # rejection, and that the observation table holds exactly the acked observations of each run.
 # Prints one markdown table and one JSON line {"bench":"e2e", ...}.
 #
 #   bench_e2e.sh [--obs N] [--seconds S] [--batch N] [--rate-batch N] [--window W]
-#                [--insecure] [--smoke] [--profile DIR] [--profile-run max|10k]
-#                [--pg-set KEY=VALUE]... [--keep]
+#                [--insecure] [--smoke] [--profile DIR] [--profile-run max|source|10k]
+#                [--pg-set KEY=VALUE]... [--wal-warm MB] [--keep]
 #
 #   --obs N         observations of the COPY and of the maximum-throughput run (default 500000)
 #   --seconds S     length of each fixed-rate run (default 30)
@@ -47,6 +49,10 @@
 #                   synchronous_commit on) and of the benchmark's shared_buffers = 128MB
 #                   (PostgreSQL's default; the test harness shrinks it to 32MB), e.g.
 #                   --pg-set shared_buffers=1GB; applies to the COPY and the pipeline alike
+#   --wal-warm MB   WAL written (a table created and dropped) and checkpointed before the
+#                   measurements, so that PostgreSQL recycles those segments (default 0: a new
+#                   cluster's WAL, each segment created and zero-filled during the runs;
+#                   docs/BENCHMARKS.md round 12 compares the two)
 #   --keep          keep the work directory (logs, configs) and print its path
 # Needs KP_BUILD_DIR and KP_SOURCE_DIR (default: this checkout and its build/).
 set -euo pipefail
@@ -62,6 +68,7 @@ SMOKE=0
 PROFILE=""
 PROFILE_RUN=max
 KEEP=0
+WAL_WARM_MB=0
 PG_SET=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -72,6 +79,7 @@ while [ $# -gt 0 ]; do
     --window) WINDOW=$2; shift 2 ;;
     --insecure) export KP_INSECURE=1; shift ;;
     --smoke) SMOKE=1; OBS=2000; RATE_SECONDS=2; BATCH=100; RATE_BATCH=20; shift ;;
+    --wal-warm) WAL_WARM_MB=$2; shift 2 ;;
     --profile) PROFILE=$2; shift 2 ;;
     --profile-run)
         PROFILE_RUN=$2
@@ -218,6 +226,18 @@ psql_q() { kp_pg_psql "$work/pg" -tA -c "$1"; }
 # WAL written between two LSNs, in bytes per observation: wal_per_obs LSN0 LSN1 OBS
 wal_lsn() { psql_q "SELECT pg_current_wal_insert_lsn()"; }
 wal_per_obs() { psql_q "SELECT round(pg_wal_lsn_diff('$2', '$1') / greatest($3, 1))"; }
+
+# ---- 0. WAL segments to recycle -------------------------------------------------------------
+# A new cluster creates each 16 MB WAL segment when it first needs it and zero-fills it in the
+# backend that does (XLogFileInit: 12% of the backend's samples in round 11's profile, and
+# stalls of tens of ms at 10,000 obs/s). A running one renames the segments a checkpoint no
+# longer needs. Rows of ~2 kB make about 1 MB of WAL per 500.
+if [ "$WAL_WARM_MB" -gt 0 ]; then
+    say "WAL: $WAL_WARM_MB MB written and checkpointed, to be recycled"
+    psql_q "CREATE TABLE kp_bench_wal_warm AS SELECT repeat(md5(g::text), 60) AS x FROM generate_series(1, $((WAL_WARM_MB * 500))) g" >/dev/null
+    psql_q "DROP TABLE kp_bench_wal_warm" >/dev/null
+    psql_q "CHECKPOINT" >/dev/null
+fi
 
 # ---- 1. the COPY limit ------------------------------------------------------------------------
 # The same rows as kp_loadgen makes: 70 units, 240 value and 60 event indicators, a quarter
@@ -421,7 +441,7 @@ host_cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 echo
 echo "bench_e2e: $(nproc) CPUs ($host_cpu), CURVE $CURVE, $OBS observations in batches of $BATCH" \
     "(${EVENT_SHARE} events), window $(jget window "$MAX"), fixed rates ${RATE_SECONDS}s in batches of $RATE_BATCH"
-echo "PostgreSQL: $PG_SETTINGS"
+echo "PostgreSQL: $PG_SETTINGS; WAL warmed: $WAL_WARM_MB MB"
 echo
 echo "| measurement | obs/s | p50 ms | p99 ms | max ms | note |"
 echo "| --- | ---: | ---: | ---: | ---: | --- |"
@@ -435,6 +455,6 @@ echo "| end to end at 10,000 obs/s, source order | $(fmt "$(jget obs_per_s "$R10
 echo "| scoring engine alone (bench_engine) | $(fmt "$ENG_RATE") | | | | one core, no I/O |"
 echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MiB, broker $(mb "$RSS_BRK") MiB, scorer $(mb "$RSS_SCR") MiB (at 10,000 obs/s $(mb "$RSS_SCR_10K") MiB; at the end $(mb "$RSS_SCR_NOW") MiB, of which the scheme's state $(mb "$STATE_KB") MiB: $(fmt "$RECORDS") records) |"
 echo
-echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
+echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"wal_warm_mb\":$WAL_WARM_MB,\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
 [ -n "$PROFILE" ] && say "profiles in $PROFILE"
 exit $fail
