@@ -282,7 +282,7 @@ static const char SQL_WRITE[] =
  * unbounded statement (a big group on random cells: ~8,000 rows, 25 MB of parameters; a
  * sync: the whole scheme) would hold that memory for good. 128 rows: about 0.4 MB, held by the
  * four arrays and again by libpq (512 rows held 3.5 MB between them, which the scorer kept
- * through every later load). The statement is prepared (kp_pg_exec_prepared), so the four
+ * through every later load). The statement is prepared (kp_pg_send_prepared), so the four
  * times as many statements are not planned each time. (A variable only so that tests can cut
  * writes into many statements.) */
 size_t scr__write_rows = 128;
