@@ -314,7 +314,7 @@ int kp_pg_copy_send(struct kp_pg *pg, const char *sql, const void *data, size_t 
     PGresult *r = PQexec(pg->conn, sql);
     if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
         if (finish(pg, r, NULL) == 0) /* a statement that ran but is no COPY FROM STDIN */
-            set_errmsg(pg, "kp_pg_copy_in: not a COPY FROM STDIN statement");
+            set_errmsg(pg, "kp_pg_copy_send: not a COPY FROM STDIN statement");
         return KP_EDB;
     }
     PQclear(r);
@@ -344,7 +344,8 @@ int kp_pg_wait(struct kp_pg *pg, struct kp_pg_res **res)
         return KP_EDB;
     }
     pg->in_flight = false;
-    /* The statement's own result, then NULL: the first failure is the one kept. */
+    /* The statement's own result decides; libpq then gives NULL (a further result, which one
+     * statement or one COPY does not have, is dropped). */
     int rc = 0;
     bool first = true;
     PGresult *r;

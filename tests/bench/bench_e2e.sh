@@ -79,7 +79,10 @@ while [ $# -gt 0 ]; do
     --window) WINDOW=$2; shift 2 ;;
     --insecure) export KP_INSECURE=1; shift ;;
     --smoke) SMOKE=1; OBS=2000; RATE_SECONDS=2; BATCH=100; RATE_BATCH=20; shift ;;
-    --wal-warm) WAL_WARM_MB=$2; shift 2 ;;
+    --wal-warm)
+        case $2 in '' | *[!0-9]*) echo "--wal-warm: megabytes, a whole number" >&2; exit 2 ;; esac
+        WAL_WARM_MB=$2
+        shift 2 ;;
     --profile) PROFILE=$2; shift 2 ;;
     --profile-run)
         PROFILE_RUN=$2

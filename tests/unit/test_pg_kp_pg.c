@@ -322,8 +322,6 @@ static void test_prepared(void **state)
     kp_pg_close(&pg);
 }
 
-/* Doubles come back as text that parses to the same double, even when the database's
- * default would round them (extra_float_digits = 0). */
 /* The two halves (kp_pg_send_prepared / kp_pg_copy_send, then kp_pg_wait): one statement in
  * flight, every other call refused meanwhile, its result or failure at the wait. */
 static void copy_ints(struct kp_buf *b, long long k0, int n)
@@ -394,6 +392,8 @@ static void test_in_flight(void **state)
     kp_pg_close(&pg);
 }
 
+/* Doubles come back as text that parses to the same double, even when the database's
+ * default would round them (extra_float_digits = 0). */
 static void test_float_text_exact(void **state)
 {
     (void)state;

@@ -1679,11 +1679,8 @@ static void test_failed_commit(void **state)
     free(t0);
 
     /* A cell statement that fails while the next one is being gathered (scr_cells sends one
-     * ahead): one part row a statement, the second row refused. The failure surfaces when the
-     * third is sent; the group is rolled back and nacked, the connection stays. */
-    static const struct ob B2[] = {{"U2", "eff_b", "2022", 9, "fc2", 1},
-                                   {"U2", "direct_a", "2022", 75, "fc1", 1},
-                                   {"U3", "eff_b", "2022", 10, "fc4", 0}}; /* a new row */
+     * ahead): one part row a statement, the second row refused. The failure surfaces at the
+     * next wait; the group is rolled back and nacked, the connection stays. */
     static const struct ob B2c[] = {{"U2", "eff_b", "2022", 9, "fc2", 1},
                                     {"U3", "eff_b", "2022", 10, "fc4", 0},
                                     {"U1", "eff_b", "2022", 11, "fc6", 0}};
@@ -1723,6 +1720,9 @@ static void test_failed_commit(void **state)
                                 "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
                                 "EXECUTE FUNCTION kp_test_fail();"),
         0);
+    static const struct ob B2[] = {{"U2", "eff_b", "2022", 9, "fc2", 1},
+                                   {"U2", "direct_a", "2022", 75, "fc1", 1},
+                                   {"U3", "eff_b", "2022", 10, "fc4", 0}}; /* a new row */
     encode_batch(&payload, "adf", 2, B2, 3);
     assert_int_equal(process(s, "adf", &payload, &reply), SCR_NACKED);
     decode_nack(reply.data, reply.len, &n);
