@@ -2274,16 +2274,6 @@ static void kill_value(struct score_engine *e, uint32_t idx)
         kill_add(e, idx);
 }
 
-struct href {
-    uint32_t h, idx;
-};
-
-static int href_cmp(const void *a, const void *b)
-{
-    uint32_t x = ((const struct href *)a)->h, y = ((const struct href *)b)->h;
-    return x < y ? -1 : x > y;
-}
-
 size_t score__arena_garbage_min = (size_t)1 << 20;
 
 /* Moves r's ref down to the packing cursor (*cn chunks in use, *cu bytes used in the last), by
@@ -2311,29 +2301,48 @@ static void arena_cut(struct score_engine *e, size_t cn, size_t cu)
 
 /* Packs the arena's live refs down in place, in arena order (a subset packed in the same order
  * lands no later than where it was, so memmove suffices), and gives back the chunks left empty:
- * once the evicted refs take a quarter of the arena and at least score__arena_garbage_min. */
+ * once the evicted refs take an eighth of the arena and at least score__arena_garbage_min. A
+ * handle is chunk << 16 | offset / 4, so arena order needs no sort: the records are counted
+ * into one bucket per chunk, and a chunk's records are placed in a table by offset and read
+ * back in order. The scratch is 4 bytes a ref and the table (256 KiB), where a sort of 8-byte
+ * pairs took 16 bytes a ref with glibc qsort's merge buffer (docs/BENCHMARKS.md round 13). */
 static void arena_compact(struct score_engine *e)
 {
     size_t total = score__arena_used(e);
-    if (!e->a_garbage || e->a_garbage < score__arena_garbage_min || e->a_garbage * 4 < total)
+    if (!e->a_garbage || e->a_garbage < score__arena_garbage_min || e->a_garbage * 8 < total)
         return;
-    size_t n = 0;
-    for (uint32_t i = 0; i < e->n_recs; i++) {
-        const struct score_rec *r = R(e, i);
-        n += !(r->meta & REF_INLINE) && !(r->ref.h & BIG_BIT);
-    }
-    struct href *v = kp_xmalloc((n ? n : 1) * sizeof *v);
-    n = 0;
+    size_t nc = e->n_achunks, per_chunk = ARENA_CHUNK / 4;
+    uint32_t *end = kp_xcalloc(nc + 1, sizeof *end); /* bucket c: [end[c - 1], end[c]) */
     for (uint32_t i = 0; i < e->n_recs; i++) {
         const struct score_rec *r = R(e, i);
         if (!(r->meta & REF_INLINE) && !(r->ref.h & BIG_BIT))
-            v[n++] = (struct href){r->ref.h, i};
+            end[(r->ref.h >> 16) + 1]++;
     }
-    qsort(v, n, sizeof *v, href_cmp);
+    for (size_t c = 1; c <= nc; c++)
+        end[c] += end[c - 1];
+    uint32_t *by_chunk = kp_xmalloc((end[nc] ? end[nc] : 1) * sizeof *by_chunk);
+    for (uint32_t i = 0; i < e->n_recs; i++) { /* end[c] walks from bucket c's start to its end */
+        const struct score_rec *r = R(e, i);
+        if (!(r->meta & REF_INLINE) && !(r->ref.h & BIG_BIT))
+            by_chunk[end[r->ref.h >> 16]++] = i;
+    }
+    uint32_t *at = kp_xcalloc(per_chunk, sizeof *at); /* offset / 4 -> record + 1 */
     size_t cn = 0, cu = 0;
-    for (size_t k = 0; k < n; k++)
-        arena_move(e, R(e, v[k].idx), &cn, &cu);
-    free(v);
+    for (size_t c = 0, k = 0; c < nc; c++) {
+        for (; k < end[c]; k++) {
+            uint32_t off = R(e, by_chunk[k])->ref.h & 0xFFFFu;
+            KP_ASSERT(!at[off]); /* a ref is its record's alone (ref_store) */
+            at[off] = by_chunk[k] + 1;
+        }
+        for (size_t off = 0; off < per_chunk; off++)
+            if (at[off]) {
+                arena_move(e, R(e, at[off] - 1), &cn, &cu);
+                at[off] = 0;
+            }
+    }
+    free(at);
+    free(by_chunk);
+    free(end);
     arena_cut(e, cn, cu);
     e->a_garbage = 0;
 }

@@ -1125,7 +1125,7 @@ static void run_evicted(int mode, bool values)
     assert_int_equal(score_engine_new(s, &e1), 0);
     score_engine_evict_events(e1);
     size_t garbage_min = score__arena_garbage_min;
-    score__arena_garbage_min = 0; /* the refs' arena packed as soon as a quarter is evicted */
+    score__arena_garbage_min = 0; /* the refs' arena packed as soon as an eighth is evicted */
     struct store st = {0};
     struct cell_src cs = {.s = s, .st = &st};
     if (values)
