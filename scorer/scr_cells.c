@@ -6,12 +6,14 @@
  * period)s, and the scorer rewrites whole the parts that changed: ~1,500 rows of ~1.8 kB per
  * batch of 1,000 instead of ~8,400 rows of indicator_score (issue 9). The values, scores and
  * n_obs it writes are the engine's (score_engine_cells); what the scorer keeps of the rows is
- * only each cell's updated_at as last committed (8 bytes a cell), which moves only for the
- * cells the engine reports changed (value, score or n_obs, as the IS DISTINCT FROM of the old
- * upsert did), and which parts the transaction changed. The arrays go as binary parameters
+ * only each cell's updated_at as last committed, which moves only for the cells the engine
+ * reports changed (value, score or n_obs, as the IS DISTINCT FROM of the old upsert did), and
+ * which parts the transaction changed. A cell holds its updated_at as a 4-byte index into a
+ * table of the timestamps in use (a transaction's now() is one entry for all the cells it
+ * changed), which a collection packs when it has doubled (times_collect). The arrays go as binary parameters
  * (kp_pg_barray_*): no printf of doubles here, no float8in in the backend. When a transaction
  * fails, its changes are undone with the engine's from a log of the updated_at each changed
- * cell had (16 bytes a change); a replay rebuilds the copy from the engine and the database
+ * cell had (12 bytes a change); a replay rebuilds the copy from the engine and the database
  * (scr__cells_sync), rewriting parts of another layout (a changed scheme file) or size.
  */
 #include <inttypes.h>
@@ -33,8 +35,11 @@
 #else /* tests: small parts exercise the multi-part paths with small schemes */
 #define PART SCR_CELLS_PART
 #endif
-#define UPD_NOW    (-1LL)    /* changed in this transaction: the server's now() */
-#define UPD_NONE   INT64_MIN /* no cell */
+/* A cell's updated_at: an index into scr_cells.times, or one of these. */
+#define UPD_NONE   0u /* no cell */
+#define UPD_NOW    1u /* changed in this transaction: the server's now() */
+#define UPD_FIRST  2u /* times[UPD_FIRST] is the first timestamp */
+#define WIRE_NOW   (-1LL) /* updated_us in a written array: the statement's now() */
 #define PERIOD_MAX 32
 
 struct cell_row {
@@ -43,13 +48,12 @@ struct cell_row {
     char period[PERIOD_MAX];
     bool touched;  /* written by the current transaction */
     uint8_t *part; /* per part: P_* flags */
-    int64_t *upd;  /* per cell: µs since the Unix epoch, UPD_NOW, or UPD_NONE (no cell) */
+    uint32_t *upd; /* per cell: UPD_NONE, UPD_NOW or an index into scr_cells.times */
 };
 
 /* The undo log: a cell's updated_at before the transaction changed it. */
 struct undo {
-    uint32_t row, cell;
-    int64_t upd;
+    uint32_t row, cell, upd;
 };
 
 enum {
@@ -70,7 +74,95 @@ struct scr_cells {
     size_t *touched;
     size_t n_touched, cap_touched;
     struct kp_buf undo; /* struct undo, in the order of the changes */
+    /* the updated_at values cells hold, µs since the Unix epoch, from UPD_FIRST; entries no
+     * cell holds any more stay until times_collect */
+    int64_t *times;
+    size_t n_times, cap_times;
+    size_t n_times_kept; /* entries after the last collection */
 };
+
+size_t scr__cells_times_min = 4096;
+
+/* A new entry of the table of timestamps. */
+static uint32_t times_add(struct scr_cells *c, int64_t us)
+{
+    if (c->n_times == c->cap_times) {
+        c->cap_times = c->cap_times ? 2 * c->cap_times : 256;
+        c->times = kp_xrealloc(c->times, c->cap_times * sizeof *c->times);
+    }
+    if (c->n_times < UPD_FIRST)
+        c->n_times = UPD_FIRST; /* times[0] and [1] are never read */
+    KP_ASSERT(c->n_times < UINT32_MAX);
+    c->times[c->n_times] = us;
+    return (uint32_t)c->n_times++;
+}
+
+struct time_ix {
+    int64_t us;
+    uint32_t idx;
+};
+
+static int time_ix_cmp(const void *a, const void *b)
+{
+    const struct time_ix *x = a, *y = b;
+    if (x->us != y->us)
+        return x->us < y->us ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Outside a transaction (no UPD_NOW, an empty undo log), once the table holds twice the entries
+ * of the last collection and at least scr__cells_times_min: keeps only the timestamps cells
+ * hold, each once (a sync's copy reads one entry per cell from the database), and renumbers
+ * the cells. Two passes over the cells (4 bytes each) and a sort of the entries kept. */
+static void times_collect(struct scr_cells *c, bool force)
+{
+    if (!force && (c->n_times < scr__cells_times_min || c->n_times < 2 * c->n_times_kept))
+        return;
+    if (c->n_times <= UPD_FIRST) {
+        c->n_times_kept = c->n_times;
+        return;
+    }
+    uint32_t *map = kp_xcalloc(c->n_times, sizeof *map); /* old index -> new index */
+    for (size_t i = 0; i < c->n_rows; i++) {
+        const uint32_t *u = c->rows[i]->upd;
+        for (size_t k = 0; k < c->ncells; k++)
+            map[u[k]] = 1;
+    }
+    size_t n = 0;
+    for (size_t t = UPD_FIRST; t < c->n_times; t++)
+        n += map[t] != 0;
+    struct time_ix *v = kp_xmalloc((n ? n : 1) * sizeof *v);
+    n = 0;
+    for (size_t t = UPD_FIRST; t < c->n_times; t++)
+        if (map[t])
+            v[n++] = (struct time_ix){c->times[t], (uint32_t)t};
+    qsort(v, n, sizeof *v, time_ix_cmp);
+    size_t m = UPD_FIRST;
+    for (size_t j = 0; j < n; j++) {
+        if (j == 0 || v[j].us != v[j - 1].us)
+            c->times[m++] = v[j].us;
+        map[v[j].idx] = (uint32_t)(m - 1);
+    }
+    map[UPD_NONE] = UPD_NONE;
+    map[UPD_NOW] = UPD_NOW;
+    for (size_t i = 0; i < c->n_rows; i++) {
+        uint32_t *u = c->rows[i]->upd;
+        for (size_t k = 0; k < c->ncells; k++)
+            u[k] = map[u[k]];
+    }
+    free(v);
+    free(map);
+    c->n_times = c->n_times_kept = m;
+    if (c->cap_times > 2 * m + 256) {
+        c->cap_times = 2 * m + 256;
+        c->times = kp_xrealloc(c->times, c->cap_times * sizeof *c->times);
+    }
+}
+
+size_t scr__cells_n_times(const struct scr_cells *c)
+{
+    return c && c->n_times > UPD_FIRST ? c->n_times - UPD_FIRST : 0;
+}
 
 static uint64_t key_hash(size_t unit, const char *period)
 {
@@ -101,6 +193,7 @@ void scr__cells_destroy(struct scr_cells **cp)
     free(c->slot);
     free(c->touched);
     kp_buf_fini(&c->undo);
+    free(c->times);
     free(c);
     *cp = NULL;
 }
@@ -110,9 +203,9 @@ size_t scr__cells_bytes(const struct scr_cells *c)
     if (!c)
         return 0;
     return sizeof *c +
-           c->n_rows * (sizeof(struct cell_row) + c->ncells * sizeof(int64_t) + c->nparts) +
+           c->n_rows * (sizeof(struct cell_row) + c->ncells * sizeof(uint32_t) + c->nparts) +
            c->cap_rows * sizeof *c->rows + c->n_slots * sizeof *c->slot +
-           c->cap_touched * sizeof *c->touched + c->undo.cap;
+           c->cap_touched * sizeof *c->touched + c->undo.cap + c->cap_times * sizeof *c->times;
 }
 
 static void rehash(struct scr_cells *c)
@@ -145,10 +238,8 @@ static struct cell_row *row_get(struct scr_cells *c, size_t unit, const char *pe
     struct cell_row *r = kp_xcalloc(1, sizeof *r + n * sizeof *r->upd + c->nparts);
     r->unit = unit;
     memcpy(r->period, period, plen + 1);
-    r->upd = (int64_t *)(r + 1);
+    r->upd = (uint32_t *)(r + 1); /* UPD_NONE: calloc's zeros */
     r->part = (uint8_t *)(r->upd + n);
-    for (size_t i = 0; i < n; i++)
-        r->upd[i] = UPD_NONE;
     if (c->n_rows == c->cap_rows) {
         c->cap_rows = c->cap_rows ? 2 * c->cap_rows : 256;
         c->rows = kp_xrealloc(c->rows, c->cap_rows * sizeof *c->rows);
@@ -210,7 +301,7 @@ void scr__cells_on_cell(const struct score_cell_change *ch, void *arg)
     x->n_cells++;
 }
 
-/* The undo log: 16 bytes per changed cell (a big group on random cells changes ~60,000; a
+/* The undo log: 12 bytes per changed cell (a big group on random cells changes ~60,000; a
  * group at 10,000 obs/s ~4,000), given back after a transaction that grew it beyond this. */
 #define UNDO_KEEP ((size_t)128 * 1024)
 
@@ -246,12 +337,17 @@ void scr__cells_commit(struct scr_cells *c, long long now_us)
     if (!c)
         return;
     const struct undo *u = (const struct undo *)c->undo.data;
+    uint32_t now = UPD_NONE;
     for (size_t i = 0; i < c->undo.len / sizeof *u; i++) {
-        int64_t *upd = &c->rows[u[i].row]->upd[u[i].cell];
-        if (*upd == UPD_NOW)
-            *upd = now_us;
+        uint32_t *upd = &c->rows[u[i].row]->upd[u[i].cell];
+        if (*upd == UPD_NOW) {
+            if (now == UPD_NONE)
+                now = times_add(c, now_us);
+            *upd = now;
+        }
     }
     end_transaction(c);
+    times_collect(c, false);
 }
 
 /* ---- writing -------------------------------------------------------------------------- */
@@ -415,7 +511,7 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
              * n_obs 0 and score and updated_us 0 (the view leaves it out). */
             for (size_t k = k0; k < k0 + PART; k++) {
                 bool cell = k < k1 && n_obs[k - k0] > 0;
-                int64_t upd = cell && r->upd[k] != UPD_NONE ? r->upd[k] : UPD_NOW;
+                int64_t upd = cell && r->upd[k] >= UPD_FIRST ? c->times[r->upd[k]] : WIRE_NOW;
                 kp_pg_barray_add_f8(bv, cell ? value[k - k0] : NAN);
                 kp_pg_barray_add_f8(bs, cell ? score[k - k0] : 0);
                 kp_pg_barray_add_i4(
@@ -516,7 +612,7 @@ int scr__cells_sync(struct scr *s, struct scr_scheme *sch, long long *rows)
             same(e.value, v) && same(e.score, sv) &&
             (long long)(e.n_obs > INT32_MAX ? INT32_MAX : e.n_obs) == n_obs &&
             !kp_pg_res_isnull(res, i, 8))
-            r->upd[k] = strtoll(kp_pg_res_value(res, i, 8), NULL, 10); /* keeps its updated_at */
+            r->upd[k] = times_add(c, strtoll(kp_pg_res_value(res, i, 8), NULL, 10)); /* kept */
         else
             r->part[q] |= P_DIFFERS; /* differs, or a cell the engine does not hold */
     }
@@ -583,13 +679,18 @@ void scr__cells_sync_done(struct scr_scheme *sch, bool committed)
         scr__cells_destroy(&c);
         return;
     }
+    uint32_t now = UPD_NONE;
     for (size_t i = 0; i < c->n_rows; i++) {
         struct cell_row *r = c->rows[i];
         for (size_t k = 0; k < c->ncells; k++)
-            if (r->upd[k] == UPD_NOW)
-                r->upd[k] = sch->cells_next_now;
+            if (r->upd[k] == UPD_NOW) {
+                if (now == UPD_NONE)
+                    now = times_add(c, sch->cells_next_now);
+                r->upd[k] = now;
+            }
         memset(r->part, 0, c->nparts);
     }
+    times_collect(c, true); /* one entry per cell read back: each timestamp once */
     scr__cells_destroy(&sch->cells);
     sch->cells = c;
 }

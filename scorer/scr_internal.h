@@ -225,8 +225,13 @@ struct score_cell_change;
  * its scr_scheme; destroy with scr__cells_destroy (NULL accepted, nulls the pointer). */
 struct scr_cells;
 void scr__cells_destroy(struct scr_cells **c);
-/* Bytes the copy holds (rows, their index, the undo log). */
+/* Bytes the copy holds (rows, their index, the undo log, the table of updated_at values). */
 size_t scr__cells_bytes(const struct scr_cells *c);
+/* Entries of the copy's table of updated_at values (those cells hold and, until its next
+ * collection, those none holds any more); the collection runs once the table has doubled and
+ * holds at least scr__cells_times_min (4096; a variable for tests). */
+size_t scr__cells_n_times(const struct scr_cells *c);
+extern size_t scr__cells_times_min;
 /* Sets the scheme's state gauges: engine and copy bytes, records held. */
 void scr__state_metrics(struct scr_scheme *sch);
 /* A unit of work on the copy: begin, the engine's changed cells (score_engine_changes'
@@ -241,7 +246,7 @@ void scr__cells_rollback(struct scr_cells *c);
  * no cell left, in statements of at most scr__write_rows parts. Adds the rows written or
  * deleted to *rows (may be NULL); *now_us: the transaction's now() in µs. Returns 0 or
  * KP_EDB. */
-/* Parts per statement of scr__cells_write (512). */
+/* Parts per statement of scr__cells_write (128). */
 extern size_t scr__write_rows;
 int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
                      long long *now_us);

@@ -1760,6 +1760,66 @@ static void test_failed_commit(void **state)
     kp_buf_fini(&reply);
 }
 
+/* Each cell holds its updated_at as an index into a table of timestamps (scr_cells.c): one
+ * entry per transaction that changed cells, and a collection keeps only those cells still hold,
+ * each once. Here it runs whenever the table has doubled: twice as many batches as the scheme
+ * has distinct updated_at values each change direct_a of U2; the table stays within twice those
+ * values, eff_b keeps its own transaction's updated_at through every rewrite of its part, and a
+ * new scorer reads back exactly one entry per distinct value. */
+static void test_updated_at_table(void **state)
+{
+    (void)state;
+    size_t times_min = scr__cells_times_min;
+    scr__cells_times_min = 2;
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    struct scr *s = start_ready(&loop, &cfg);
+    struct kp_buf payload = {0}, reply = {0};
+    static const struct ob B1[] = {{"U2", "eff_b", "2020", 8, "ut2", 0}};
+    encode_batch(&payload, "adt", 1, B1, 1);
+    assert_int_equal(process(s, "adt", &payload, &reply), SCR_COMMITTED);
+    const char *upd_sql = "SELECT updated_at::text FROM kp_indicator_score WHERE scheme = $1 "
+                          "AND period = '2020' AND unit = $2 AND indicator = $3";
+    const char *distinct_sql = "SELECT count(DISTINCT updated_at) FROM kp_indicator_score "
+                               "WHERE scheme = 'kp-test'";
+    char *u0 = q_str(upd_sql, SCHEME, "U2", "eff_b");
+    assert_string_not_equal(u0, "<none>");
+    long long d0 = q_ll(distinct_sql);
+    assert_true(d0 > 0);
+    size_t most = 2 * (size_t)(d0 + 1) + 1; /* a new transaction's entry on top of them */
+    uint64_t seq = 2;
+    for (long long i = 0; i < 2 * d0 + 8; i++, seq++) {
+        const struct ob b = {"U2", "direct_a", "2020", 50 + (double)i, "ut1", (uint64_t)i};
+        encode_batch(&payload, "adt", seq, &b, 1);
+        assert_int_equal(process(s, "adt", &payload, &reply), SCR_COMMITTED);
+        assert_in_range(scr__cells_n_times(s->schemes[0].cells), 1, most);
+    }
+    char *u1 = q_str(upd_sql, SCHEME, "U2", "eff_b");
+    assert_string_equal(u0, u1); /* rewritten with its part every time, never changed */
+    char *a1 = q_str(upd_sql, SCHEME, "U2", "direct_a");
+    char last[24];
+    snprintf(last, sizeof last, "%" PRIu64, seq - 1);
+    char *t1 = q_str("SELECT received_at::text FROM batch WHERE adapter = 'adt' AND seq = $1",
+                     last, NULL, NULL);
+    assert_string_equal(a1, t1);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+
+    s = start_ready(&loop, &cfg); /* the copy rebuilt from the database */
+    assert_int_equal(scr__cells_n_times(s->schemes[0].cells), (size_t)q_ll(distinct_sql));
+    char *u2 = q_str(upd_sql, SCHEME, "U2", "eff_b");
+    assert_string_equal(u0, u2);
+    stop_and_close(&loop, &s);
+    scr__cells_times_min = times_min;
+    free(u0);
+    free(u1);
+    free(u2);
+    free(a1);
+    free(t1);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
 /* Migration 006: the part rows leave half of every page free for their next versions. */
 static void test_cells_fillfactor(void **state)
 {
@@ -1986,6 +2046,7 @@ int main(void)
         cmocka_unit_test_teardown(test_group_commit, end_sessions),
         cmocka_unit_test_teardown(test_group_bytes, end_sessions),
         cmocka_unit_test_teardown(test_failed_commit, end_sessions),
+        cmocka_unit_test_teardown(test_updated_at_table, end_sessions),
         cmocka_unit_test_teardown(test_cells_fillfactor, end_sessions),
         cmocka_unit_test_teardown(test_evicted_records, end_sessions),
         cmocka_unit_test_teardown(test_evicted_values, end_sessions),
