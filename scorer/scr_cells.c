@@ -10,11 +10,12 @@
  * reports changed (value, score or n_obs, as the IS DISTINCT FROM of the old upsert did), and
  * which parts the transaction changed. A cell holds its updated_at as a 4-byte index into a
  * table of the timestamps in use (a transaction's now() is one entry for all the cells it
- * changed), which a collection packs when it has doubled (times_collect). The arrays go as binary parameters
- * (kp_pg_barray_*): no printf of doubles here, no float8in in the backend. When a transaction
- * fails, its changes are undone with the engine's from a log of the updated_at each changed
- * cell had (12 bytes a change); a replay rebuilds the copy from the engine and the database
- * (scr__cells_sync), rewriting parts of another layout (a changed scheme file) or size.
+ * changed), which a collection packs when it has doubled (times_collect). The arrays go as
+ * binary parameters (kp_pg_barray_*): no printf of doubles here, no float8in in the backend.
+ * When a transaction fails, its changes are undone with the engine's from a log of the
+ * updated_at each changed cell had (12 bytes a change); a replay rebuilds the copy from the
+ * engine and the database (scr__cells_sync), rewriting parts of another layout (a changed
+ * scheme file) or size.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -36,9 +37,9 @@
 #define PART SCR_CELLS_PART
 #endif
 /* A cell's updated_at: an index into scr_cells.times, or one of these. */
-#define UPD_NONE   0u /* no cell */
-#define UPD_NOW    1u /* changed in this transaction: the server's now() */
-#define UPD_FIRST  2u /* times[UPD_FIRST] is the first timestamp */
+#define UPD_NONE   0u     /* no cell */
+#define UPD_NOW    1u     /* changed in this transaction: the server's now() */
+#define UPD_FIRST  2u     /* times[UPD_FIRST] is the first timestamp */
 #define WIRE_NOW   (-1LL) /* updated_us in a written array: the statement's now() */
 #define PERIOD_MAX 32
 

@@ -1799,8 +1799,8 @@ static void test_updated_at_table(void **state)
     char *a1 = q_str(upd_sql, SCHEME, "U2", "direct_a");
     char last[24];
     snprintf(last, sizeof last, "%" PRIu64, seq - 1);
-    char *t1 = q_str("SELECT received_at::text FROM batch WHERE adapter = 'adt' AND seq = $1",
-                     last, NULL, NULL);
+    char *t1 = q_str("SELECT received_at::text FROM batch WHERE adapter = 'adt' AND seq = $1", last,
+                     NULL, NULL);
     assert_string_equal(a1, t1);
     assert_engine_equals_db(s);
     stop_and_close(&loop, &s);
