@@ -355,23 +355,31 @@ void scr__cells_commit(struct scr_cells *c, long long now_us)
 
 /* Every pending part whole (upsert) or, when it has no cell left, its deletion; the cells the
  * transaction changed get its now(). A statement per scr__write_rows parts; returns rows written +
- * deleted and the now() in microseconds. */
-static const char SQL_WRITE[] =
-    "WITH n AS (SELECT (extract(epoch FROM now()) * 1000000)::int8 AS us), "
-    "d AS ("
-    " DELETE FROM indicator_cells c USING unnest($9::text[], $10::text[], $12::int[])"
-    " AS x(u, p, b)"
-    " WHERE c.scheme = $1 AND c.period = x.p AND c.unit = x.u AND c.base = x.b RETURNING 1), "
-    "w AS ("
-    " INSERT INTO indicator_cells (scheme, period, unit, base, layout, value, score, n_obs,"
-    " updated_us)"
-    " SELECT $1, r.p, r.u, r.b, $2::int, ($5::float8[])[r.i:r.i], ($6::float8[])[r.i:r.i],"
-    " ($7::int4[])[r.i:r.i], array_replace(($8::int8[])[r.i:r.i], -1::int8, n.us)"
-    " FROM unnest($3::text[], $4::text[], $11::int[]) WITH ORDINALITY AS r(u, p, b, i), n"
-    " ON CONFLICT (scheme, period, unit, base) DO UPDATE SET layout = EXCLUDED.layout,"
-    " value = EXCLUDED.value, score = EXCLUDED.score, n_obs = EXCLUDED.n_obs,"
-    " updated_us = EXCLUDED.updated_us"
+ * deleted and the now() in microseconds. Two statements: SQL_WRITE upserts ($1-$9) and
+ * SQL_WRITE_DEL also deletes ($10-$12). PostgreSQL plans SQL_WRITE once per session (its
+ * generic plan). The two in one statement were planned at every execution (6% of the backend's
+ * time at 10,000 obs/s, docs/BENCHMARKS.md round 14): the plan cache found the custom plans, whose
+ * DELETE of empty arrays costs nothing, cheaper than the generic one. Parts vanish rarely. */
+#define SQL_WRITE_NOW "WITH n AS (SELECT (extract(epoch FROM now()) * 1000000)::int8 AS us), "
+#define SQL_WRITE_UPSERT                                                                           \
+    "w AS ("                                                                                       \
+    " INSERT INTO indicator_cells (scheme, period, unit, base, layout, value, score, n_obs,"       \
+    " updated_us)"                                                                                 \
+    " SELECT $1, r.p, r.u, r.b, $2::int, ($6::float8[])[r.i:r.i], ($7::float8[])[r.i:r.i],"        \
+    " ($8::int4[])[r.i:r.i], array_replace(($9::int8[])[r.i:r.i], -1::int8, n.us)"                 \
+    " FROM unnest($3::text[], $4::text[], $5::int[]) WITH ORDINALITY AS r(u, p, b, i), n"          \
+    " ON CONFLICT (scheme, period, unit, base) DO UPDATE SET layout = EXCLUDED.layout,"            \
+    " value = EXCLUDED.value, score = EXCLUDED.score, n_obs = EXCLUDED.n_obs,"                     \
+    " updated_us = EXCLUDED.updated_us"                                                            \
     " RETURNING 1) "
+static const char SQL_WRITE[] =
+    SQL_WRITE_NOW SQL_WRITE_UPSERT "SELECT (SELECT count(*) FROM w), (SELECT us FROM n)";
+#define SQL_WRITE_DELETE                                                                           \
+    "d AS (DELETE FROM indicator_cells c"                                                          \
+    " USING unnest($10::text[], $11::text[], $12::int[]) AS x(u, p, b)"                            \
+    " WHERE c.scheme = $1 AND c.period = x.p AND c.unit = x.u AND c.base = x.b"                    \
+    " RETURNING 1), "
+static const char SQL_WRITE_DEL[] = SQL_WRITE_NOW SQL_WRITE_DELETE SQL_WRITE_UPSERT
     "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w), (SELECT us FROM n)";
 
 /* Rows per statement: the binary arrays of a statement take 12 bytes per cell element (a
@@ -446,17 +454,19 @@ static int chunk_send(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
                          layout,
                          kp_buf_cstr(&a[SCR_A_IUNIT]),
                          kp_buf_cstr(&a[SCR_A_IPERIOD]),
+                         kp_buf_cstr(&a[SCR_A_IBASE]),
                          n_up ? (const char *)bv->data : NULL, /* NULL: no row to upsert */
                          n_up ? (const char *)bs->data : NULL,
                          n_up ? (const char *)bn->data : NULL,
                          n_up ? (const char *)bu->data : NULL,
                          kp_buf_cstr(&a[SCR_A_IDUNIT]),
                          kp_buf_cstr(&a[SCR_A_IDPERIOD]),
-                         kp_buf_cstr(&a[SCR_A_IBASE]),
                          kp_buf_cstr(&a[SCR_A_IDBASE])};
-    int len[12] = {0, 0, 0, 0, (int)bv->len, (int)bs->len, (int)bn->len, (int)bu->len, 0, 0, 0, 0};
-    int fmt[12] = {0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0};
-    if (chunk_wait(s, w) || kp_pg_send_prepared(s->pg, SQL_WRITE, 12, p, len, fmt))
+    int len[12] = {0, 0, 0, 0, 0, (int)bv->len, (int)bs->len, (int)bn->len, (int)bu->len, 0, 0, 0};
+    int fmt[12] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0};
+    bool del = w->n_del > 0;
+    if (chunk_wait(s, w) ||
+        kp_pg_send_prepared(s->pg, del ? SQL_WRITE_DEL : SQL_WRITE, del ? 12 : 9, p, len, fmt))
         return KP_EDB;
     w->sent = true;
     return 0;

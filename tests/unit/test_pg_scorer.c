@@ -139,6 +139,13 @@ static struct kp_pg_res *q(const char *sql, int np, const char *const *p)
     return r;
 }
 
+/* Runs a statement for its effect. */
+static void q_do(const char *sql)
+{
+    struct kp_pg_res *r = q(sql, 0, NULL);
+    kp_pg_res_free(&r);
+}
+
 static long long q_ll(const char *sql)
 {
     struct kp_pg_res *r = q(sql, 0, NULL);
@@ -1820,6 +1827,81 @@ static void test_updated_at_table(void **state)
     kp_buf_fini(&reply);
 }
 
+/* The cell rows' upsert is planned once per session (docs/BENCHMARKS.md round 14): after
+ * PostgreSQL's five custom plans, every further execution takes the generic plan. The statement
+ * that could also delete parts was planned anew at every execution once it carried many parts
+ * (its custom plans, with the DELETE's empty arrays, looked cheaper than the generic one, whose
+ * ten index probes per DELETE cost more in a table of the bench's 8,000 part rows). Here such a
+ * table (8,000 rows of another scheme, analyzed), then 8 batches that each rewrite 120 parts
+ * (3 units x 40 years) in one statement; the check runs on the scorer's own connection, where
+ * the statements are prepared. Then a part that loses its last cell. Last in the suite: its
+ * scores stay. */
+static void test_cell_write_plan(void **state)
+{
+    (void)state;
+    size_t rows_before = scr__write_rows;
+    scr__write_rows = 128;
+    q_do("INSERT INTO indicator_cells (scheme, period, unit, base, layout, value, score, n_obs, "
+         "updated_us) SELECT 'kp-plan', p::text, 'U' || u, b * 64, 1, '{1}', '{1}', '{1}', '{1}' "
+         "FROM generate_series(1, 19) p, generate_series(1, 70) u, generate_series(0, 5) b");
+    q_do("ANALYZE indicator_cells");
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    struct scr *s = start_ready(&loop, &cfg);
+    struct kp_buf payload = {0}, reply = {0};
+    enum { N = 120 };
+    static char per[N][8], ref[N][16];
+    static const char *const units[3] = {"U1", "U2", "U3"};
+    struct ob b[N];
+    for (uint64_t seq = 1; seq <= 8; seq++) {
+        for (int k = 0; k < N; k++) {
+            snprintf(per[k], sizeof per[k], "%d", 1990 + k / 3);
+            snprintf(ref[k], sizeof ref[k], "wp%d", k);
+            b[k] =
+                (struct ob){units[k % 3], "direct_a", per[k], (double)(k % 50 + seq), ref[k], seq};
+        }
+        encode_batch(&payload, "adw", seq, b, N);
+        assert_int_equal(process(s, "adw", &payload, &reply), SCR_COMMITTED);
+    }
+    struct kp_pg_res *r = NULL;
+    assert_int_equal(kp_pg_exec(s->pg,
+                                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                                "WHERE statement LIKE '%INSERT INTO indicator_cells%'",
+                                0, NULL, &r),
+                     0);
+    assert_int_equal(kp_pg_res_ntuples(r), 1); /* no part vanished: the upsert alone ran */
+    long long generic = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+    long long custom = strtoll(kp_pg_res_value(r, 0, 1), NULL, 10);
+    kp_pg_res_free(&r);
+    assert_true(custom <= 5);
+    assert_true(generic + custom >= 8); /* a statement per batch at least */
+
+    /* A part that loses its last cell is deleted, through the other statement: wp0, the one
+     * record of U1's 1990, moves to 2035. */
+    const struct ob mv = {"U1", "direct_a", "2035", 7, "wp0", 9};
+    encode_batch(&payload, "adw", 9, &mv, 1);
+    assert_int_equal(process(s, "adw", &payload, &reply), SCR_COMMITTED);
+    assert_int_equal(q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test' "
+                          "AND period = '1990' AND unit = 'U1'"),
+                     0);
+    assert_cell_in("2035", "U1", "direct_a", 7, 7, 1);
+    assert_int_equal(kp_pg_exec(s->pg,
+                                "SELECT generic_plans + custom_plans FROM pg_prepared_statements "
+                                "WHERE statement LIKE '%DELETE FROM indicator_cells%'",
+                                0, NULL, &r),
+                     0);
+    assert_int_equal(kp_pg_res_ntuples(r), 1);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "1");
+    kp_pg_res_free(&r);
+    assert_cell_in("2029", "U3", "direct_a", 119 % 50 + 8, 119 % 50 + 8, 1);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+    q_do("DELETE FROM indicator_cells WHERE scheme = 'kp-plan'");
+    scr__write_rows = rows_before;
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
 /* Migration 006: the part rows leave half of every page free for their next versions. */
 static void test_cells_fillfactor(void **state)
 {
@@ -2050,6 +2132,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cells_fillfactor, end_sessions),
         cmocka_unit_test_teardown(test_evicted_records, end_sessions),
         cmocka_unit_test_teardown(test_evicted_values, end_sessions),
+        cmocka_unit_test_teardown(test_cell_write_plan, end_sessions),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     /* A failed test leaves its scorer's sockets open, and zmq_ctx_term would wait for them
