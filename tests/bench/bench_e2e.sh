@@ -38,10 +38,11 @@
 #   --window W      batches in flight (default 0: the collector's welcome.max_inflight, 8)
 #   --insecure      plain TCP on every hop (KP_INSECURE=1), to compare with CURVE
 #   --smoke         a tiny size for CI (bench.e2e_smoke)
-#   --profile DIR   pg_stat_statements on, `perf record -g` of each daemon and of the scorer's
-#                   PostgreSQL backend during one run (--profile-run); reports in DIR:
-#                   perf-*.txt, pg_stat_statements.txt, pg_stats.txt (WAL, rows written per
-#                   table), trace-max.txt (per batch: seq, send ms, latency ms, obs, sends)
+#   --profile DIR   pg_stat_statements on (with plans counted), `perf record -g` of each daemon
+#                   and of the scorer's PostgreSQL backend during one run (--profile-run);
+#                   reports in DIR: perf-*.txt, pg_stat_statements.txt (calls, plans, times),
+#                   pg_stats.txt (WAL, rows written per table), trace-max.txt (per batch:
+#                   seq, send ms, latency ms, obs, sends)
 #   --profile-run R the run --profile records: max (default: the maximum throughput on random
 #                   cells), source (the same in source order) or 10k (10,000 obs/s on random
 #                   cells)
@@ -53,7 +54,9 @@
 #                   measurements, so that PostgreSQL recycles those segments (default 0: a new
 #                   cluster's WAL, each segment created and zero-filled during the runs;
 #                   docs/BENCHMARKS.md round 12 compares the two)
-#   --keep          keep the work directory (logs, configs) and print its path
+#   --keep          keep the work directory and print its path: logs (PostgreSQL's too, as
+#                   logs/postgresql.log), configs, and a trace of every load generator run
+#                   (trace-AID.txt, the columns of trace-max.txt)
 # Needs KP_BUILD_DIR and KP_SOURCE_DIR (default: this checkout and its build/).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -122,6 +125,7 @@ cleanup() {
             [ -e "$f" ] && { echo "== $f" >&2; tail -n 20 "$f" >&2; }
         done
     fi
+    if [ "$KEEP" = 1 ] && [ -f "$work/pg/log" ]; then cp "$work/pg/log" "$work/logs/postgresql.log"; fi
     kp_pg_destroy "$work/pg" >/dev/null 2>&1 || true
     if [ "$KEEP" = 1 ]; then
         echo "bench_e2e: kept $work" >&2
@@ -188,6 +192,7 @@ if [ -n "$PROFILE" ] || [ ${#PG_SET[@]} -gt 0 ]; then
         cat >>"$work/pg/data/postgresql.conf" <<EOF
 shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = all
+pg_stat_statements.track_planning = on
 track_io_timing = on
 EOF
     fi
@@ -220,6 +225,9 @@ loadgen() { # AID ARGS...: one kp_loadgen run, its JSON line on stdout
     shift
     if [ "$CURVE" = true ]; then
         keys=(--secret "$KP_KEYS/adapter-$aid.secret" --server-key "$KP_KEYS/collector.key")
+    fi
+    if [ "$KEEP" = 1 ] && [[ " $* " != *" --trace "* ]]; then
+        keys+=(--trace "$work/trace-$aid.txt")
     fi
     "$LOADGEN" --collector "tcp://127.0.0.1:$KP_COL_PORT" "${keys[@]}" --aid "$aid" \
         --scheme bench-e2e --src bench --units "$UNITS" --values "$VALUES" \
@@ -320,7 +328,7 @@ prof_stop() {
     for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
     for p in "${perf_pids[@]}"; do wait "$p" 2>/dev/null || true; done
     perf_pids=()
-    psql_q "SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows, round((blk_read_time + blk_write_time)::numeric, 1) AS io_ms, wal_bytes, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20" \
+    psql_q "SELECT calls, plans, round(total_plan_time::numeric, 1) AS plan_ms, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows, round((blk_read_time + blk_write_time)::numeric, 1) AS io_ms, wal_bytes, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20" \
         >"$PROFILE/pg_stat_statements.txt"
     sleep 1 # the backend's table counters reach the statistics
     {
