@@ -1827,6 +1827,26 @@ static void test_updated_at_table(void **state)
     kp_buf_fini(&reply);
 }
 
+/* The prepared statement of the scorer's own connection whose text contains `verb`
+ * indicator_cells (exactly one): returns its custom plans; *runs: all its executions. */
+static long long scorer_plans(struct scr *s, const char *verb, long long *runs)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "%%%s indicator_cells%%", verb);
+    const char *p[1] = {pat};
+    struct kp_pg_res *r = NULL;
+    assert_int_equal(kp_pg_exec(s->pg,
+                                "SELECT custom_plans, generic_plans + custom_plans "
+                                "FROM pg_prepared_statements WHERE statement LIKE $1",
+                                1, p, &r),
+                     0);
+    assert_int_equal(kp_pg_res_ntuples(r), 1);
+    long long custom = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+    *runs = strtoll(kp_pg_res_value(r, 0, 1), NULL, 10);
+    kp_pg_res_free(&r);
+    return custom;
+}
+
 /* The cell rows' upsert is planned once per session (docs/BENCHMARKS.md round 14): after
  * PostgreSQL's five custom plans, every further execution takes the generic plan. The statement
  * that could also delete parts was planned anew at every execution once it carried many parts
@@ -1853,6 +1873,7 @@ static void test_cell_write_plan(void **state)
     static char per[N][8], ref[N][16];
     static const char *const units[3] = {"U1", "U2", "U3"};
     struct ob b[N];
+    long long runs = 0;
     for (uint64_t seq = 1; seq <= 8; seq++) {
         for (int k = 0; k < N; k++) {
             snprintf(per[k], sizeof per[k], "%d", 1990 + k / 3);
@@ -1863,18 +1884,10 @@ static void test_cell_write_plan(void **state)
         encode_batch(&payload, "adw", seq, b, N);
         assert_int_equal(process(s, "adw", &payload, &reply), SCR_COMMITTED);
     }
-    struct kp_pg_res *r = NULL;
-    assert_int_equal(kp_pg_exec(s->pg,
-                                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-                                "WHERE statement LIKE '%INSERT INTO indicator_cells%'",
-                                0, NULL, &r),
-                     0);
-    assert_int_equal(kp_pg_res_ntuples(r), 1); /* no part vanished: the upsert alone ran */
-    long long generic = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
-    long long custom = strtoll(kp_pg_res_value(r, 0, 1), NULL, 10);
-    kp_pg_res_free(&r);
+    /* one row: no part vanished, the upsert alone ran */
+    long long custom = scorer_plans(s, "INSERT INTO", &runs);
     assert_true(custom <= 5);
-    assert_true(generic + custom >= 8); /* a statement per batch at least */
+    assert_true(runs >= 8); /* a statement per batch at least */
 
     /* A part that loses its last cell is deleted, through the other statement: wp0, the one
      * record of U1's 1990, moves to 2035. */
@@ -1885,14 +1898,8 @@ static void test_cell_write_plan(void **state)
                           "AND period = '1990' AND unit = 'U1'"),
                      0);
     assert_cell_in("2035", "U1", "direct_a", 7, 7, 1);
-    assert_int_equal(kp_pg_exec(s->pg,
-                                "SELECT generic_plans + custom_plans FROM pg_prepared_statements "
-                                "WHERE statement LIKE '%DELETE FROM indicator_cells%'",
-                                0, NULL, &r),
-                     0);
-    assert_int_equal(kp_pg_res_ntuples(r), 1);
-    assert_string_equal(kp_pg_res_value(r, 0, 0), "1");
-    kp_pg_res_free(&r);
+    (void)scorer_plans(s, "DELETE FROM", &runs);
+    assert_int_equal(runs, 1);
     assert_cell_in("2029", "U3", "direct_a", 119 % 50 + 8, 119 % 50 + 8, 1);
     assert_engine_equals_db(s);
     stop_and_close(&loop, &s);
