@@ -1,21 +1,25 @@
 /*
- * scr_cells: the scorer's copy of a scheme's indicator_cells rows (migration 005), and their
- * writes. A (scheme, period, unit) holds parallel arrays over the scheme's nodes 1..n-1 (in the
- * order of its indicator_layout), stored as parts of PART cells, a row each;
- * kp_indicator_score unnests them. A batch changes a few cells of a few hundred (unit,
- * period)s, and the scorer rewrites whole the parts that changed: ~1,500 rows of ~1.8 kB per
- * batch of 1,000 instead of ~8,400 rows of indicator_score (issue 9). The values, scores and
- * n_obs it writes are the engine's (score_engine_cells); what the scorer keeps of the rows is
- * only each cell's updated_at as last committed, which moves only for the cells the engine
- * reports changed (value, score or n_obs, as the IS DISTINCT FROM of the old upsert did), and
- * which parts the transaction changed. A cell holds its updated_at as a 4-byte index into a
- * table of the timestamps in use (a transaction's now() is one entry for all the cells it
- * changed), which a collection packs when it has doubled (times_collect). The arrays go as
- * binary parameters (kp_pg_barray_*): no printf of doubles here, no float8in in the backend.
- * When a transaction fails, its changes are undone with the engine's from a log of the
- * updated_at each changed cell had (12 bytes a change); a replay rebuilds the copy from the
- * engine and the database (scr__cells_sync), rewriting parts of another layout (a changed
- * scheme file) or size.
+ * scr_cells: the scorer's copy of a scheme's indicator_cells rows (migration 005) and
+ * indicator_cell_log rows (007), and their writes. A (scheme, period, unit) holds parallel
+ * arrays over the scheme's nodes 1..n-1 (in the order of its indicator_layout), stored as parts
+ * of PART cells, a row each; kp_indicator_score unnests them, each cell's latest log entry
+ * winning. A batch changes a few cells of a few hundred (unit, period)s. Per (unit, period),
+ * the scorer writes a log row with only the cells that changed, and after scr__cells_log_max
+ * or so such rows it folds them: it rewrites whole the parts changed since and deletes the log
+ * rows (issue 9: whole parts at every write were ~3.2 rows of ~1.9 kB per observation at
+ * 10,000 obs/s on random cells; docs/BENCHMARKS.md round 15). The values, scores and n_obs it
+ * writes are the engine's (score_engine_cells); what the scorer keeps of the rows is each
+ * cell's updated_at as last committed, which moves only for the cells the engine reports
+ * changed (value, score or n_obs, as the IS DISTINCT FROM of the old upsert did), which parts
+ * the transaction changed, and per (unit, period) its rows in the log and the parts behind it.
+ * A cell holds its updated_at as a 4-byte index into a table of the timestamps in use (a
+ * transaction's now() is one entry for all the cells it changed), which a collection packs
+ * when it has doubled (times_collect). The arrays go as binary parameters (kp_pg_barray_*): no
+ * printf of doubles here, no float8in in the backend. When a transaction fails, its changes
+ * are undone with the engine's from a log of the updated_at each changed cell had (12 bytes a
+ * change) and each touched row's log state at its begin; a replay rebuilds the copy from the
+ * engine and the database (scr__cells_sync), keeping a log that equals the engine and rewriting
+ * parts of another layout (a changed scheme file) or size.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -39,7 +43,8 @@
 /* A cell's updated_at: an index into scr_cells.times, or one of these. */
 #define UPD_NONE   0u     /* no cell */
 #define UPD_NOW    1u     /* changed in this transaction: the server's now() */
-#define UPD_FIRST  2u     /* times[UPD_FIRST] is the first timestamp */
+#define UPD_GONE   2u     /* ceased to exist in this transaction (UPD_NONE at its commit) */
+#define UPD_FIRST  3u     /* times[UPD_FIRST] is the first timestamp */
 #define WIRE_NOW   (-1LL) /* updated_us in a written array: the statement's now() */
 #define PERIOD_MAX 32
 
@@ -47,9 +52,13 @@ struct cell_row {
     size_t idx; /* in rows[]: rows are never removed */
     size_t unit;
     char period[PERIOD_MAX];
-    bool touched;  /* written by the current transaction */
-    uint8_t *part; /* per part: P_* flags */
-    uint32_t *upd; /* per cell: UPD_NONE, UPD_NOW or an index into scr_cells.times */
+    bool touched; /* written by the current transaction */
+    /* rows of indicator_cell_log of (unit, period) not yet folded into its parts, and their
+     * number at the transaction's begin (for a rollback) */
+    uint16_t nlog, nlog_prev;
+    bool sync_fold; /* sync: the log names a cell outside this layout */
+    uint8_t *part;  /* per part: P_* flags */
+    uint32_t *upd;  /* per cell: UPD_NONE, UPD_NOW or an index into scr_cells.times */
 };
 
 /* The undo log: a cell's updated_at before the transaction changed it. */
@@ -58,10 +67,11 @@ struct undo {
 };
 
 enum {
-    P_DIRTY = 1,     /* changed by the current transaction */
-    P_NEED = 2,      /* sync: to be written */
-    P_IN_LAYOUT = 4, /* sync: its database row is in the scorer's layout */
-    P_DIFFERS = 8,   /* sync: a database cell differs from the engine's or is not the engine's */
+    P_DIRTY = 1,       /* changed by the current transaction */
+    P_NEED = 2,        /* sync: to be written */
+    P_DIFFERS = 8,     /* sync: a database cell differs from the engine's or is not the engine's */
+    P_LOGGED = 16,     /* cells changed in indicator_cell_log since the part's row was written */
+    P_WAS_LOGGED = 32, /* P_LOGGED at the transaction's begin (for a rollback) */
 };
 
 struct scr_cells {
@@ -117,7 +127,9 @@ static int time_ix_cmp(const void *a, const void *b)
  * the cells. Two passes over the cells (4 bytes each) and a sort of the entries kept. */
 static void times_collect(struct scr_cells *c, bool force)
 {
-    if (!force && (c->n_times < scr__cells_times_min || c->n_times < 2 * c->n_times_kept))
+    size_t used = c->n_times > UPD_FIRST ? c->n_times - UPD_FIRST : 0;
+    size_t kept = c->n_times_kept > UPD_FIRST ? c->n_times_kept - UPD_FIRST : 0;
+    if (!force && (used < scr__cells_times_min || used < 2 * kept))
         return;
     if (c->n_times <= UPD_FIRST) {
         c->n_times_kept = c->n_times;
@@ -146,6 +158,7 @@ static void times_collect(struct scr_cells *c, bool force)
     }
     map[UPD_NONE] = UPD_NONE;
     map[UPD_NOW] = UPD_NOW;
+    map[UPD_GONE] = UPD_GONE;
     for (size_t i = 0; i < c->n_rows; i++) {
         uint32_t *u = c->rows[i]->upd;
         for (size_t k = 0; k < c->ncells; k++)
@@ -266,6 +279,10 @@ static void touch(struct scr_cells *c, struct cell_row *r, size_t k)
     if (r->touched)
         return;
     r->touched = true;
+    r->nlog_prev = r->nlog;
+    for (size_t q = 0; q < c->nparts; q++)
+        if (r->part[q] & P_LOGGED)
+            r->part[q] |= P_WAS_LOGGED;
     if (c->n_touched == c->cap_touched) {
         c->cap_touched = c->cap_touched ? 2 * c->cap_touched : 256;
         c->touched = kp_xrealloc(c->touched, c->cap_touched * sizeof *c->touched);
@@ -277,12 +294,12 @@ static void touch(struct scr_cells *c, struct cell_row *r, size_t k)
  * the transaction's, and its part is to be written. `undo`: log it for a rollback. */
 static void cell_set(struct scr_cells *c, struct cell_row *r, size_t k, bool exists, bool undo)
 {
-    if (!exists && r->upd[k] == UPD_NONE)
+    if (!exists && (r->upd[k] == UPD_NONE || r->upd[k] == UPD_GONE))
         return;
     if (undo)
         touch(c, r, k);
     r->part[k / PART] |= P_DIRTY;
-    r->upd[k] = exists ? UPD_NOW : UPD_NONE;
+    r->upd[k] = exists ? UPD_NOW : undo ? UPD_GONE : UPD_NONE;
 }
 
 /* ---- the batch's changes -------------------------------------------------------------- */
@@ -312,11 +329,17 @@ void scr__cells_begin(struct scr_cells *c)
     kp_buf_reset(&c->undo);
 }
 
-static void end_transaction(struct scr_cells *c)
+/* Committed: the parts keep P_LOGGED as scr__cells_write left it. Else they and the row's
+ * count of log rows are as at the transaction's begin. */
+static void end_transaction(struct scr_cells *c, bool committed)
 {
     for (size_t t = 0; t < c->n_touched; t++) {
         struct cell_row *r = c->rows[c->touched[t]];
-        memset(r->part, 0, c->nparts);
+        for (size_t q = 0; q < c->nparts; q++)
+            r->part[q] =
+                committed ? r->part[q] & P_LOGGED : (r->part[q] & P_WAS_LOGGED ? P_LOGGED : 0);
+        if (!committed)
+            r->nlog = r->nlog_prev;
         r->touched = false;
     }
     c->n_touched = 0;
@@ -330,7 +353,7 @@ void scr__cells_rollback(struct scr_cells *c)
     const struct undo *u = (const struct undo *)c->undo.data;
     for (size_t i = c->undo.len / sizeof *u; i-- > 0;)
         c->rows[u[i].row]->upd[u[i].cell] = u[i].upd;
-    end_transaction(c);
+    end_transaction(c, false);
 }
 
 void scr__cells_commit(struct scr_cells *c, long long now_us)
@@ -345,9 +368,11 @@ void scr__cells_commit(struct scr_cells *c, long long now_us)
             if (now == UPD_NONE)
                 now = times_add(c, now_us);
             *upd = now;
+        } else if (*upd == UPD_GONE) {
+            *upd = UPD_NONE;
         }
     }
-    end_transaction(c);
+    end_transaction(c, true);
     times_collect(c, false);
 }
 
@@ -382,34 +407,73 @@ static const char SQL_WRITE[] =
 static const char SQL_WRITE_DEL[] = SQL_WRITE_NOW SQL_WRITE_DELETE SQL_WRITE_UPSERT
     "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w), (SELECT us FROM n)";
 
+/* The log (migration 007): per (unit, period) the transaction changed and does not fold, one
+ * row of the cells it changed, as flat arrays: row j's cells are elements o_j .. o_j + k_j - 1
+ * ($5, $6). A part of 64 cells is ~1.9 kB; a log row of a group at 10,000 obs/s holds ~9
+ * cells. */
+static const char SQL_LOG[] =
+    "WITH n AS (SELECT (extract(epoch FROM now()) * 1000000)::int8 AS us), "
+    "w AS (INSERT INTO indicator_cell_log (scheme, period, unit, layout, cell, value, score,"
+    " n_obs, updated_us)"
+    " SELECT $1, r.p, r.u, $2::int, ($7::int4[])[r.o:r.o + r.k - 1],"
+    " ($8::float8[])[r.o:r.o + r.k - 1], ($9::float8[])[r.o:r.o + r.k - 1],"
+    " ($10::int4[])[r.o:r.o + r.k - 1], n.us"
+    " FROM unnest($3::text[], $4::text[], $5::int[], $6::int[]) AS r(u, p, o, k), n"
+    " RETURNING 1) "
+    "SELECT (SELECT count(*) FROM w), (SELECT us FROM n)";
+
+/* The log rows of the (unit, period)s whose parts the transaction wrote whole (a fold). */
+static const char SQL_FOLD[] =
+    "WITH d AS (DELETE FROM indicator_cell_log g USING unnest($2::text[], $3::text[]) AS x(u, p)"
+    " WHERE g.scheme = $1 AND g.period = x.p AND g.unit = x.u RETURNING 1) "
+    "SELECT (SELECT count(*) FROM d), (extract(epoch FROM now()) * 1000000)::int8";
+
+size_t scr__cells_log_max = 16;
+
 /* Rows per statement: the binary arrays of a statement take 12 bytes per cell element (a
  * length and the value) and libpq keeps its buffer at the largest message it sent, so an
  * unbounded statement (a big group on random cells: ~8,000 rows, 25 MB of parameters; a
  * sync: the whole scheme) would hold that memory for good. 128 rows: about 0.4 MB, held by the
  * four arrays and again by libpq (512 rows held 3.5 MB between them, which the scorer kept
- * through every later load). The statement is prepared (kp_pg_send_prepared), so the four
- * times as many statements are not planned each time. (A variable only so that tests can cut
- * writes into many statements.) */
+ * through every later load). A statement of log rows holds at most as many cells. The
+ * statements are prepared (kp_pg_send_prepared), so the many statements are not planned each
+ * time. (A variable only so that tests can cut writes into many statements.) */
 size_t scr__write_rows = 128;
 
-/* One statement's worth of parts being gathered by scr__cells_write, and whether the one
+enum wkind {
+    W_PARTS, /* SQL_WRITE, SQL_WRITE_DEL */
+    W_LOG,   /* SQL_LOG */
+    W_FOLD,  /* SQL_FOLD */
+};
+
+/* One statement's worth of rows being gathered by scr__cells_write, and whether the one
  * before it is still running. */
 struct wchunk {
-    int n_up, n_del;
-    bool sent; /* a statement awaits its result (chunk_wait) */
+    enum wkind kind;
+    int n_up, n_del; /* W_PARTS: parts upserted, deleted; else rows in n_up */
+    int n_elem;      /* W_LOG: cells */
+    bool sent;       /* a statement awaits its result (chunk_wait) */
     long long *rows, *now_us;
 };
 
-static void chunk_begin(struct scr *s, struct wchunk *w)
+static void chunk_begin(struct scr *s, struct wchunk *w, enum wkind kind)
 {
     struct kp_buf *a = s->a;
-    w->n_up = w->n_del = 0;
+    w->kind = kind;
+    w->n_up = w->n_del = w->n_elem = 0;
     for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
         kp_pg_array_begin(&a[k]);
-    kp_pg_barray_begin(&s->bin[0], KP_PG_FLOAT8, 2);
-    kp_pg_barray_begin(&s->bin[1], KP_PG_FLOAT8, 2);
-    kp_pg_barray_begin(&s->bin[2], KP_PG_INT4, 2);
-    kp_pg_barray_begin(&s->bin[3], KP_PG_INT8, 2);
+    if (kind == W_PARTS) {
+        kp_pg_barray_begin(&s->bin[0], KP_PG_FLOAT8, 2);
+        kp_pg_barray_begin(&s->bin[1], KP_PG_FLOAT8, 2);
+        kp_pg_barray_begin(&s->bin[2], KP_PG_INT4, 2);
+        kp_pg_barray_begin(&s->bin[3], KP_PG_INT8, 2);
+    } else if (kind == W_LOG) {
+        kp_pg_barray_begin(&s->bin[0], KP_PG_INT4, 1);
+        kp_pg_barray_begin(&s->bin[1], KP_PG_FLOAT8, 1);
+        kp_pg_barray_begin(&s->bin[2], KP_PG_FLOAT8, 1);
+        kp_pg_barray_begin(&s->bin[3], KP_PG_INT4, 1);
+    }
 }
 
 /* Collects the result of the statement sent last, if any. Returns 0 or KP_EDB. */
@@ -436,71 +500,117 @@ static int chunk_wait(struct scr *s, struct wchunk *w)
  * arrays can be begun again at once. Returns 0 or KP_EDB, with nothing in flight then. */
 static int chunk_send(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
 {
-    struct kp_buf *a = s->a;
-    struct kp_buf *bv = &s->bin[0], *bs = &s->bin[1], *bn = &s->bin[2], *bu = &s->bin[3];
+    struct kp_buf *a = s->a, *bin = s->bin;
     for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
         kp_pg_array_end(&a[k]);
-    int n_up = w->n_up;
-    if (n_up == 0 && w->n_del == 0)
+    if (w->n_up == 0 && w->n_del == 0)
         return 0;
-    int dims[2] = {n_up, PART};
-    kp_pg_barray_end(bv, dims);
-    kp_pg_barray_end(bs, dims);
-    kp_pg_barray_end(bn, dims);
-    kp_pg_barray_end(bu, dims);
     char layout[24];
     snprintf(layout, sizeof layout, "%d", sch->layout);
-    const char *p[12] = {sch->id,
-                         layout,
-                         kp_buf_cstr(&a[SCR_A_IUNIT]),
-                         kp_buf_cstr(&a[SCR_A_IPERIOD]),
-                         kp_buf_cstr(&a[SCR_A_IBASE]),
-                         n_up ? (const char *)bv->data : NULL, /* NULL: no row to upsert */
-                         n_up ? (const char *)bs->data : NULL,
-                         n_up ? (const char *)bn->data : NULL,
-                         n_up ? (const char *)bu->data : NULL,
-                         kp_buf_cstr(&a[SCR_A_IDUNIT]),
-                         kp_buf_cstr(&a[SCR_A_IDPERIOD]),
-                         kp_buf_cstr(&a[SCR_A_IDBASE])};
-    int len[12] = {0, 0, 0, 0, 0, (int)bv->len, (int)bs->len, (int)bn->len, (int)bu->len, 0, 0, 0};
-    int fmt[12] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0};
-    bool del = w->n_del > 0;
-    if (chunk_wait(s, w) ||
-        kp_pg_send_prepared(s->pg, del ? SQL_WRITE_DEL : SQL_WRITE, del ? 12 : 9, p, len, fmt))
+    const char *sql, *p[12] = {sch->id, layout};
+    int np, len[12] = {0}, fmt[12] = {0};
+    if (w->kind == W_FOLD) {
+        sql = SQL_FOLD;
+        np = 3;
+        p[1] = kp_buf_cstr(&a[SCR_A_IDUNIT]);
+        p[2] = kp_buf_cstr(&a[SCR_A_IDPERIOD]);
+    } else if (w->kind == W_LOG) {
+        sql = SQL_LOG;
+        np = 10;
+        p[2] = kp_buf_cstr(&a[SCR_A_IUNIT]);
+        p[3] = kp_buf_cstr(&a[SCR_A_IPERIOD]);
+        p[4] = kp_buf_cstr(&a[SCR_A_IBASE]);  /* offsets */
+        p[5] = kp_buf_cstr(&a[SCR_A_IDBASE]); /* counts */
+        for (int k = 0; k < 4; k++) {
+            kp_pg_barray_end(&bin[k], &w->n_elem);
+            p[6 + k] = (const char *)bin[k].data;
+            len[6 + k] = (int)bin[k].len;
+            fmt[6 + k] = 1;
+        }
+    } else {
+        bool del = w->n_del > 0;
+        sql = del ? SQL_WRITE_DEL : SQL_WRITE;
+        np = del ? 12 : 9;
+        int dims[2] = {w->n_up, PART};
+        p[2] = kp_buf_cstr(&a[SCR_A_IUNIT]);
+        p[3] = kp_buf_cstr(&a[SCR_A_IPERIOD]);
+        p[4] = kp_buf_cstr(&a[SCR_A_IBASE]);
+        for (int k = 0; k < 4; k++) {
+            kp_pg_barray_end(&bin[k], dims);
+            p[5 + k] = w->n_up ? (const char *)bin[k].data : NULL; /* NULL: no row to upsert */
+            len[5 + k] = (int)bin[k].len;
+            fmt[5 + k] = 1;
+        }
+        p[9] = kp_buf_cstr(&a[SCR_A_IDUNIT]);
+        p[10] = kp_buf_cstr(&a[SCR_A_IDPERIOD]);
+        p[11] = kp_buf_cstr(&a[SCR_A_IDBASE]);
+    }
+    if (chunk_wait(s, w) || kp_pg_send_prepared(s->pg, sql, np, p, len, fmt))
         return KP_EDB;
     w->sent = true;
     return 0;
 }
 
-int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
-                     long long *now_us)
+/* Sends the chunk when it holds a statement's worth, and begins the next of its kind. */
+static int chunk_room(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
+{
+    if ((size_t)(w->n_up + w->n_del) < scr__write_rows &&
+        (size_t)w->n_elem < scr__write_rows * PART)
+        return 0;
+    enum wkind kind = w->kind;
+    if (chunk_send(s, sch, w))
+        return KP_EDB;
+    chunk_begin(s, w, kind);
+    return 0;
+}
+
+/* Whether the transaction writes the parts of row r whole and deletes its log rows: once it
+ * has scr__cells_log_max log rows, plus up to as many again by a hash of the row. The rows of a
+ * quarter, half or year are touched by nearly every group under load, so with one threshold
+ * they would all fold in the same group, a spike of whole parts every that many groups. */
+static bool row_folds(const struct cell_row *r)
+{
+    uint64_t k = scr__cells_log_max;
+    uint64_t spread = k ? ((uint64_t)r->idx * 0x9E3779B97F4A7C15ULL >> 40) % k : 0;
+    return r->nlog >= k + spread;
+}
+
+/* The engine's cells of part q of r: cells k0 .. k1 - 1. */
+static void part_cells(const struct scr_scheme *sch, const struct cell_row *r, size_t k0, size_t k1,
+                       double *value, double *score, uint32_t *n_obs)
+{
+    if (score_engine_cells(sch->engine, r->unit, r->period, k0 + 1, k1 - k0, value, score, n_obs))
+        memset(n_obs, 0, PART * sizeof *n_obs); /* the engine has no cell of (unit, period) */
+}
+
+static int32_t n_obs_i4(uint32_t n)
+{
+    return (int32_t)(n > INT32_MAX ? INT32_MAX : n);
+}
+
+/* The parts whole: a sync's P_NEED parts, or the pending parts of the rows that fold. */
+static int write_parts(struct scr *s, struct scr_scheme *sch, bool sync, struct wchunk *w)
 {
     struct scr_cells *c = sch->cells;
     struct kp_buf *a = s->a;
     struct kp_buf *bv = &s->bin[0], *bs = &s->bin[1], *bn = &s->bin[2], *bu = &s->bin[3];
     size_t n = c->ncells;
-    uint8_t want = sync ? P_NEED : P_DIRTY;
-    struct wchunk w = {.rows = rows, .now_us = now_us};
-    *now_us = 0;
-    chunk_begin(s, &w);
     size_t count = sync ? c->n_rows : c->n_touched;
     for (size_t t = 0; t < count; t++) {
         const struct cell_row *r = c->rows[sync ? t : c->touched[t]];
+        if (!sync && !row_folds(r))
+            continue;
+        uint8_t want = sync ? P_NEED : P_DIRTY | P_LOGGED;
         const char *unit = score_scheme_unit_code(sch->scheme, r->unit);
         for (size_t q = 0; q < c->nparts; q++) {
             if (!(r->part[q] & want))
                 continue;
-            if ((size_t)(w.n_up + w.n_del) >= scr__write_rows) {
-                if (chunk_send(s, sch, &w))
-                    return KP_EDB;
-                chunk_begin(s, &w);
-            }
+            if (chunk_room(s, sch, w))
+                return KP_EDB;
             size_t k0 = q * PART, k1 = k0 + PART < n ? k0 + PART : n;
             double value[PART], score[PART];
             uint32_t n_obs[PART];
-            if (score_engine_cells(sch->engine, r->unit, r->period, k0 + 1, k1 - k0, value, score,
-                                   n_obs))
-                memset(n_obs, 0, sizeof n_obs); /* the engine has no cell of (unit, period) */
+            part_cells(sch, r, k0, k1, value, score, n_obs);
             bool live = false;
             for (size_t k = k0; k < k1 && !live; k++)
                 live = n_obs[k - k0] > 0;
@@ -508,13 +618,13 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
                 kp_pg_array_add(&a[SCR_A_IDUNIT], unit);
                 kp_pg_array_add(&a[SCR_A_IDPERIOD], r->period);
                 kp_pg_array_add_i64(&a[SCR_A_IDBASE], (long long)k0);
-                w.n_del++;
+                w->n_del++;
                 continue;
             }
             kp_pg_array_add(&a[SCR_A_IUNIT], unit);
             kp_pg_array_add(&a[SCR_A_IPERIOD], r->period);
             kp_pg_array_add_i64(&a[SCR_A_IBASE], (long long)k0);
-            w.n_up++;
+            w->n_up++;
             /* No NULL in the arrays: PostgreSQL slices an array without NULLs at a computed
              * offset, one with NULLs by walking its null bitmap from the start (quadratic over
              * the rows). A missing value is NaN (the view shows NULL: NULLIF); a cell that does
@@ -525,30 +635,137 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
                 int64_t upd = cell && r->upd[k] >= UPD_FIRST ? c->times[r->upd[k]] : WIRE_NOW;
                 kp_pg_barray_add_f8(bv, cell ? value[k - k0] : NAN);
                 kp_pg_barray_add_f8(bs, cell ? score[k - k0] : 0);
-                kp_pg_barray_add_i4(
-                    bn,
-                    cell ? (int32_t)(n_obs[k - k0] > INT32_MAX ? INT32_MAX : n_obs[k - k0]) : 0);
+                kp_pg_barray_add_i4(bn, cell ? n_obs_i4(n_obs[k - k0]) : 0);
                 kp_pg_barray_add_i8(bu, cell ? upd : 0);
             }
         }
     }
-    if (chunk_send(s, sch, &w))
+    return chunk_send(s, sch, w);
+}
+
+/* A log row per touched row that does not fold: the cells the transaction changed (UPD_NOW,
+ * or UPD_GONE with n_obs 0). */
+static int write_log(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
+{
+    struct scr_cells *c = sch->cells;
+    struct kp_buf *a = s->a;
+    size_t n = c->ncells;
+    for (size_t t = 0; t < c->n_touched; t++) {
+        const struct cell_row *r = c->rows[c->touched[t]];
+        if (row_folds(r))
+            continue;
+        if (chunk_room(s, sch, w))
+            return KP_EDB;
+        int first = w->n_elem;
+        for (size_t q = 0; q < c->nparts; q++) {
+            if (!(r->part[q] & P_DIRTY))
+                continue;
+            size_t k0 = q * PART, k1 = k0 + PART < n ? k0 + PART : n;
+            double value[PART], score[PART];
+            uint32_t n_obs[PART];
+            part_cells(sch, r, k0, k1, value, score, n_obs);
+            for (size_t k = k0; k < k1; k++) {
+                if (r->upd[k] != UPD_NOW && r->upd[k] != UPD_GONE)
+                    continue;
+                bool cell = n_obs[k - k0] > 0;
+                kp_pg_barray_add_i4(&s->bin[0], (int)k);
+                kp_pg_barray_add_f8(&s->bin[1], cell ? value[k - k0] : NAN);
+                kp_pg_barray_add_f8(&s->bin[2], cell ? score[k - k0] : 0);
+                kp_pg_barray_add_i4(&s->bin[3], cell ? n_obs_i4(n_obs[k - k0]) : 0);
+                w->n_elem++;
+            }
+        }
+        if (w->n_elem == first)
+            continue;
+        kp_pg_array_add(&a[SCR_A_IUNIT], score_scheme_unit_code(sch->scheme, r->unit));
+        kp_pg_array_add(&a[SCR_A_IPERIOD], r->period);
+        kp_pg_array_add_i64(&a[SCR_A_IBASE], (long long)first + 1);
+        kp_pg_array_add_i64(&a[SCR_A_IDBASE], (long long)(w->n_elem - first));
+        w->n_up++;
+    }
+    return chunk_send(s, sch, w);
+}
+
+/* The log rows of the rows that fold. */
+static int write_fold(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
+{
+    struct scr_cells *c = sch->cells;
+    struct kp_buf *a = s->a;
+    for (size_t t = 0; t < c->n_touched; t++) {
+        const struct cell_row *r = c->rows[c->touched[t]];
+        if (!row_folds(r) || r->nlog == 0)
+            continue;
+        if (chunk_room(s, sch, w))
+            return KP_EDB;
+        kp_pg_array_add(&a[SCR_A_IDUNIT], score_scheme_unit_code(sch->scheme, r->unit));
+        kp_pg_array_add(&a[SCR_A_IDPERIOD], r->period);
+        w->n_up++;
+    }
+    return chunk_send(s, sch, w);
+}
+
+int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
+                     long long *now_us)
+{
+    struct scr_cells *c = sch->cells;
+    struct wchunk w = {.rows = rows, .now_us = now_us};
+    *now_us = 0;
+    chunk_begin(s, &w, W_PARTS);
+    if (write_parts(s, sch, sync, &w))
         return KP_EDB;
+    if (!sync) {
+        chunk_begin(s, &w, W_LOG);
+        if (write_log(s, sch, &w))
+            return KP_EDB;
+        chunk_begin(s, &w, W_FOLD);
+        if (write_fold(s, sch, &w))
+            return KP_EDB;
+        /* What the rows are once this commits (a rollback restores them: end_transaction). */
+        for (size_t t = 0; t < c->n_touched; t++) {
+            struct cell_row *r = c->rows[c->touched[t]];
+            bool fold = row_folds(r);
+            for (size_t q = 0; q < c->nparts; q++)
+                if (fold)
+                    r->part[q] &= (uint8_t)~P_LOGGED;
+                else if (r->part[q] & P_DIRTY)
+                    r->part[q] |= P_LOGGED;
+            if (fold)
+                r->nlog = 0;
+            else if (r->nlog < UINT16_MAX)
+                r->nlog++;
+        }
+    }
     return chunk_wait(s, &w);
 }
 
 /* ---- sync after a replay -------------------------------------------------------------- */
 
 /* Every existing cell of the scheme, by code, whatever layout and parts its row was written
- * with (the view's unnest); the third column: the row is in this layout and of PART cells. */
+ * with, its latest log entry winning (the view's DISTINCT ON). The third column: a part's row
+ * in this layout and of PART cells, or a log row in this layout; the last: the entry is the
+ * log's (then also when its n_obs is 0: a cell the log deleted from its part). */
 static const char SQL_READ[] =
-    "SELECT c.unit, c.period, c.layout = $2::int AND cardinality(c.n_obs) = $3::int, c.base,"
-    " t.indicator, NULLIF(t.value, 'NaN'),"
-    " t.score, t.n_obs, t.us"
-    " FROM indicator_cells c JOIN indicator_layout l ON l.layout = c.layout"
-    " CROSS JOIN LATERAL unnest(l.codes[c.base + 1:c.base + cardinality(c.n_obs)], c.value,"
-    " c.score, c.n_obs, c.updated_us) AS t(indicator, value, score, n_obs, us)"
-    " WHERE c.scheme = $1 AND t.n_obs > 0";
+    "SELECT a.unit, a.period, a.inl, a.base, a.indicator, NULLIF(a.value, 'NaN'), a.score,"
+    " a.n_obs, a.us, a.seq > 0"
+    " FROM (SELECT DISTINCT ON (b.unit, b.period, b.indicator) b.* FROM ("
+    "  SELECT c.unit, c.period, c.layout = $2::int AND cardinality(c.n_obs) = $3::int AS inl,"
+    "   c.base, t.indicator, t.value, t.score, t.n_obs, t.us, 0::int8 AS seq"
+    "   FROM indicator_cells c JOIN indicator_layout l ON l.layout = c.layout"
+    "   CROSS JOIN LATERAL unnest(l.codes[c.base + 1:c.base + cardinality(c.n_obs)], c.value,"
+    "   c.score, c.n_obs, c.updated_us) AS t(indicator, value, score, n_obs, us)"
+    "   WHERE c.scheme = $1 AND t.n_obs > 0"
+    "  UNION ALL"
+    "  SELECT g.unit, g.period, g.layout = $2::int, -1, l.codes[t.k + 1], t.value, t.score,"
+    "   t.n_obs, g.updated_us, g.seq"
+    "   FROM indicator_cell_log g JOIN indicator_layout l ON l.layout = g.layout"
+    "   CROSS JOIN LATERAL unnest(g.cell, g.value, g.score, g.n_obs) AS t(k, value, score, n_obs)"
+    "   WHERE g.scheme = $1) b"
+    " ORDER BY b.unit, b.period, b.indicator, b.seq DESC) a"
+    " WHERE a.n_obs > 0 OR a.seq > 0";
+
+/* The log rows of each (unit, period). */
+static const char SQL_LOG_COUNT[] =
+    "SELECT unit, period, count(*) FROM indicator_cell_log WHERE scheme = $1 GROUP BY 1, 2";
 
 /* Parts of the scheme the engine does not hold (a scheme file that dropped a unit, rows written
  * by hand, parts of another size) go, so the database equals the engine. */
@@ -556,6 +773,13 @@ static const char SQL_STALE[] =
     "DELETE FROM indicator_cells c WHERE c.scheme = $1 AND NOT EXISTS ("
     " SELECT 1 FROM unnest($2::text[], $3::text[], $4::int[]) AS t(u, p, b)"
     " WHERE t.u = c.unit AND t.p = c.period AND t.b = c.base)";
+
+/* So do the log rows of every (unit, period) but those the copy keeps (the others are folded
+ * or not the engine's). */
+static const char SQL_LOG_STALE[] =
+    "DELETE FROM indicator_cell_log g WHERE g.scheme = $1 AND NOT EXISTS ("
+    " SELECT 1 FROM unnest($2::text[], $3::text[]) AS t(u, p)"
+    " WHERE t.u = g.unit AND t.p = g.period)";
 
 static void on_engine_cell(const struct score_cell_change *ch, void *arg)
 {
@@ -581,6 +805,64 @@ static bool part_live(const struct scr_cells *c, const struct cell_row *r, size_
     return false;
 }
 
+/* Compares the database's cells (SQL_READ) with the copy's: a cell equal to the engine's keeps
+ * its updated_at; its part is marked P_DIFFERS when a cell differs, is not the engine's, or
+ * lies in a row of another layout, and P_LOGGED when the log has one of its cells. */
+static void sync_read(struct scr_cells *c, struct scr_scheme *sch, const struct kp_pg_res *res)
+{
+    const struct score_scheme *sc = sch->scheme;
+    int nt = kp_pg_res_ntuples(res);
+    for (int i = 0; i < nt; i++) {
+        long u = score_scheme_unit_find(sc, kp_pg_res_value(res, i, 0));
+        long node = score_scheme_node_find(sc, kp_pg_res_value(res, i, 4));
+        const char *period = kp_pg_res_value(res, i, 1);
+        if (u < 0 || strlen(period) >= PERIOD_MAX)
+            continue; /* not a row of the engine: the stale deletes remove it */
+        struct cell_row *r = row_get(c, (size_t)u, period); /* created empty when not held */
+        bool logged = !strcmp(kp_pg_res_value(res, i, 9), "t");
+        bool in_layout = !strcmp(kp_pg_res_value(res, i, 2), "t");
+        size_t k = node > 0 ? (size_t)node - 1 : c->ncells;
+        if (k >= c->ncells) {
+            if (logged)
+                r->sync_fold = true; /* the log names a cell this scheme does not have */
+            continue; /* a base row's: that row is in another layout, and rewritten */
+        }
+        size_t q = k / PART;
+        long long n_obs = strtoll(kp_pg_res_value(res, i, 7), NULL, 10);
+        long long base = strtoll(kp_pg_res_value(res, i, 3), NULL, 10);
+        if (logged)
+            r->part[q] |= in_layout ? P_LOGGED : P_LOGGED | P_DIFFERS;
+        else if (!in_layout || base != (long long)(q * PART))
+            r->part[q] |= P_DIFFERS; /* a cell of this part in a row of another layout */
+        if (n_obs <= 0) {            /* deleted by the log: its part's row may still hold it */
+            if (r->upd[k] != UPD_NONE)
+                r->part[q] |= P_DIFFERS;
+            continue;
+        }
+        double v = num(res, i, 5), sv = num(res, i, 6);
+        struct score_cell_change e;
+        if (r->upd[k] == UPD_NOW &&
+            !score_engine_cell(sch->engine, (size_t)u, (size_t)node, period, &e) &&
+            same(e.value, v) && same(e.score, sv) && n_obs_i4(e.n_obs) == n_obs &&
+            !kp_pg_res_isnull(res, i, 8))
+            r->upd[k] = times_add(c, strtoll(kp_pg_res_value(res, i, 8), NULL, 10)); /* kept */
+        else
+            r->part[q] |= P_DIFFERS; /* differs, or a cell the engine does not hold */
+    }
+}
+
+/* Whether part q of r is to be written: a cell differs, or lacks (still UPD_NOW). */
+static bool part_needs(const struct scr_cells *c, const struct cell_row *r, size_t q)
+{
+    if (r->part[q] & P_DIFFERS)
+        return true;
+    size_t k1 = (q + 1) * PART < c->ncells ? (q + 1) * PART : c->ncells;
+    for (size_t k = q * PART; k < k1; k++)
+        if (r->upd[k] == UPD_NOW)
+            return true;
+    return false;
+}
+
 int scr__cells_sync(struct scr *s, struct scr_scheme *sch, long long *rows)
 {
     const struct score_scheme *sc = sch->scheme;
@@ -594,90 +876,87 @@ int scr__cells_sync(struct scr *s, struct scr_scheme *sch, long long *rows)
     snprintf(part, sizeof part, "%d", PART);
     const char *p[3] = {sch->id, layout, part};
     struct kp_pg_res *res = NULL;
-    if (kp_pg_exec(s->pg, SQL_READ, 3, p, &res)) {
-        scr__cells_destroy(&c);
-        return KP_EDB;
-    }
-    int nt = kp_pg_res_ntuples(res);
-    for (int i = 0; i < nt; i++) {
+    if (kp_pg_exec(s->pg, SQL_READ, 3, p, &res))
+        goto fail;
+    sync_read(c, sch, res);
+    kp_pg_res_free(&res);
+    if (kp_pg_exec(s->pg, SQL_LOG_COUNT, 1, p, &res))
+        goto fail;
+    for (int i = 0; i < kp_pg_res_ntuples(res); i++) {
         long u = score_scheme_unit_find(sc, kp_pg_res_value(res, i, 0));
-        long node = score_scheme_node_find(sc, kp_pg_res_value(res, i, 4));
         const char *period = kp_pg_res_value(res, i, 1);
-        if (u < 0 || strlen(period) >= PERIOD_MAX)
-            continue; /* not a row of the engine: the stale delete removes it */
-        struct cell_row *r = row_get(c, (size_t)u, period); /* created empty when not held */
-        size_t k = node > 0 ? (size_t)node - 1 : c->ncells;
-        if (k >= c->ncells)
-            continue; /* not a cell of this scheme: its row is in another layout */
-        size_t q = k / PART;
-        long long base = strtoll(kp_pg_res_value(res, i, 3), NULL, 10);
-        if (!strcmp(kp_pg_res_value(res, i, 2), "t") && base == (long long)(q * PART))
-            r->part[q] |= P_IN_LAYOUT; /* the part's own row, in this layout */
-        else
-            r->part[q] |= P_DIFFERS; /* a cell of this part in a row of another layout */
-        double v = num(res, i, 5), sv = num(res, i, 6);
-        long long n_obs = strtoll(kp_pg_res_value(res, i, 7), NULL, 10);
-        struct score_cell_change e;
-        if (r->upd[k] != UPD_NONE &&
-            !score_engine_cell(sch->engine, (size_t)u, (size_t)node, period, &e) &&
-            same(e.value, v) && same(e.score, sv) &&
-            (long long)(e.n_obs > INT32_MAX ? INT32_MAX : e.n_obs) == n_obs &&
-            !kp_pg_res_isnull(res, i, 8))
-            r->upd[k] = times_add(c, strtoll(kp_pg_res_value(res, i, 8), NULL, 10)); /* kept */
-        else
-            r->part[q] |= P_DIFFERS; /* differs, or a cell the engine does not hold */
+        long long n = strtoll(kp_pg_res_value(res, i, 2), NULL, 10);
+        struct cell_row *r = u < 0 ? NULL : row_get(c, (size_t)u, period);
+        if (r)
+            r->nlog = (uint16_t)(n > UINT16_MAX ? UINT16_MAX : n);
     }
     kp_pg_res_free(&res);
-    /* A part the engine holds is written when its row is missing, in another layout, has a
-     * cell that differs or is not the engine's, or lacks one (still UPD_NOW). Parts of the
-     * database only (no live cell here) go with the stale delete. */
+    /* A part the engine holds is written when it needs it (part_needs). A (unit, period) with
+     * log rows keeps them unless one of its parts is written (a log entry would hide it) or
+     * its log names a cell outside this layout: then it folds, writing every part the log had
+     * a cell of. Parts of the database only (no live cell here) go with the stale delete. */
     struct kp_buf *a = s->a;
-    for (int k = SCR_A_IDPERIOD; k <= SCR_A_IDBASE; k++)
+    for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
         kp_pg_array_begin(&a[k]);
     for (size_t i = 0; i < c->n_rows; i++) {
         struct cell_row *r = c->rows[i];
+        bool fold = r->sync_fold, logged = r->nlog > 0;
+        for (size_t q = 0; q < c->nparts; q++) {
+            logged = logged || (r->part[q] & P_LOGGED);
+            fold = fold || (part_live(c, r, q) && part_needs(c, r, q));
+        }
+        fold = fold && logged;
         for (size_t q = 0; q < c->nparts; q++) {
             uint8_t f = r->part[q];
-            r->part[q] = 0;
-            if (!part_live(c, r, q))
+            bool live = part_live(c, r, q), need = live && part_needs(c, r, q);
+            r->part[q] = fold ? 0 : f & P_LOGGED;
+            if (!live)
                 continue;
             kp_pg_array_add(&a[SCR_A_IDUNIT], score_scheme_unit_code(sc, r->unit));
             kp_pg_array_add(&a[SCR_A_IDPERIOD], r->period);
             kp_pg_array_add_i64(&a[SCR_A_IDBASE], (long long)(q * PART));
-            bool need = !(f & P_IN_LAYOUT) || (f & P_DIFFERS);
-            size_t k1 = (q + 1) * PART < c->ncells ? (q + 1) * PART : c->ncells;
-            for (size_t k = q * PART; k < k1 && !need; k++)
-                need = r->upd[k] == UPD_NOW;
-            if (need)
-                r->part[q] = P_NEED;
+            if (need || (fold && (f & P_LOGGED)))
+                r->part[q] |= P_NEED;
+        }
+        r->sync_fold = false;
+        if (fold)
+            r->nlog = 0;
+        if (r->nlog > 0) {
+            kp_pg_array_add(&a[SCR_A_IUNIT], score_scheme_unit_code(sc, r->unit));
+            kp_pg_array_add(&a[SCR_A_IPERIOD], r->period);
         }
     }
-    for (int k = SCR_A_IDPERIOD; k <= SCR_A_IDBASE; k++)
+    for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
         kp_pg_array_end(&a[k]);
     const char *p_stale[4] = {sch->id, kp_buf_cstr(&a[SCR_A_IDUNIT]),
                               kp_buf_cstr(&a[SCR_A_IDPERIOD]), kp_buf_cstr(&a[SCR_A_IDBASE])};
-    struct kp_pg_res *dr = NULL;
-    if (kp_pg_exec(s->pg, SQL_STALE, 4, p_stale, &dr)) {
-        scr__cells_destroy(&c);
-        return KP_EDB;
-    }
+    const char *p_log[3] = {sch->id, kp_buf_cstr(&a[SCR_A_IUNIT]), kp_buf_cstr(&a[SCR_A_IPERIOD])};
+    if (kp_pg_exec(s->pg, SQL_STALE, 4, p_stale, &res))
+        goto fail;
     if (rows)
-        *rows += kp_pg_res_affected(dr);
-    kp_pg_res_free(&dr);
+        *rows += kp_pg_res_affected(res);
+    kp_pg_res_free(&res);
+    if (kp_pg_exec(s->pg, SQL_LOG_STALE, 3, p_log, &res))
+        goto fail;
+    if (rows)
+        *rows += kp_pg_res_affected(res);
+    kp_pg_res_free(&res);
     /* Written from the new copy; the current one stays until the caller's COMMIT. */
     struct scr_cells *old = sch->cells;
     sch->cells = c;
     long long now_us = 0;
     int rc = scr__cells_write(s, sch, true, rows, &now_us);
     sch->cells = old;
-    if (rc) {
-        scr__cells_destroy(&c);
-        return KP_EDB;
-    }
+    if (rc)
+        goto fail;
     scr__cells_destroy(&sch->cells_next);
     sch->cells_next = c;
     sch->cells_next_now = now_us;
     return 0;
+fail:
+    kp_pg_res_free(&res);
+    scr__cells_destroy(&c);
+    return KP_EDB;
 }
 
 void scr__cells_sync_done(struct scr_scheme *sch, bool committed)
@@ -699,7 +978,8 @@ void scr__cells_sync_done(struct scr_scheme *sch, bool committed)
                     now = times_add(c, sch->cells_next_now);
                 r->upd[k] = now;
             }
-        memset(r->part, 0, c->nparts);
+        for (size_t q = 0; q < c->nparts; q++)
+            r->part[q] &= P_LOGGED;
     }
     times_collect(c, true); /* one entry per cell read back: each timestamp once */
     scr__cells_destroy(&sch->cells);

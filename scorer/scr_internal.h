@@ -220,9 +220,10 @@ int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_chang
 /* ---- scr_cells.c ------------------------------------------------------------------------ */
 
 struct score_cell_change;
-/* What the scorer keeps of one scheme's indicator_cells rows (migration 005): each cell's
- * updated_at as committed, the rows' parts the unit of work changed and its undo log. Owned by
- * its scr_scheme; destroy with scr__cells_destroy (NULL accepted, nulls the pointer). */
+/* What the scorer keeps of one scheme's indicator_cells rows (migration 005) and
+ * indicator_cell_log (007): each cell's updated_at as committed, per (unit, period) its rows in
+ * the log and the parts behind it, the rows' parts the unit of work changed and its undo log. Owned
+ * by its scr_scheme; destroy with scr__cells_destroy (NULL accepted, nulls the pointer). */
 struct scr_cells;
 void scr__cells_destroy(struct scr_cells **c);
 /* Bytes the copy holds (rows, their index, the undo log, the table of updated_at values). */
@@ -241,13 +242,18 @@ void scr__cells_begin(struct scr_cells *c);
 void scr__cells_on_cell(const struct score_cell_change *ch, void *arg);
 void scr__cells_commit(struct scr_cells *c, long long now_us);
 void scr__cells_rollback(struct scr_cells *c);
-/* Writes the parts of sch->cells changed by the unit of work (sync: those marked by
- * scr__cells_sync) whole, with the engine's current cells (sch->engine), and deletes those with
- * no cell left, in statements of at most scr__write_rows parts. Adds the rows written or
- * deleted to *rows (may be NULL); *now_us: the transaction's now() in µs. Returns 0 or
- * KP_EDB. */
-/* Parts per statement of scr__cells_write (128). */
+/* Writes what the unit of work changed, with the engine's current cells (sch->engine): per
+ * (unit, period) it changed, a row of indicator_cell_log with the changed cells (migration
+ * 007); or, once (unit, period) has scr__cells_log_max rows in the log, its parts changed since
+ * they were last written whole (a fold), deleting those with no cell left and its log rows.
+ * A sync writes the parts scr__cells_sync marked whole. Statements of at most scr__write_rows
+ * rows. Adds the rows written or deleted to *rows (may be NULL); *now_us: the transaction's
+ * now() in µs. Returns 0 or KP_EDB. */
+/* Rows per statement of scr__cells_write (128). */
 extern size_t scr__write_rows;
+/* Log rows of a (unit, period) before its fold (16; 0: every write is a fold, as before
+ * migration 007). A variable for tests. */
+extern size_t scr__cells_log_max;
 int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
                      long long *now_us);
 /* Inside the caller's transaction: builds a new copy from the engine, reads the scheme's rows

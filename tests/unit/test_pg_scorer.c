@@ -601,6 +601,10 @@ static void test_sockets_end_to_end(void **state)
     broker_open(&b);
     struct scr_config cfg = make_config(b.endpoint);
     struct loop_thread lt;
+    /* Part rows whole, no log: test_restart_replays damages them. (Set before the loop's
+     * thread starts, restored after it ends.) */
+    size_t log_before = scr__cells_log_max;
+    scr__cells_log_max = 0;
     loop_thread_start(&lt, &cfg);
     int admin_port = lt.admin_port;
     assert_true(admin_port > 0);
@@ -785,6 +789,7 @@ static void test_sockets_end_to_end(void **state)
     assert_non_null(strstr(text, "kaoping_scorer_pg_errors_total 0"));
 
     loop_thread_stop(&lt);
+    scr__cells_log_max = log_before;
     kp_buf_fini(&payload);
     kp_buf_fini(&body);
     broker_close(&b);
@@ -1686,37 +1691,45 @@ static void test_failed_commit(void **state)
     free(t0);
 
     /* A cell statement that fails while the next one is being gathered (scr_cells sends one
-     * ahead): one part row a statement, the second row refused. The failure surfaces at the
-     * next wait; the group is rolled back and nacked, the connection stays. */
+     * ahead): one row a statement, the second row refused. The failure surfaces at the next
+     * wait; the group is rolled back and nacked, the connection stays. Twice: part rows written
+     * whole (no log), then log rows (U2's second; U3's and U1's first). */
     static const struct ob B2c[] = {{"U2", "eff_b", "2022", 9, "fc2", 1},
                                     {"U3", "eff_b", "2022", 10, "fc4", 0},
                                     {"U1", "eff_b", "2022", 11, "fc6", 0}};
-    assert_int_equal(
-        kp_pg_exec_script(g_pg, "CREATE FUNCTION kp_test_cells() RETURNS trigger "
-                                "LANGUAGE plpgsql AS $$ DECLARE n int := coalesce(nullif("
-                                "current_setting('kp.test_rows', true), ''), '0')::int + 1; "
-                                "BEGIN PERFORM set_config('kp.test_rows', n::text, true); "
-                                "IF n = 2 THEN RAISE EXCEPTION 'kp test: a cell row fails'; "
-                                "END IF; RETURN NEW; END $$;"
-                                "CREATE TRIGGER kp_test_cells BEFORE INSERT ON indicator_cells "
-                                "FOR EACH ROW EXECUTE FUNCTION kp_test_cells();"),
-        0);
     struct kp_nack n;
-    size_t rows_before = scr__write_rows;
-    scr__write_rows = 1;
-    encode_batch(&payload, "adf", 2, B2c, 3);
-    assert_int_equal(process(s, "adf", &payload, &reply), SCR_NACKED);
-    scr__write_rows = rows_before;
-    decode_nack(reply.data, reply.len, &n);
-    assert_int_equal(n.code, KP_R_scorer_unavailable);
-    assert_true(n.retry);
-    assert_true(scr_ready(s));
-    assert_int_equal(kp_pg_exec_script(g_pg, "DROP TRIGGER kp_test_cells ON indicator_cells;"
-                                             "DROP FUNCTION kp_test_cells();"),
-                     0);
-    assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE adapter = 'adf'"), 2);
-    assert_false(db_cell("2022", "U3", "eff_b").found);
-    assert_engine_equals_db(s);
+    static const char *const tables[2] = {"indicator_cells", "indicator_cell_log"};
+    size_t rows_before = scr__write_rows, log_before = scr__cells_log_max;
+    for (int t = 0; t < 2; t++) {
+        char sql[1024];
+        snprintf(sql, sizeof sql,
+                 "CREATE FUNCTION kp_test_cells() RETURNS trigger "
+                 "LANGUAGE plpgsql AS $$ DECLARE n int := coalesce(nullif("
+                 "current_setting('kp.test_rows', true), ''), '0')::int + 1; "
+                 "BEGIN PERFORM set_config('kp.test_rows', n::text, true); "
+                 "IF n = 2 THEN RAISE EXCEPTION 'kp test: a cell row fails'; "
+                 "END IF; RETURN NEW; END $$;"
+                 "CREATE TRIGGER kp_test_cells BEFORE INSERT ON %s "
+                 "FOR EACH ROW EXECUTE FUNCTION kp_test_cells();",
+                 tables[t]);
+        assert_int_equal(kp_pg_exec_script(g_pg, sql), 0);
+        scr__write_rows = 1;
+        scr__cells_log_max = t == 0 ? 0 : 16;
+        encode_batch(&payload, "adf", 2, B2c, 3);
+        assert_int_equal(process(s, "adf", &payload, &reply), SCR_NACKED);
+        scr__write_rows = rows_before;
+        scr__cells_log_max = log_before;
+        decode_nack(reply.data, reply.len, &n);
+        assert_int_equal(n.code, KP_R_scorer_unavailable);
+        assert_true(n.retry);
+        assert_true(scr_ready(s));
+        snprintf(sql, sizeof sql,
+                 "DROP TRIGGER kp_test_cells ON %s; DROP FUNCTION kp_test_cells();", tables[t]);
+        assert_int_equal(kp_pg_exec_script(g_pg, sql), 0);
+        assert_int_equal(q_ll("SELECT count(*) FROM observation WHERE adapter = 'adf'"), 2);
+        assert_false(db_cell("2022", "U3", "eff_b").found);
+        assert_engine_equals_db(s);
+    }
 
     assert_int_equal(
         kp_pg_exec_script(g_pg, "CREATE FUNCTION kp_test_fail() RETURNS trigger LANGUAGE plpgsql "
@@ -1859,8 +1872,9 @@ static long long scorer_plans(struct scr *s, const char *verb, long long *runs)
 static void test_cell_write_plan(void **state)
 {
     (void)state;
-    size_t rows_before = scr__write_rows;
+    size_t rows_before = scr__write_rows, log_before = scr__cells_log_max;
     scr__write_rows = 128;
+    scr__cells_log_max = 0; /* every write whole */
     q_do("INSERT INTO indicator_cells (scheme, period, unit, base, layout, value, score, n_obs, "
          "updated_us) SELECT 'kp-plan', p::text, 'U' || u, b * 64, 1, '{1}', '{1}', '{1}', '{1}' "
          "FROM generate_series(1, 19) p, generate_series(1, 70) u, generate_series(0, 5) b");
@@ -1905,8 +1919,181 @@ static void test_cell_write_plan(void **state)
     stop_and_close(&loop, &s);
     q_do("DELETE FROM indicator_cells WHERE scheme = 'kp-plan'");
     scr__write_rows = rows_before;
+    scr__cells_log_max = log_before;
     kp_buf_fini(&payload);
     kp_buf_fini(&reply);
+}
+
+/* The log of changed cells (migration 007). With scr__cells_log_max 1, a (unit, period)'s
+ * writes alternate: a log row with the cells changed, then a fold (its parts whole, its log
+ * rows deleted). The view shows the latest of each cell; a restart keeps a log that equals the
+ * engine and counts its rows (the next write folds), and repairs one that does not; a failed
+ * transaction leaves the count as it was. U1 in 2031 (2032: where a record moves). */
+static long long log_rows(const char *period)
+{
+    const char *p[2] = {SCHEME, period};
+    struct kp_pg_res *r = q("SELECT count(*) FROM indicator_cell_log WHERE scheme = $1 AND "
+                            "period = $2 AND unit = 'U1'",
+                            2, p);
+    long long v = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+    kp_pg_res_free(&r);
+    return v;
+}
+
+static long long part_rows(const char *period)
+{
+    const char *p[2] = {SCHEME, period};
+    struct kp_pg_res *r = q("SELECT count(*) FROM indicator_cells WHERE scheme = $1 AND "
+                            "period = $2 AND unit = 'U1'",
+                            2, p);
+    long long v = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+    kp_pg_res_free(&r);
+    return v;
+}
+
+static void send_one(struct scr *s, uint64_t seq, const struct ob *o, enum scr_outcome want)
+{
+    struct kp_buf payload = {0}, reply = {0};
+    encode_batch(&payload, "adl", seq, o, 1);
+    assert_int_equal(process(s, "adl", &payload, &reply), want);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
+}
+
+static void test_cell_log(void **state)
+{
+    (void)state;
+    size_t log_before = scr__cells_log_max;
+    scr__cells_log_max = 1;
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    struct scr *s = start_ready(&loop, &cfg);
+    struct scr_stats st;
+
+    /* a log row, then a fold that keeps the first cell's updated_at */
+    const struct ob b1 = {"U1", "direct_a", "2031", 70, "lg1", 0};
+    send_one(s, 1, &b1, SCR_COMMITTED);
+    assert_int_equal(log_rows("2031"), 1);
+    assert_int_equal(part_rows("2031"), 0);
+    assert_cell_in("2031", "U1", "direct_a", 70, 70, 1);
+    const char *upd_sql = "SELECT updated_at::text FROM kp_indicator_score WHERE scheme = $1 "
+                          "AND period = '2031' AND unit = 'U1' AND indicator = $2";
+    char *u1 = q_str(upd_sql, SCHEME, "direct_a", NULL);
+    char *t1 = q_str("SELECT received_at::text FROM batch WHERE adapter = 'adl' AND seq = 1", NULL,
+                     NULL, NULL);
+    assert_string_equal(u1, t1);
+    const struct ob b2 = {"U1", "eff_b", "2031", 9, "lg2", 0};
+    send_one(s, 2, &b2, SCR_COMMITTED);
+    assert_int_equal(log_rows("2031"), 0);
+    assert_int_equal(part_rows("2031"), 1);
+    assert_cell_in("2031", "U1", "eff_b", 9, eff(9), 1);
+    char *u1f = q_str(upd_sql, SCHEME, "direct_a", NULL);
+    assert_string_equal(u1, u1f);
+    assert_engine_equals_db(s);
+
+    /* the log wins over the part row */
+    const struct ob b3 = {"U1", "direct_a", "2031", 80, "lg1", 1};
+    send_one(s, 3, &b3, SCR_COMMITTED);
+    assert_int_equal(log_rows("2031"), 1);
+    assert_cell_in("2031", "U1", "direct_a", 80, 80, 1);
+    assert_engine_equals_db(s);
+
+    /* A transaction that would fold fails at COMMIT: the log row count stays 1, so the next
+     * write folds. */
+    assert_int_equal(
+        kp_pg_exec_script(g_pg, "CREATE FUNCTION kp_test_fail() RETURNS trigger LANGUAGE plpgsql "
+                                "AS $$ BEGIN IF NEW.adapter = 'adl' AND NEW.seq = 4 THEN "
+                                "RAISE EXCEPTION 'kp test: the commit fails'; END IF; "
+                                "RETURN NULL; END $$;"
+                                "CREATE CONSTRAINT TRIGGER kp_test_fail AFTER INSERT ON batch "
+                                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                                "EXECUTE FUNCTION kp_test_fail();"),
+        0);
+    const struct ob b4 = {"U1", "eff_b", "2031", 10, "lg2", 1};
+    send_one(s, 4, &b4, SCR_NACKED);
+    assert_int_equal(kp_pg_exec_script(g_pg, "DROP TRIGGER kp_test_fail ON batch;"
+                                             "DROP FUNCTION kp_test_fail();"),
+                     0);
+    assert_int_equal(log_rows("2031"), 1);
+    assert_engine_equals_db(s);
+    const struct ob b4b = {"U1", "eff_b", "2031", 10, "lg2", 2};
+    send_one(s, 5, &b4b, SCR_COMMITTED);
+    assert_int_equal(log_rows("2031"), 0);
+    assert_cell_in("2031", "U1", "direct_a", 80, 80, 1);
+    assert_cell_in("2031", "U1", "eff_b", 10, eff(10), 1);
+
+    /* a log row, then a restart: kept, with its count (the next write folds) */
+    const struct ob b5 = {"U1", "direct_a", "2031", 85, "lg1", 2};
+    send_one(s, 6, &b5, SCR_COMMITTED);
+    assert_int_equal(log_rows("2031"), 1);
+    char *before = dump_scores();
+    stop_and_close(&loop, &s);
+    s = start_ready(&loop, &cfg);
+    scr_get_stats(s, &st);
+    assert_true(st.replay_rows_synced == 0);
+    char *after = dump_scores();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    assert_int_equal(log_rows("2031"), 1);
+    const struct ob b6 = {"U1", "eff_b", "2031", 11, "lg2", 3};
+    send_one(s, 7, &b6, SCR_COMMITTED);
+    assert_int_equal(log_rows("2031"), 0);
+    assert_cell_in("2031", "U1", "direct_a", 85, 85, 1);
+    assert_cell_in("2031", "U1", "eff_b", 11, eff(11), 1);
+
+    /* A cell deleted through the log (lg1 moves to 2032): gone from the view, and still gone
+     * after a restart, which keeps that log row. */
+    const struct ob b7 = {"U1", "direct_a", "2032", 5, "lg1", 3};
+    send_one(s, 8, &b7, SCR_COMMITTED);
+    assert_int_equal(log_rows("2031"), 1);
+    assert_false(db_cell("2031", "U1", "direct_a").found);
+    assert_cell_in("2032", "U1", "direct_a", 5, 5, 1);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+    s = start_ready(&loop, &cfg);
+    scr_get_stats(s, &st);
+    assert_true(st.replay_rows_synced == 0);
+    assert_false(db_cell("2031", "U1", "direct_a").found);
+    assert_int_equal(log_rows("2031"), 1);
+    stop_and_close(&loop, &s);
+
+    /* That log row lost behind the scorer's back: the part row's direct_a shows again, and
+     * the next start rewrites the part. */
+    q_do("DELETE FROM indicator_cell_log WHERE scheme = 'kp-test' AND period = '2031'");
+    assert_true(db_cell("2031", "U1", "direct_a").found);
+    s = start_ready(&loop, &cfg);
+    scr_get_stats(s, &st);
+    assert_true(st.replay_rows_synced == 1);
+    assert_false(db_cell("2031", "U1", "direct_a").found);
+    assert_engine_equals_db(s);
+
+    /* A log row changed behind the scorer's back: the next start folds 2032 (the part written,
+     * the log row deleted). */
+    const struct ob b8 = {"U1", "eff_b", "2032", 7, "lg3", 0};
+    send_one(s, 9, &b8, SCR_COMMITTED); /* 2032's second write: a fold */
+    assert_int_equal(log_rows("2032"), 0);
+    assert_int_equal(part_rows("2032"), 1);
+    const struct ob b9 = {"U1", "eff_b", "2032", 8, "lg3", 1};
+    send_one(s, 10, &b9, SCR_COMMITTED);
+    assert_int_equal(log_rows("2032"), 1);
+    stop_and_close(&loop, &s);
+    q_do("UPDATE indicator_cell_log SET score = array_fill(0::float8, ARRAY[cardinality(cell)]) "
+         "WHERE scheme = 'kp-test' AND period = '2032'");
+    assert_cell_in("2032", "U1", "eff_b", 8, 0, 1);
+    s = start_ready(&loop, &cfg);
+    scr_get_stats(s, &st);
+    assert_true(st.replay_rows_synced == 2); /* the part written, the log row deleted */
+    assert_int_equal(log_rows("2032"), 0);
+    assert_int_equal(part_rows("2032"), 1);
+    assert_cell_in("2032", "U1", "direct_a", 5, 5, 1);
+    assert_cell_in("2032", "U1", "eff_b", 8, eff(8), 1);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+    free(u1);
+    free(u1f);
+    free(t1);
+    scr__cells_log_max = log_before;
 }
 
 /* Migration 006: the part rows leave half of every page free for their next versions. */
@@ -2124,6 +2311,9 @@ int main(void)
     /* Score rows go out in statements of 2 parts here, so that every exact score below also
      * checks the cut between statements (128 in service; the integration suites run that). */
     scr__write_rows = 2;
+    /* And a (unit, period) folds its log into its part rows at its third write (16 in
+     * service), so that they also check the log rows, the view's merge of them and the folds. */
+    scr__cells_log_max = 2;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_config_check, end_sessions),
         cmocka_unit_test_teardown(test_config_yaml, end_sessions),
@@ -2139,6 +2329,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cells_fillfactor, end_sessions),
         cmocka_unit_test_teardown(test_evicted_records, end_sessions),
         cmocka_unit_test_teardown(test_evicted_values, end_sessions),
+        cmocka_unit_test_teardown(test_cell_log, end_sessions),
         cmocka_unit_test_teardown(test_cell_write_plan, end_sessions),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
