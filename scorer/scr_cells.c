@@ -58,7 +58,7 @@ struct cell_row {
     uint16_t nlog, nlog_prev;
     bool sync_fold; /* sync: the log names a cell outside this layout */
     uint8_t *part;  /* per part: P_* flags */
-    uint32_t *upd;  /* per cell: UPD_NONE, UPD_NOW or an index into scr_cells.times */
+    uint32_t *upd;  /* per cell: UPD_NONE, UPD_NOW, UPD_GONE or an index into scr_cells.times */
 };
 
 /* The undo log: a cell's updated_at before the transaction changed it. */

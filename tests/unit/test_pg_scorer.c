@@ -1929,26 +1929,29 @@ static void test_cell_write_plan(void **state)
  * rows deleted). The view shows the latest of each cell; a restart keeps a log that equals the
  * engine and counts its rows (the next write folds), and repairs one that does not; a failed
  * transaction leaves the count as it was. U1 in 2031 (2032: where a record moves). */
-static long long log_rows(const char *period)
+/* Rows of U1 in `period` of kp-test in `table`. */
+static long long u1_rows(const char *table, const char *period)
 {
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM %s WHERE scheme = $1 AND period = $2 "
+             "AND unit = 'U1'",
+             table);
     const char *p[2] = {SCHEME, period};
-    struct kp_pg_res *r = q("SELECT count(*) FROM indicator_cell_log WHERE scheme = $1 AND "
-                            "period = $2 AND unit = 'U1'",
-                            2, p);
+    struct kp_pg_res *r = q(sql, 2, p);
     long long v = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
     kp_pg_res_free(&r);
     return v;
 }
 
+static long long log_rows(const char *period)
+{
+    return u1_rows("indicator_cell_log", period);
+}
+
 static long long part_rows(const char *period)
 {
-    const char *p[2] = {SCHEME, period};
-    struct kp_pg_res *r = q("SELECT count(*) FROM indicator_cells WHERE scheme = $1 AND "
-                            "period = $2 AND unit = 'U1'",
-                            2, p);
-    long long v = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
-    kp_pg_res_free(&r);
-    return v;
+    return u1_rows("indicator_cells", period);
 }
 
 static void send_one(struct scr *s, uint64_t seq, const struct ob *o, enum scr_outcome want)
