@@ -1116,6 +1116,11 @@ static void test_scheme_reorder(void **state)
     char *before = dump_scores();
     long long rows = q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test'");
     assert_true(rows > 0);
+    /* log rows in the old layout too (migration 007): the new scorer folds them */
+    static const char OLD_LOG[] = "SELECT count(*) FROM indicator_cell_log g JOIN "
+                                  "indicator_layout l ON l.layout = g.layout WHERE "
+                                  "g.scheme = 'kp-test' AND l.codes <> '{eff_b,direct_a}'";
+    assert_true(q_ll(OLD_LOG) > 0);
     write_scheme(REORDERED);
 
     struct scr_config cfg = make_config("tcp://127.0.0.1:1");
@@ -1135,6 +1140,7 @@ static void test_scheme_reorder(void **state)
                         SCHEME, NULL, NULL);
     assert_string_equal(codes, "{eff_b,direct_a}");
     free(codes);
+    assert_int_equal(q_ll(OLD_LOG), 0);
     assert_engine_equals_db(s);
 
     /* A batch in the new layout (2023: the later tests' 2024 cells stay as they are). */
