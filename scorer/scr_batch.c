@@ -356,6 +356,7 @@ static void db_failure(struct scr *s, struct scr_scheme *sch, bool engine_open, 
     if (engine_open) {
         score_engine_rollback(sch->engine);
         scr__cells_rollback(sch->cells);
+        scr__totals_end(sch->totals, false, 0);
     }
     scr__db_failed(s, step, ctx);
     if (at_commit && kp_pg_conn_lost(s->pg)) {
@@ -580,6 +581,7 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
     if (step == STEP_CONFLICT && kp_pg_exec(s->pg, "ROLLBACK", 0, NULL, NULL) == 0) {
         score_engine_rollback(sch->engine);
         scr__cells_rollback(sch->cells);
+        scr__totals_end(sch->totals, false, 0);
         for (size_t k = 0; k < n; k++) {
             g[k].accepted = 0;
             g[k].inserted = 0;
@@ -622,8 +624,10 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
         return false;
     }
     score_engine_commit(sch->engine);
-    if (n_fresh)
+    if (n_fresh) {
         scr__cells_commit(sch->cells, ch.now_us);
+        scr__totals_end(sch->totals, true, ch.now_us);
+    }
     if (max_id > sch->known_max_id)
         sch->known_max_id = max_id;
     if (n_fresh) {

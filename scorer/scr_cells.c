@@ -309,7 +309,7 @@ void scr__cells_on_cell(const struct score_cell_change *ch, void *arg)
     struct scr_changes *x = arg;
     struct scr_cells *c = x->cells;
     if (ch->node == 0 || ch->node > c->ncells)
-        return; /* the root: its total (with adjustments) is the unit_score row */
+        return; /* the root: its total (with adjustments) is in unit_scores */
     struct cell_row *r = row_get(c, ch->unit, ch->period);
     if (!r)
         return;

@@ -57,7 +57,8 @@ void scr__state_metrics(struct scr_scheme *sch)
     if (!sch->m_state_bytes || !sch->engine)
         return;
     kp_gauge_set(sch->m_state_bytes,
-                 (double)(score_engine_bytes(sch->engine) + scr__cells_bytes(sch->cells)));
+                 (double)(score_engine_bytes(sch->engine) + scr__cells_bytes(sch->cells) +
+                          scr__totals_bytes(sch->totals)));
     kp_gauge_set(sch->m_records, (double)score_engine_n_records(sch->engine));
 }
 
@@ -144,7 +145,7 @@ int scr__db_sync_scheme(struct scr *s, struct scr_scheme *sch, char *err, size_t
     kp_pg_array_end(&a[3]);
     kp_pg_array_end(&a[4]);
 
-    /* Node 0 is the root (the unit total, kept in unit_score), not an indicator: its
+    /* Node 0 is the root (the unit total, kept in unit_scores), not an indicator: its
      * children get parent NULL. */
     size_t nn = score_scheme_n_nodes(sc);
     for (int k = 5; k <= 10; k++)
@@ -210,115 +211,37 @@ int scr__db_sync_scheme(struct scr *s, struct scr_scheme *sch, char *err, size_t
 }
 
 /* ---- score rows ----------------------------------------------------------------------- */
-/* The engine reports every changed cell and total; one that no longer exists (its last record
- * moved away by a revision) comes with n_obs == 0 (cells) or rank == 0 (totals) and leaves the
- * database (a cell: out of its indicator_cells row, scr_cells.c; a total: its row is deleted).
- * DISTINCT ON keeps the last report of a key, so ON CONFLICT never meets the same row twice
- * (SQLSTATE 21000). Unchanged rows are not rewritten (IS DISTINCT FROM), and the statement returns
- * how many rows it deleted or wrote. */
-
-static const char SQL_UNIT_SCORES[] =
-    "WITH c AS ("
-    " SELECT DISTINCT ON (p, u) p, u, tot, cov, rk, g, vt"
-    " FROM unnest($2::text[], $3::text[], $4::float8[], $5::float8[], $6::int[], $7::text[],"
-    " $8::bool[]) WITH ORDINALITY AS t(p, u, tot, cov, rk, g, vt, ord)"
-    " ORDER BY p, u, ord DESC), "
-    "d AS ("
-    " DELETE FROM unit_score s USING c"
-    " WHERE c.rk = 0 AND s.scheme = $1 AND s.period = c.p AND s.unit = c.u"
-    " RETURNING 1), "
-    "w AS ("
-    " INSERT INTO unit_score (scheme, period, unit, total, coverage, rank, grade, vetoed,"
-    " updated_at)"
-    " SELECT $1, p, u, tot, cov, rk, g, vt, now() FROM c WHERE c.rk > 0"
-    " ON CONFLICT (scheme, period, unit) DO UPDATE SET total = EXCLUDED.total,"
-    " coverage = EXCLUDED.coverage, rank = EXCLUDED.rank, grade = EXCLUDED.grade,"
-    " vetoed = EXCLUDED.vetoed, updated_at = now()"
-    " WHERE (unit_score.total, unit_score.coverage, unit_score.rank, unit_score.grade,"
-    " unit_score.vetoed) IS DISTINCT FROM (EXCLUDED.total, EXCLUDED.coverage, EXCLUDED.rank,"
-    " EXCLUDED.grade, EXCLUDED.vetoed)"
-    " RETURNING 1) "
-    "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w)";
-
-/* After a replay: rows of the scheme the engine does not hold (a scheme file that dropped a
- * unit, rows written by hand) go, so the database equals the engine. */
-static const char SQL_UNIT_STALE[] = "DELETE FROM unit_score s WHERE s.scheme = $1 AND NOT EXISTS ("
-                                     " SELECT 1 FROM unnest($2::text[], $3::text[]) AS t(p, u)"
-                                     " WHERE t.p = s.period AND t.u = s.unit)";
-
-static void on_total(const struct score_total_change *t, void *arg)
-{
-    struct scr_changes *ch = arg;
-    struct kp_buf *a = ch->a;
-    kp_pg_array_add(&a[SCR_A_UPERIOD], t->period);
-    kp_pg_array_add(&a[SCR_A_UUNIT], score_scheme_unit_code(ch->scheme, t->unit));
-    kp_pg_array_add_double(&a[SCR_A_UTOTAL], t->total);
-    kp_pg_array_add_double(&a[SCR_A_UCOV], t->coverage);
-    kp_pg_array_add_i64(&a[SCR_A_URANK], (long long)t->rank);
-    kp_pg_array_add(&a[SCR_A_UGRADE], t->grade ? t->grade : "");
-    kp_pg_array_add(&a[SCR_A_UVETO], t->vetoed ? "t" : "f");
-    ch->n_totals++;
-}
+/* The engine reports every changed cell and total. A cell that no longer exists (its last
+ * record moved away by a revision) comes with n_obs == 0 and leaves its indicator_cells row
+ * (scr_cells.c); the totals of a period are one unit_scores row, written whole (scr_totals.c). */
 
 static void changes_begin(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch)
 {
     ch->a = s->a;
     ch->scheme = sch->scheme;
     ch->cells = sch->cells;
-    ch->n_cells = ch->n_totals = 0;
+    ch->totals = sch->totals;
+    ch->n_cells = ch->n_totals = ch->n_periods = ch->n_entries = 0;
     ch->now_us = 0;
-    for (int k = SCR_A_UPERIOD; k <= SCR_A_UVETO; k++)
-        kp_pg_array_begin(&s->a[k]);
-}
-
-static void changes_end(struct scr *s)
-{
-    for (int k = SCR_A_UPERIOD; k <= SCR_A_UVETO; k++)
-        kp_pg_array_end(&s->a[k]);
+    kp_buf_reset(&s->a[SCR_A_USEEN]);
 }
 
 void scr__collect_changes(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch)
 {
-    KP_ASSERT(sch->cells); /* a scheme is active only after its sync (scr__db_catch_up) */
+    /* a scheme is active only after its sync (scr__db_catch_up) */
+    KP_ASSERT(sch->cells && sch->totals);
     changes_begin(s, sch, ch);
     scr__cells_begin(sch->cells);
-    score_engine_changes(sch->engine, scr__cells_on_cell, on_total, ch);
-    changes_end(s);
-}
-
-/* Runs a statement returning one count (sql: one of this file's static statements, prepared
- * once per session); adds it to *rows. */
-static int exec_count(struct scr *s, const char *sql, int np, const char *const *p, long long *rows)
-{
-    struct kp_pg_res *r = NULL;
-    if (kp_pg_exec_prepared(s->pg, sql, np, p, NULL, NULL, &r))
-        return KP_EDB;
-    if (rows)
-        *rows += kp_pg_res_ntuples(r) == 1 ? strtoll(kp_pg_res_value(r, 0, 0), NULL, 10)
-                                           : kp_pg_res_affected(r);
-    kp_pg_res_free(&r);
-    return 0;
+    score_engine_changes(sch->engine, scr__cells_on_cell, scr__totals_on_total, ch);
+    scr__totals_gather(s, sch, ch);
 }
 
 int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch,
                          long long *rows)
 {
-    struct kp_buf *a = ch->a;
     if (ch->n_cells && scr__cells_write(s, sch, false, rows, &ch->now_us))
         return KP_EDB;
-    if (ch->n_totals) {
-        const char *p[8] = {sch->id,
-                            kp_buf_cstr(&a[SCR_A_UPERIOD]),
-                            kp_buf_cstr(&a[SCR_A_UUNIT]),
-                            kp_buf_cstr(&a[SCR_A_UTOTAL]),
-                            kp_buf_cstr(&a[SCR_A_UCOV]),
-                            kp_buf_cstr(&a[SCR_A_URANK]),
-                            kp_buf_cstr(&a[SCR_A_UGRADE]),
-                            kp_buf_cstr(&a[SCR_A_UVETO])};
-        if (exec_count(s, SQL_UNIT_SCORES, 8, p, rows))
-            return KP_EDB;
-    }
-    return 0;
+    return scr__totals_write(s, sch, ch, rows);
 }
 
 /* ---- replay --------------------------------------------------------------------------- */
@@ -474,19 +397,14 @@ static int sync_scores(struct scr *s, struct scr_scheme *sch, long long *synced)
 {
     struct scr_changes ch;
     changes_begin(s, sch, &ch);
-    score_engine_foreach_total(sch->engine, on_total, &ch);
-    changes_end(s);
-    struct kp_buf *a = s->a;
-    const char *p_unit[3] = {sch->id, kp_buf_cstr(&a[SCR_A_UPERIOD]), kp_buf_cstr(&a[SCR_A_UUNIT])};
-    ch.n_cells = 0; /* the cells: scr__cells_sync */
-    if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL) || scr__db_write_scores(s, sch, &ch, synced) ||
-        exec_count(s, SQL_UNIT_STALE, 3, p_unit, synced) || scr__cells_sync(s, sch, synced) ||
-        kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL)) {
-        scr__cells_sync_done(sch, false);
-        return KP_EDB;
-    }
-    scr__cells_sync_done(sch, true);
-    return 0;
+    score_engine_foreach_total(sch->engine, scr__totals_on_any, &ch);
+    scr__totals_gather(s, sch, &ch);
+    bool ok = kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL) == 0 &&
+              scr__totals_sync(s, sch, synced) == 0 && scr__cells_sync(s, sch, synced) == 0 &&
+              kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL) == 0;
+    scr__totals_sync_done(sch, ok);
+    scr__cells_sync_done(sch, ok);
+    return ok ? 0 : KP_EDB;
 }
 
 int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync, uint64_t *applied,

@@ -60,6 +60,10 @@ struct scr_scheme {
     struct scr_cells *cells;
     struct scr_cells *cells_next;
     long long cells_next_now;
+    /* unit_scores (scr_totals.c): each entry's updated_us as committed (NULL until the first
+     * sync), and between a sync and its COMMIT the copy that replaces it */
+    struct scr_totals *totals;
+    struct scr_totals *totals_next;
     struct kp_gauge *m_active;
     struct kp_gauge *m_state_bytes, *m_records; /* scr__state_metrics */
 };
@@ -88,14 +92,15 @@ enum {
     SCR_A_IDPERIOD,
     SCR_A_IDUNIT,
     SCR_A_IDBASE,
-    /* unit_score */
-    SCR_A_UPERIOD,
+    /* unit_scores (scr_totals.c): the entries' unit, grade and vetoed (their numbers: scr.ubin),
+     * the periods written and each one's offset and count among the entries */
     SCR_A_UUNIT,
-    SCR_A_UTOTAL,
-    SCR_A_UCOV,
-    SCR_A_URANK,
     SCR_A_UGRADE,
     SCR_A_UVETO,
+    SCR_A_UPERIODS,
+    SCR_A_UOFF,
+    SCR_A_UCNT,
+    SCR_A_USEEN, /* the periods of changed totals, NUL-terminated one after another */
     SCR_A__COUNT
 };
 
@@ -103,9 +108,12 @@ enum {
 struct scr_changes {
     struct kp_buf *a; /* the scorer's SCR_A_* buffers */
     const struct score_scheme *scheme;
-    struct scr_cells *cells; /* the scheme's indicator_cells copy, changed in place */
-    size_t n_cells, n_totals;
-    long long now_us; /* the transaction's now() once the cells are written, else 0 */
+    struct scr_cells *cells;   /* the scheme's indicator_cells copy, changed in place */
+    struct scr_totals *totals; /* the scheme's unit_scores times, changed in place */
+    size_t n_cells, n_totals;  /* changed cells and totals */
+    size_t n_periods;          /* unit_scores rows to write: periods in SCR_A_UPERIODS */
+    size_t n_entries;          /* their entries */
+    long long now_us;          /* the transaction's now() once the cells are written, else 0 */
 };
 
 struct scr {
@@ -164,10 +172,11 @@ struct scr {
     enum kp_reason *so_reason; /* what applying each gave */
     size_t n_so, cap_so;
     struct kp_buf a[SCR_A__COUNT];
-    struct kp_buf bin[4]; /* binary arrays of indicator_cells rows (scr_cells.c) */
-    struct kp_buf json;   /* one observation's x as JSON */
-    struct kp_buf copy;   /* a batch's observation rows, COPY text (scr_batch.c) */
-    struct kp_buf reg;    /* reg frame */
+    struct kp_buf bin[4];  /* binary arrays of indicator_cells rows (scr_cells.c) */
+    struct kp_buf ubin[4]; /* binary arrays of unit_scores rows (scr_totals.c) */
+    struct kp_buf json;    /* one observation's x as JSON */
+    struct kp_buf copy;    /* a batch's observation rows, COPY text (scr_batch.c) */
+    struct kp_buf reg;     /* reg frame */
 
     struct scr_stats stats;
 
@@ -210,12 +219,43 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
 /* Collects every change of the engine's current unit of work into s->a (score arrays). */
 void scr__collect_changes(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch);
 
-/* Writes the indicator_cells rows the unit of work touched (scr__cells_write) and the changed
- * unit_score rows (upsert where different, delete the totals that no longer exist); sets
+/* Writes the indicator_cells rows the unit of work touched (scr__cells_write) and the
+ * unit_scores row of each period with a changed total, whole (rewritten where different,
+ * deleted when the period has no total left); sets
  * ch->now_us. Adds the number of rows written or deleted to *rows when rows != NULL. Returns
  * 0 or KP_EDB; then the caller rolls back (scr__cells_rollback with the engine). */
 int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch,
                          long long *rows);
+
+/* ---- scr_totals.c ----------------------------------------------------------------------- */
+
+struct score_total_change;
+/* What the scorer keeps of one scheme's unit_scores rows (migration 008): each entry's
+ * updated_us as committed. */
+struct scr_totals;
+void scr__totals_destroy(struct scr_totals **t);
+size_t scr__totals_bytes(const struct scr_totals *t);
+/* score_engine_changes' total callback (arg: struct scr_changes): counts the total, adds its
+ * period to those to write, and marks its entry as changed by the transaction. */
+void scr__totals_on_total(const struct score_total_change *t, void *arg);
+/* score_engine_foreach_total's callback for a sync: counts, and adds the period. */
+void scr__totals_on_any(const struct score_total_change *t, void *arg);
+/* The arrays of the periods added (SCR_A_USEEN): every existing total of each, from the
+ * engine, into s->a and s->ubin; sets ch->n_periods and ch->n_entries. */
+void scr__totals_gather(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch);
+/* Writes the gathered periods' rows whole (deletes a period's row when it has no total);
+ * adds the rows written or deleted to *rows when rows != NULL, sets ch->now_us. 0 or KP_EDB. */
+int scr__totals_write(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch,
+                      long long *rows);
+/* The transaction ended: a committed one's changed entries take now_us, else their time
+ * before. */
+void scr__totals_end(struct scr_totals *t, bool committed, long long now_us);
+/* A sync, in its transaction: makes the scheme's rows equal to the gathered periods (all the
+ * engine's), rows that differ rewritten (an equal entry keeps its time), rows of other periods
+ * deleted; reads the times back into sch->totals_next. Adds the rows touched to *rows. */
+int scr__totals_sync(struct scr *s, struct scr_scheme *sch, long long *rows);
+/* After the sync's COMMIT (or its failure): sch->totals_next replaces sch->totals (or goes). */
+void scr__totals_sync_done(struct scr_scheme *sch, bool committed);
 
 /* ---- scr_cells.c ------------------------------------------------------------------------ */
 

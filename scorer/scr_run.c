@@ -481,6 +481,8 @@ static void free_scr(struct scr *s)
         score_engine_destroy(&s->schemes[i].engine);
         scr__cells_destroy(&s->schemes[i].cells);
         scr__cells_destroy(&s->schemes[i].cells_next);
+        scr__totals_destroy(&s->schemes[i].totals);
+        scr__totals_destroy(&s->schemes[i].totals_next);
         score_scheme_destroy(&s->schemes[i].scheme);
     }
     free(s->schemes);
@@ -490,6 +492,8 @@ static void free_scr(struct scr *s)
         kp_buf_fini(&s->a[k]);
     for (size_t k = 0; k < sizeof s->bin / sizeof s->bin[0]; k++)
         kp_buf_fini(&s->bin[k]);
+    for (size_t k = 0; k < sizeof s->ubin / sizeof s->ubin[0]; k++)
+        kp_buf_fini(&s->ubin[k]);
     kp_buf_fini(&s->json);
     kp_buf_fini(&s->copy);
     kp_buf_fini(&s->reg);

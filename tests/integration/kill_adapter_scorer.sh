@@ -77,9 +77,9 @@ expected="WITH leaf(code, good, bad, clamp, w) AS (VALUES
  rk AS (SELECT t.*, u.grp, rank() OVER (PARTITION BY u.grp, t.period ORDER BY round(t.total::numeric, 9) DESC) AS rank
           FROM tot t JOIN kp_unit u ON u.scheme = 'anshan-2015' AND u.unit = t.unit)"
 check "monthly totals in kp_unit_score" \
-    "$(q "SELECT count(*) FROM unit_score WHERE scheme = 'anshan-2015' AND period LIKE '2015-__' AND period NOT LIKE '2015-Q%' AND period NOT LIKE '2015-H%'")" 120
+    "$(q "SELECT count(*) FROM kp_unit_score WHERE scheme = 'anshan-2015' AND period LIKE '2015-__' AND period NOT LIKE '2015-Q%' AND period NOT LIKE '2015-H%'")" 120
 check "every monthly total equals the recomputation" \
-    "$(q "$expected SELECT count(*) FROM rk JOIN unit_score s ON s.unit = rk.unit AND s.period = rk.period
+    "$(q "$expected SELECT count(*) FROM rk JOIN kp_unit_score s ON s.scheme = 'anshan-2015' AND s.unit = rk.unit AND s.period = rk.period
                    WHERE abs(s.total - rk.total) < 1e-9 AND s.rank = rk.rank AND s.coverage BETWEEN 0.31074 AND 0.31076")" 120
 check "the adapter's spool is empty" \
     "$(sqlite3 "$it_work/spool/stats.db" "SELECT count(*) FROM batch" 2>/dev/null || echo unreadable)" 0

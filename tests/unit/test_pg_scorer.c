@@ -5,7 +5,7 @@
  *
  *  - sockets: a ROUTER playing the broker receives the scorer's reg, sends batches in the
  *    INTERNAL.md envelope and checks the replies; rows in batch/observation/rejection and
- *    the exact kp_indicator_score/unit_score values; a retransmit is dup:true with the original
+ *    the exact kp_indicator_score/kp_unit_score values; a retransmit is dup:true with the original
  *    counts and adds nothing; a higher revision replaces the score, a lower one does not;
  *    batch-level refusals are nacked; /metrics and /readyz answer.
  *  - restart: a new scorer replays the stored observations; its engine equals the database
@@ -213,7 +213,7 @@ struct total_row {
 static struct total_row db_total(const char *period, const char *unit)
 {
     const char *p[3] = {SCHEME, period, unit};
-    struct kp_pg_res *r = q("SELECT total, coverage, rank, grade, vetoed FROM unit_score "
+    struct kp_pg_res *r = q("SELECT total, coverage, rank, grade, vetoed FROM kp_unit_score "
                             "WHERE scheme = $1 AND period = $2 AND unit = $3",
                             3, p);
     struct total_row t = {0};
@@ -247,17 +247,23 @@ static void assert_cell(const char *unit, const char *ind, double value, double 
     assert_cell_in("2024", unit, ind, value, score, n_obs);
 }
 
-static void assert_total(const char *unit, double total, double coverage, long rank)
+static void assert_total_in(const char *period, const char *unit, double total, double coverage,
+                            long rank)
 {
-    struct total_row t = db_total("2024", unit);
+    struct total_row t = db_total(period, unit);
     if (!t.found)
-        fprintf(stderr, "no unit_score row for %s\n", unit);
+        fprintf(stderr, "no kp_unit_score row for %s\n", unit);
     assert_true(t.found);
     assert_near(t.total, total);
     assert_near(t.coverage, coverage);
     assert_int_equal(t.rank, rank);
     assert_string_equal(t.grade, "");
     assert_false(t.vetoed);
+}
+
+static void assert_total(const char *unit, double total, double coverage, long rank)
+{
+    assert_total_in("2024", unit, total, coverage, rank);
 }
 
 /* A dump of the scheme's score rows, updated_at included: equal dumps mean nothing was
@@ -269,7 +275,7 @@ static char *dump_scores(void)
                  " updated_at) AS x FROM kp_indicator_score WHERE scheme = $1"
                  " UNION ALL"
                  " SELECT concat_ws('|', 'u', period, unit, total, coverage, rank, grade, vetoed,"
-                 " updated_at) FROM unit_score WHERE scheme = $1) t",
+                 " updated_at) FROM kp_unit_score WHERE scheme = $1) t",
                  SCHEME, NULL, NULL);
 }
 
@@ -669,7 +675,12 @@ static void test_sockets_end_to_end(void **state)
     assert_total("U1", u1, 1.0, 2); /* g1: U2 90 > U1 67.24 */
     assert_total("U2", 90, 0.4, 1);
     assert_total("U3", 100, 0.6, 1); /* alone in g2 */
-    assert_int_equal(q_ll("SELECT count(*) FROM unit_score WHERE scheme = 'kp-test'"), 3);
+    assert_int_equal(q_ll("SELECT count(*) FROM kp_unit_score WHERE scheme = 'kp-test'"), 3);
+    /* one row for the period (migration 008), its units in the scheme's order */
+    v = q_str("SELECT array_to_string(unit, ',') FROM unit_scores WHERE scheme = $1", SCHEME, NULL,
+              NULL);
+    assert_string_equal(v, "U1,U2,U3");
+    free(v);
     /* The read model sees them with names. */
     v = q_str("SELECT unit_name || ':' || grp FROM kp_unit_score WHERE scheme = $1 AND "
               "unit = 'U1'",
@@ -927,7 +938,7 @@ static void cmp_cell_db(const struct score_cell_change *c, void *arg)
 {
     struct cmp *k = arg;
     if (c->node == 0)
-        return; /* the root's cell: its total is the unit_score row */
+        return; /* the root's cell: its total is in unit_scores */
     k->cells++;
     struct cell_row r = db_cell(c->period, score_scheme_unit_code(g_sc, c->unit),
                                 score_scheme_node_code(g_sc, c->node));
@@ -967,7 +978,7 @@ static void assert_engine_equals_db(struct scr *s)
     assert_true((long long)k.cells ==
                 q_ll("SELECT count(*) FROM kp_indicator_score WHERE scheme = 'kp-test'"));
     assert_true((long long)k.totals ==
-                q_ll("SELECT count(*) FROM unit_score WHERE scheme = 'kp-test'"));
+                q_ll("SELECT count(*) FROM kp_unit_score WHERE scheme = 'kp-test'"));
     score_scheme_destroy(&sc);
 }
 
@@ -1050,8 +1061,8 @@ static void test_restart_replays(void **state)
 
     /* A score row damaged behind the scorer's back is repaired by the next replay. */
     assert_int_equal(kp_pg_exec(g_pg,
-                                "UPDATE unit_score SET total = 0 WHERE scheme = 'kp-test' "
-                                "AND unit = 'U3'",
+                                "UPDATE unit_scores SET total[array_position(unit, 'U3')] = 0 "
+                                "WHERE scheme = 'kp-test' AND 'U3' = ANY (unit)",
                                 0, NULL, NULL),
                      0);
     /* a cell row of a period the engine has no data for (migration 005's layout) */
@@ -2105,6 +2116,140 @@ static void test_cell_log(void **state)
     scr__cells_log_max = log_before;
 }
 
+/* A period's totals are one unit_scores row (migration 008), rewritten whole from the engine
+ * when a total of the period changes. A unit whose entry did not change keeps its updated_at;
+ * a period left without totals loses its row; a restart rewrites nothing. U1 and U2 share
+ * group g1, U3 is alone in g2. Periods 2041-2043. */
+static char *unit_upd(const char *period, const char *unit)
+{
+    return q_str("SELECT updated_at::text FROM kp_unit_score WHERE scheme = 'kp-test' AND "
+                 "period = $1 AND unit = $2",
+                 period, unit, NULL);
+}
+
+static char *batch_at(uint64_t seq)
+{
+    char t[24];
+    snprintf(t, sizeof t, "%" PRIu64, seq);
+    return q_str("SELECT received_at::text FROM batch WHERE adapter = 'adl' AND seq = $1", t, NULL,
+                 NULL);
+}
+
+static void assert_unit_upd(const char *period, const char *unit, uint64_t seq)
+{
+    char *u = unit_upd(period, unit), *t = batch_at(seq);
+    assert_string_equal(u, t);
+    free(u);
+    free(t);
+}
+
+static char *period_units(const char *period)
+{
+    return q_str("SELECT coalesce((SELECT array_to_string(unit, ',') FROM unit_scores WHERE "
+                 "scheme = 'kp-test' AND period = $1), '-')",
+                 period, NULL, NULL);
+}
+
+static void assert_period_units(const char *period, const char *units)
+{
+    char *v = period_units(period);
+    assert_string_equal(v, units);
+    free(v);
+}
+
+static void test_unit_score_rows(void **state)
+{
+    (void)state;
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    struct scr *s = start_ready(&loop, &cfg);
+    /* send_one's adapter, after test_cell_log's batches */
+    const struct ob b1 = {"U1", "direct_a", "2041", 70, "us1", 0};
+    send_one(s, 1001, &b1, SCR_COMMITTED);
+    assert_period_units("2041", "U1");
+    assert_total_in("2041", "U1", 70, 0.4, 1);
+    assert_unit_upd("2041", "U1", 1001);
+
+    /* U3 (g2): U1's entry does not change, nor its updated_at */
+    const struct ob b2 = {"U3", "eff_b", "2041", 12, "us2", 0};
+    send_one(s, 1002, &b2, SCR_COMMITTED);
+    assert_period_units("2041", "U1,U3");
+    assert_total_in("2041", "U3", 100, 0.6, 1);
+    assert_unit_upd("2041", "U1", 1001);
+    assert_unit_upd("2041", "U3", 1002);
+
+    /* U2 passes U1 in g1: U1's rank changes (and its updated_at), U3's does not */
+    const struct ob b3 = {"U2", "direct_a", "2041", 90, "us3", 0};
+    send_one(s, 1003, &b3, SCR_COMMITTED);
+    assert_period_units("2041", "U1,U2,U3");
+    assert_total_in("2041", "U1", 70, 0.4, 2);
+    assert_total_in("2041", "U2", 90, 0.4, 1);
+    assert_unit_upd("2041", "U1", 1003);
+    assert_unit_upd("2041", "U2", 1003);
+    assert_unit_upd("2041", "U3", 1002);
+
+    /* U3's record moves to 2042 (a revision), then on to 2043: 2041 keeps U1 and U2, and 2042
+     * has no total left, so its row goes */
+    const struct ob b4 = {"U3", "eff_b", "2042", 12, "us2", 1};
+    send_one(s, 1004, &b4, SCR_COMMITTED);
+    assert_period_units("2041", "U1,U2");
+    assert_period_units("2042", "U3");
+    assert_unit_upd("2041", "U1", 1003);
+    const struct ob b5 = {"U3", "eff_b", "2043", 12, "us2", 2};
+    send_one(s, 1005, &b5, SCR_COMMITTED);
+    assert_period_units("2042", "-");
+    assert_period_units("2043", "U3");
+    assert_total_in("2043", "U3", 100, 0.6, 1);
+    assert_int_equal(q_ll("SELECT count(*) FROM unit_scores WHERE scheme = 'kp-test' AND "
+                          "period IN ('2041', '2042', '2043')"),
+                     2);
+
+    /* A transaction that changes U1 and U2 (U1 passes U2) fails at its commit: their entries
+     * keep their times, also when the next transaction rewrites the row for U3 alone. */
+    assert_int_equal(
+        kp_pg_exec_script(g_pg, "CREATE FUNCTION kp_test_fail() RETURNS trigger LANGUAGE plpgsql "
+                                "AS $$ BEGIN IF NEW.adapter = 'adl' AND NEW.seq = 1006 THEN "
+                                "RAISE EXCEPTION 'kp test: the commit fails'; END IF; "
+                                "RETURN NULL; END $$;"
+                                "CREATE CONSTRAINT TRIGGER kp_test_fail AFTER INSERT ON batch "
+                                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                                "EXECUTE FUNCTION kp_test_fail();"),
+        0);
+    const struct ob b6 = {"U1", "direct_a", "2041", 95, "us1", 1};
+    send_one(s, 1006, &b6, SCR_NACKED);
+    assert_int_equal(kp_pg_exec_script(g_pg, "DROP TRIGGER kp_test_fail ON batch;"
+                                             "DROP FUNCTION kp_test_fail();"),
+                     0);
+    const struct ob b7 = {"U3", "eff_b", "2041", 12, "us4", 0};
+    send_one(s, 1007, &b7, SCR_COMMITTED);
+    assert_period_units("2041", "U1,U2,U3");
+    assert_total_in("2041", "U1", 70, 0.4, 2);
+    assert_unit_upd("2041", "U1", 1003);
+    assert_unit_upd("2041", "U2", 1003);
+    assert_unit_upd("2041", "U3", 1007);
+    assert_engine_equals_db(s);
+    char *before = dump_scores();
+    stop_and_close(&loop, &s);
+
+    /* a restart rewrites nothing, and knows the times: a change of U3 leaves U1's and U2's */
+    s = start_ready(&loop, &cfg);
+    struct scr_stats st;
+    scr_get_stats(s, &st);
+    assert_true(st.replay_rows_synced == 0);
+    char *after = dump_scores();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    const struct ob b8 = {"U3", "eff_b", "2041", 10, "us4", 1};
+    send_one(s, 1008, &b8, SCR_COMMITTED);
+    assert_total_in("2041", "U3", eff(10), 0.6, 1);
+    assert_unit_upd("2041", "U1", 1003);
+    assert_unit_upd("2041", "U2", 1003);
+    assert_unit_upd("2041", "U3", 1008);
+    assert_engine_equals_db(s);
+    stop_and_close(&loop, &s);
+}
+
 /* Migration 006: the part rows leave half of every page free for their next versions. */
 static void test_cells_fillfactor(void **state)
 {
@@ -2339,6 +2484,7 @@ int main(void)
         cmocka_unit_test_teardown(test_evicted_records, end_sessions),
         cmocka_unit_test_teardown(test_evicted_values, end_sessions),
         cmocka_unit_test_teardown(test_cell_log, end_sessions),
+        cmocka_unit_test_teardown(test_unit_score_rows, end_sessions),
         cmocka_unit_test_teardown(test_cell_write_plan, end_sessions),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
