@@ -250,6 +250,16 @@ static void params(struct scr *s, struct scr_scheme *sch, const char **p, int *l
 
 /* ---- writes ---------------------------------------------------------------------------- */
 
+/* The end of both statements' INSERT: a period's row is rewritten where it differs. */
+#define UPSERT_WHERE_DIFFERENT                                                                     \
+    " ON CONFLICT (scheme, period) DO UPDATE SET unit = EXCLUDED.unit, total = EXCLUDED.total,"    \
+    " coverage = EXCLUDED.coverage, rank = EXCLUDED.rank, grade = EXCLUDED.grade,"                 \
+    " vetoed = EXCLUDED.vetoed, updated_us = EXCLUDED.updated_us"                                  \
+    " WHERE (unit_scores.unit, unit_scores.total, unit_scores.coverage, unit_scores.rank,"         \
+    " unit_scores.grade, unit_scores.vetoed, unit_scores.updated_us) IS DISTINCT FROM"             \
+    " (EXCLUDED.unit, EXCLUDED.total, EXCLUDED.coverage, EXCLUDED.rank, EXCLUDED.grade,"           \
+    " EXCLUDED.vetoed, EXCLUDED.updated_us)"
+
 /* The rows of the periods in $9: a period with entries is upserted whole where it differs,
  * one without is deleted. Returns the rows written or deleted and the transaction's now(). */
 static const char SQL_UNIT_SCORES[] =
@@ -264,15 +274,7 @@ static const char SQL_UNIT_SCORES[] =
     " ($4::float8[])[x.o + 1:x.o + x.c], ($5::int[])[x.o + 1:x.o + x.c],"
     " ($6::text[])[x.o + 1:x.o + x.c], ($7::bool[])[x.o + 1:x.o + x.c],"
     " array_replace(($8::int8[])[x.o + 1:x.o + x.c], -1::int8, n.us)"
-    " FROM x, n WHERE x.c > 0"
-    " ON CONFLICT (scheme, period) DO UPDATE SET unit = EXCLUDED.unit, total = EXCLUDED.total,"
-    " coverage = EXCLUDED.coverage, rank = EXCLUDED.rank, grade = EXCLUDED.grade,"
-    " vetoed = EXCLUDED.vetoed, updated_us = EXCLUDED.updated_us"
-    " WHERE (unit_scores.unit, unit_scores.total, unit_scores.coverage, unit_scores.rank,"
-    " unit_scores.grade, unit_scores.vetoed, unit_scores.updated_us) IS DISTINCT FROM"
-    " (EXCLUDED.unit, EXCLUDED.total, EXCLUDED.coverage, EXCLUDED.rank, EXCLUDED.grade,"
-    " EXCLUDED.vetoed, EXCLUDED.updated_us)"
-    " RETURNING 1) "
+    " FROM x, n WHERE x.c > 0" UPSERT_WHERE_DIFFERENT " RETURNING 1) "
     "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w), (SELECT us FROM n)";
 
 int scr__totals_write(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch,
@@ -325,15 +327,7 @@ static const char SQL_UNIT_SYNC[] =
     "w AS ("
     " INSERT INTO unit_scores (scheme, period, unit, total, coverage, rank, grade, vetoed,"
     " updated_us)"
-    " SELECT $1, p, u, tot, cov, rk, g, vt, us FROM m"
-    " ON CONFLICT (scheme, period) DO UPDATE SET unit = EXCLUDED.unit, total = EXCLUDED.total,"
-    " coverage = EXCLUDED.coverage, rank = EXCLUDED.rank, grade = EXCLUDED.grade,"
-    " vetoed = EXCLUDED.vetoed, updated_us = EXCLUDED.updated_us"
-    " WHERE (unit_scores.unit, unit_scores.total, unit_scores.coverage, unit_scores.rank,"
-    " unit_scores.grade, unit_scores.vetoed, unit_scores.updated_us) IS DISTINCT FROM"
-    " (EXCLUDED.unit, EXCLUDED.total, EXCLUDED.coverage, EXCLUDED.rank, EXCLUDED.grade,"
-    " EXCLUDED.vetoed, EXCLUDED.updated_us)"
-    " RETURNING 1) "
+    " SELECT $1, p, u, tot, cov, rk, g, vt, us FROM m" UPSERT_WHERE_DIFFERENT " RETURNING 1) "
     "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w)";
 
 /* The rows of periods the engine holds no total of (a scheme file that dropped a unit, rows

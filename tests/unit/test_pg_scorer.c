@@ -1980,6 +1980,25 @@ static void send_one(struct scr *s, uint64_t seq, const struct ob *o, enum scr_o
     kp_buf_fini(&reply);
 }
 
+/* send_one for a batch whose transaction fails at COMMIT (a deferred trigger refuses its batch
+ * row): nacked, nothing of it stays. */
+static void send_failing_commit(struct scr *s, uint64_t seq, const struct ob *o)
+{
+    char sql[768];
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION kp_test_fail() RETURNS trigger LANGUAGE plpgsql "
+             "AS $$ BEGIN IF NEW.adapter = 'adl' AND NEW.seq = %" PRIu64 " THEN "
+             "RAISE EXCEPTION 'kp test: the commit fails'; END IF; RETURN NULL; END $$;"
+             "CREATE CONSTRAINT TRIGGER kp_test_fail AFTER INSERT ON batch "
+             "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kp_test_fail();",
+             seq);
+    assert_int_equal(kp_pg_exec_script(g_pg, sql), 0);
+    send_one(s, seq, o, SCR_NACKED);
+    assert_int_equal(kp_pg_exec_script(g_pg, "DROP TRIGGER kp_test_fail ON batch;"
+                                             "DROP FUNCTION kp_test_fail();"),
+                     0);
+}
+
 static void test_cell_log(void **state)
 {
     (void)state;
@@ -2020,20 +2039,8 @@ static void test_cell_log(void **state)
 
     /* A transaction that would fold fails at COMMIT: the log row count stays 1, so the next
      * write folds. */
-    assert_int_equal(
-        kp_pg_exec_script(g_pg, "CREATE FUNCTION kp_test_fail() RETURNS trigger LANGUAGE plpgsql "
-                                "AS $$ BEGIN IF NEW.adapter = 'adl' AND NEW.seq = 4 THEN "
-                                "RAISE EXCEPTION 'kp test: the commit fails'; END IF; "
-                                "RETURN NULL; END $$;"
-                                "CREATE CONSTRAINT TRIGGER kp_test_fail AFTER INSERT ON batch "
-                                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-                                "EXECUTE FUNCTION kp_test_fail();"),
-        0);
     const struct ob b4 = {"U1", "eff_b", "2031", 10, "lg2", 1};
-    send_one(s, 4, &b4, SCR_NACKED);
-    assert_int_equal(kp_pg_exec_script(g_pg, "DROP TRIGGER kp_test_fail ON batch;"
-                                             "DROP FUNCTION kp_test_fail();"),
-                     0);
+    send_failing_commit(s, 4, &b4);
     assert_int_equal(log_rows("2031"), 1);
     assert_engine_equals_db(s);
     const struct ob b4b = {"U1", "eff_b", "2031", 10, "lg2", 2};
@@ -2206,20 +2213,8 @@ static void test_unit_score_rows(void **state)
 
     /* A transaction that changes U1 and U2 (U1 passes U2) fails at its commit: their entries
      * keep their times, also when the next transaction rewrites the row for U3 alone. */
-    assert_int_equal(
-        kp_pg_exec_script(g_pg, "CREATE FUNCTION kp_test_fail() RETURNS trigger LANGUAGE plpgsql "
-                                "AS $$ BEGIN IF NEW.adapter = 'adl' AND NEW.seq = 1006 THEN "
-                                "RAISE EXCEPTION 'kp test: the commit fails'; END IF; "
-                                "RETURN NULL; END $$;"
-                                "CREATE CONSTRAINT TRIGGER kp_test_fail AFTER INSERT ON batch "
-                                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-                                "EXECUTE FUNCTION kp_test_fail();"),
-        0);
     const struct ob b6 = {"U1", "direct_a", "2041", 95, "us1", 1};
-    send_one(s, 1006, &b6, SCR_NACKED);
-    assert_int_equal(kp_pg_exec_script(g_pg, "DROP TRIGGER kp_test_fail ON batch;"
-                                             "DROP FUNCTION kp_test_fail();"),
-                     0);
+    send_failing_commit(s, 1006, &b6);
     const struct ob b7 = {"U3", "eff_b", "2041", 12, "us4", 0};
     send_one(s, 1007, &b7, SCR_COMMITTED);
     assert_period_units("2041", "U1,U2,U3");
