@@ -221,7 +221,7 @@ static void changes_begin(struct scr *s, struct scr_scheme *sch, struct scr_chan
     ch->scheme = sch->scheme;
     ch->cells = sch->cells;
     ch->totals = sch->totals;
-    ch->n_cells = ch->n_totals = ch->n_periods = ch->n_entries = 0;
+    ch->n_cells = ch->n_totals = ch->n_periods = 0;
     ch->now_us = 0;
     kp_buf_reset(&s->a[SCR_A_USEEN]);
 }

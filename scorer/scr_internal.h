@@ -112,8 +112,7 @@ struct scr_changes {
     struct scr_totals *totals; /* the scheme's unit_scores times, changed in place */
     size_t n_cells, n_totals;  /* changed cells and totals */
     size_t n_periods;          /* unit_scores rows to write: periods in SCR_A_UPERIODS */
-    size_t n_entries;          /* their entries */
-    long long now_us;          /* the transaction's now() once the cells are written, else 0 */
+    long long now_us; /* the transaction's now() once cells or totals are written, else 0 */
 };
 
 struct scr {
@@ -241,7 +240,7 @@ void scr__totals_on_total(const struct score_total_change *t, void *arg);
 /* score_engine_foreach_total's callback for a sync: counts, and adds the period. */
 void scr__totals_on_any(const struct score_total_change *t, void *arg);
 /* The arrays of the periods added (SCR_A_USEEN): every existing total of each, from the
- * engine, into s->a and s->ubin; sets ch->n_periods and ch->n_entries. */
+ * engine, into s->a and s->ubin; sets ch->n_periods. */
 void scr__totals_gather(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch);
 /* Writes the gathered periods' rows whole (deletes a period's row when it has no total);
  * adds the rows written or deleted to *rows when rows != NULL, sets ch->now_us. 0 or KP_EDB. */

@@ -178,7 +178,6 @@ void scr__totals_gather(struct scr *s, struct scr_scheme *sch, struct scr_change
     kp_pg_barray_begin(&bin[2], KP_PG_INT4, 1);
     kp_pg_barray_begin(&bin[3], KP_PG_INT8, 1);
     ch->n_periods = 0;
-    ch->n_entries = 0;
 
     struct kp_buf *seen = &a[SCR_A_USEEN];
     const char *all = (const char *)seen->data;
@@ -217,7 +216,6 @@ void scr__totals_gather(struct scr *s, struct scr_scheme *sch, struct scr_change
         ch->n_periods++;
     }
     free(p);
-    ch->n_entries = (size_t)n_elem;
     for (int k = SCR_A_UUNIT; k <= SCR_A_UCNT; k++)
         kp_pg_array_end(&a[k]);
     for (int k = 0; k < 4; k++)

@@ -14,14 +14,17 @@
 --                as unit_score's columns were, updated_us[j] its updated_at in microseconds
 --                since the Unix epoch (as indicator_cells.updated_us).
 --
--- The rows are kept inline up to the page's size (toast_tuple_target): a period of a few
--- hundred units is one heap tuple, neither compressed nor moved to TOAST. A row is ~3.4 kB for
--- the bench's 70 units and is rewritten by nearly every transaction on random cells (~20 rows
--- 25 times a second at 10,000 obs/s). fillfactor 10 puts each row on a page of its own, so the
--- new version fits beside the old one (a HOT update, while a row is under ~4 kB: up to ~80
--- units): no index entry per update and no table growth between vacuums. Measured in a
--- scratch table, 1,500 such statements of 19 rows: 352 kB and every update HOT, against
--- 110 MB and 2% HOT with the default fillfactor, at the same time per statement.
+-- The rows are kept whole up to the page's size (toast_tuple_target): a period of up to ~170
+-- units (~48 bytes each) is one heap tuple, neither compressed nor moved to TOAST; a larger
+-- one is compressed first (STORAGE MAIN), and moved out of line only if still too big.
+--
+-- A row is ~3.4 kB for the bench's 70 units and is rewritten by nearly every transaction on
+-- random cells (~20 rows 25 times a second at 10,000 obs/s). fillfactor 10 puts each row on a
+-- page of its own, so the new version fits beside the old one (a HOT update, while a row is
+-- under ~4 kB: up to ~80 units): no index entry per update and no table growth between
+-- vacuums. Measured in a scratch table, 1,500 such statements of 19 rows: 352 kB and every
+-- update HOT, against 110 MB and 2% HOT with the default fillfactor, at the same time per
+-- statement.
 --
 -- The read model does not change (PROTOCOL.md "Read model"): kp_unit_score has the same
 -- columns and one row per (scheme, period, unit) with a total.
