@@ -1980,6 +1980,22 @@ static void send_one(struct scr *s, uint64_t seq, const struct ob *o, enum scr_o
     kp_buf_fini(&reply);
 }
 
+/* Stops *s and starts it again on loop: the restart rewrites no score row (0 rows synced, the
+ * read model unchanged, updated_at included). */
+static void restart_writes_nothing(uv_loop_t *loop, const struct scr_config *cfg, struct scr **s)
+{
+    char *before = dump_scores();
+    stop_and_close(loop, s);
+    *s = start_ready(loop, cfg);
+    struct scr_stats st;
+    scr_get_stats(*s, &st);
+    assert_true(st.replay_rows_synced == 0);
+    char *after = dump_scores();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
 /* send_one for a batch whose transaction fails at COMMIT (a deferred trigger refuses its batch
  * row): nacked, nothing of it stays. */
 static void send_failing_commit(struct scr *s, uint64_t seq, const struct ob *o)
@@ -2053,15 +2069,7 @@ static void test_cell_log(void **state)
     const struct ob b5 = {"U1", "direct_a", "2031", 85, "lg1", 2};
     send_one(s, 6, &b5, SCR_COMMITTED);
     assert_int_equal(log_rows("2031"), 1);
-    char *before = dump_scores();
-    stop_and_close(&loop, &s);
-    s = start_ready(&loop, &cfg);
-    scr_get_stats(s, &st);
-    assert_true(st.replay_rows_synced == 0);
-    char *after = dump_scores();
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    restart_writes_nothing(&loop, &cfg, &s);
     assert_int_equal(log_rows("2031"), 1);
     const struct ob b6 = {"U1", "eff_b", "2031", 11, "lg2", 3};
     send_one(s, 7, &b6, SCR_COMMITTED);
@@ -2223,18 +2231,9 @@ static void test_unit_score_rows(void **state)
     assert_unit_upd("2041", "U2", 1003);
     assert_unit_upd("2041", "U3", 1007);
     assert_engine_equals_db(s);
-    char *before = dump_scores();
-    stop_and_close(&loop, &s);
 
     /* a restart rewrites nothing, and knows the times: a change of U3 leaves U1's and U2's */
-    s = start_ready(&loop, &cfg);
-    struct scr_stats st;
-    scr_get_stats(s, &st);
-    assert_true(st.replay_rows_synced == 0);
-    char *after = dump_scores();
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    restart_writes_nothing(&loop, &cfg, &s);
     const struct ob b8 = {"U3", "eff_b", "2041", 10, "us4", 1};
     send_one(s, 1008, &b8, SCR_COMMITTED);
     assert_total_in("2041", "U3", eff(10), 0.6, 1);
