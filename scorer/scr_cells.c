@@ -1,25 +1,28 @@
 /*
  * scr_cells: the scorer's copy of a scheme's indicator_cells rows (migration 005) and
- * indicator_cell_log rows (007), and their writes. A (scheme, period, unit) holds parallel
+ * indicator_cell_log rows (009), and their writes. A (scheme, period, unit) holds parallel
  * arrays over the scheme's nodes 1..n-1 (in the order of its indicator_layout), stored as parts
  * of PART cells, a row each; kp_indicator_score unnests them, each cell's latest log entry
- * winning. A batch changes a few cells of a few hundred (unit, period)s. Per (unit, period),
- * the scorer writes a log row with only the cells that changed, and after scr__cells_log_max
- * or so such rows it folds them: it rewrites whole the parts changed since and deletes the log
- * rows (issue 9: whole parts at every write were ~3.2 rows of ~1.9 kB per observation at
- * 10,000 obs/s on random cells; docs/BENCHMARKS.md round 15). The values, scores and n_obs it
- * writes are the engine's (score_engine_cells); what the scorer keeps of the rows is each
- * cell's updated_at as last committed, which moves only for the cells the engine reports
- * changed (value, score or n_obs, as the IS DISTINCT FROM of the old upsert did), which parts
- * the transaction changed, and per (unit, period) its rows in the log and the parts behind it.
- * A cell holds its updated_at as a 4-byte index into a table of the timestamps in use (a
- * transaction's now() is one entry for all the cells it changed), which a collection packs
- * when it has doubled (times_collect). The arrays go as binary parameters (kp_pg_barray_*): no
- * printf of doubles here, no float8in in the backend. When a transaction fails, its changes
- * are undone with the engine's from a log of the updated_at each changed cell had (12 bytes a
- * change) and each touched row's log state at its begin; a replay rebuilds the copy from the
- * engine and the database (scr__cells_sync), keeping a log that equals the engine and rewriting
- * parts of another layout (a changed scheme file) or size.
+ * winning. A batch changes a few cells of a few hundred (unit, period)s. The units of a period
+ * are cut into buckets of scr__cells_log_units in the scheme's order (a log key: period and
+ * bucket); per log key it changed, a transaction writes a log row with only the cells that
+ * changed, and after scr__cells_log_max or so such rows the key folds: its units' parts changed
+ * since they were last written whole are rewritten whole and the key's log rows deleted
+ * (issue 9: whole parts at every write were ~3.2 rows of ~1.9 kB per observation at 10,000
+ * obs/s on random cells, docs/BENCHMARKS.md round 15; a log row per (unit, period) was 1.1 rows
+ * per observation, round 17). The values, scores and n_obs it writes are the engine's
+ * (score_engine_cells); what the scorer keeps of the rows is each cell's updated_at as last
+ * committed, which moves only for the cells the engine reports changed (value, score or n_obs,
+ * as the IS DISTINCT FROM of the old upsert did), which parts the transaction changed, which
+ * parts the log holds cells of, and per log key its rows in the log. A cell holds its
+ * updated_at as a 4-byte index into a table of the timestamps in use (a transaction's now() is
+ * one entry for all the cells it changed), which a collection packs when it has doubled
+ * (times_collect). The arrays go as binary parameters (kp_pg_barray_*): no printf of doubles
+ * here, no float8in in the backend. When a transaction fails, its changes are undone with the
+ * engine's from a log of the updated_at each changed cell had (12 bytes a change) and each
+ * touched row's and key's log state at its begin; a replay rebuilds the copy from the engine
+ * and the database (scr__cells_sync), keeping a log that equals the engine and rewriting parts
+ * of another layout (a changed scheme file) or size.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -52,13 +55,24 @@ struct cell_row {
     size_t idx; /* in rows[]: rows are never removed */
     size_t unit;
     char period[PERIOD_MAX];
-    bool touched; /* written by the current transaction */
-    /* rows of indicator_cell_log of (unit, period) not yet folded into its parts, and their
-     * number at the transaction's begin (for a rollback) */
+    uint32_t key;  /* its log key, in scr_cells.keys */
+    bool touched;  /* written by the current transaction */
+    uint8_t *part; /* per part: P_* flags */
+    uint32_t *upd; /* per cell: UPD_NONE, UPD_NOW, UPD_GONE or an index into scr_cells.times */
+};
+
+/* A log key: the (period, bucket) whose changed cells share a row of indicator_cell_log per
+ * transaction, the units unit / scr__cells_log_units of the period. */
+struct log_key {
+    char period[PERIOD_MAX];
+    uint32_t bucket;
+    /* its rows in the log (not yet folded into the parts), and their number at the
+     * transaction's begin (for a rollback) */
     uint16_t nlog, nlog_prev;
-    bool sync_fold; /* sync: the log names a cell outside this layout */
-    uint8_t *part;  /* per part: P_* flags */
-    uint32_t *upd;  /* per cell: UPD_NONE, UPD_NOW, UPD_GONE or an index into scr_cells.times */
+    bool touched;   /* by the current transaction (in scr_cells.tkeys) */
+    bool fold;      /* the current transaction folds it */
+    bool logged;    /* the current transaction wrote it a log row */
+    bool sync_fold; /* sync: its log names a cell outside this layout, or its parts are written */
 };
 
 /* The undo log: a cell's updated_at before the transaction changed it. */
@@ -81,9 +95,16 @@ struct scr_cells {
     size_t n_rows, cap_rows;
     size_t *slot; /* open addressing over rows (index + 1; 0 empty) */
     size_t n_slots;
-    /* the current transaction: touched rows and their state before it */
+    struct log_key *keys;
+    size_t n_keys, cap_keys;
+    size_t *kslot; /* open addressing over keys (index + 1; 0 empty) */
+    size_t n_kslots;
+    bool sync_all; /* sync: a log row of another bucket numbering (every logged key folds) */
+    /* the current transaction: touched rows and their state before it, touched keys */
     size_t *touched;
     size_t n_touched, cap_touched;
+    uint32_t *tkeys;
+    size_t n_tkeys, cap_tkeys;
     struct kp_buf undo; /* struct undo, in the order of the changes */
     /* the updated_at values cells hold, µs since the Unix epoch, from UPD_FIRST; entries no
      * cell holds any more stay until times_collect */
@@ -193,6 +214,8 @@ static struct scr_cells *cells_new(size_t ncells)
     c->nparts = (ncells + PART - 1) / PART;
     c->n_slots = 64;
     c->slot = kp_xcalloc(c->n_slots, sizeof *c->slot);
+    c->n_kslots = 64;
+    c->kslot = kp_xcalloc(c->n_kslots, sizeof *c->kslot);
     return c;
 }
 
@@ -205,7 +228,10 @@ void scr__cells_destroy(struct scr_cells **cp)
         free(c->rows[i]);
     free(c->rows);
     free(c->slot);
+    free(c->keys);
+    free(c->kslot);
     free(c->touched);
+    free(c->tkeys);
     kp_buf_fini(&c->undo);
     free(c->times);
     free(c);
@@ -219,7 +245,9 @@ size_t scr__cells_bytes(const struct scr_cells *c)
     return sizeof *c +
            c->n_rows * (sizeof(struct cell_row) + c->ncells * sizeof(uint32_t) + c->nparts) +
            c->cap_rows * sizeof *c->rows + c->n_slots * sizeof *c->slot +
-           c->cap_touched * sizeof *c->touched + c->undo.cap + c->cap_times * sizeof *c->times;
+           c->cap_touched * sizeof *c->touched + c->undo.cap + c->cap_times * sizeof *c->times +
+           c->cap_keys * sizeof *c->keys + c->n_kslots * sizeof *c->kslot +
+           c->cap_tkeys * sizeof *c->tkeys;
 }
 
 static void rehash(struct scr_cells *c)
@@ -233,6 +261,52 @@ static void rehash(struct scr_cells *c)
             k = (k + 1) & (c->n_slots - 1);
         c->slot[k] = i + 1;
     }
+}
+
+static void key_rehash(struct scr_cells *c)
+{
+    free(c->kslot);
+    c->n_kslots *= 2;
+    c->kslot = kp_xcalloc(c->n_kslots, sizeof *c->kslot);
+    for (size_t i = 0; i < c->n_keys; i++) {
+        size_t k = key_hash(c->keys[i].bucket, c->keys[i].period) & (c->n_kslots - 1);
+        while (c->kslot[k])
+            k = (k + 1) & (c->n_kslots - 1);
+        c->kslot[k] = i + 1;
+    }
+}
+
+/* The index of log key (period, bucket); created (no log row) when absent and `create`, else
+ * -1. period is shorter than PERIOD_MAX. */
+static long key_find(struct scr_cells *c, size_t bucket, const char *period, bool create)
+{
+    size_t k = key_hash(bucket, period) & (c->n_kslots - 1);
+    for (; c->kslot[k]; k = (k + 1) & (c->n_kslots - 1)) {
+        const struct log_key *e = &c->keys[c->kslot[k] - 1];
+        if (e->bucket == bucket && !strcmp(e->period, period))
+            return (long)(c->kslot[k] - 1);
+    }
+    if (!create)
+        return -1;
+    if (c->n_keys == c->cap_keys) {
+        c->cap_keys = c->cap_keys ? 2 * c->cap_keys : 64;
+        c->keys = kp_xrealloc(c->keys, c->cap_keys * sizeof *c->keys);
+    }
+    struct log_key *e = &c->keys[c->n_keys];
+    *e = (struct log_key){.bucket = (uint32_t)bucket};
+    snprintf(e->period, sizeof e->period, "%s", period);
+    c->kslot[k] = ++c->n_keys;
+    if (2 * c->n_keys > c->n_kslots)
+        key_rehash(c);
+    return (long)(c->n_keys - 1);
+}
+
+/* The log bucket of a unit: its log rows are shared with the units of the same bucket. */
+size_t scr__cells_log_units = 16;
+
+static size_t unit_bucket(size_t unit)
+{
+    return scr__cells_log_units ? unit / scr__cells_log_units : unit;
 }
 
 /* The row of (unit, period), created empty (no cell) when absent. NULL for a period longer
@@ -252,6 +326,7 @@ static struct cell_row *row_get(struct scr_cells *c, size_t unit, const char *pe
     struct cell_row *r = kp_xcalloc(1, sizeof *r + n * sizeof *r->upd + c->nparts);
     r->unit = unit;
     memcpy(r->period, period, plen + 1);
+    r->key = (uint32_t)key_find(c, unit_bucket(unit), period, true);
     r->upd = (uint32_t *)(r + 1); /* UPD_NONE: calloc's zeros */
     r->part = (uint8_t *)(r->upd + n);
     if (c->n_rows == c->cap_rows) {
@@ -271,15 +346,13 @@ static bool same(double a, double b)
     return a == b || (isnan(a) && isnan(b)); /* PostgreSQL's float8 equality */
 }
 
-/* Logs cell k's updated_at before this change, and the row as touched by the transaction. */
-static void touch(struct scr_cells *c, struct cell_row *r, size_t k)
+/* The row, and its key, as touched by the transaction: their state before it is kept for a
+ * rollback. */
+static void row_begin(struct scr_cells *c, struct cell_row *r)
 {
-    struct undo u = {(uint32_t)r->idx, (uint32_t)k, r->upd[k]};
-    kp_buf_append(&c->undo, &u, sizeof u);
     if (r->touched)
         return;
     r->touched = true;
-    r->nlog_prev = r->nlog;
     for (size_t q = 0; q < c->nparts; q++)
         if (r->part[q] & P_LOGGED)
             r->part[q] |= P_WAS_LOGGED;
@@ -288,6 +361,24 @@ static void touch(struct scr_cells *c, struct cell_row *r, size_t k)
         c->touched = kp_xrealloc(c->touched, c->cap_touched * sizeof *c->touched);
     }
     c->touched[c->n_touched++] = r->idx;
+    struct log_key *e = &c->keys[r->key];
+    if (e->touched)
+        return;
+    e->touched = true;
+    e->nlog_prev = e->nlog;
+    if (c->n_tkeys == c->cap_tkeys) {
+        c->cap_tkeys = c->cap_tkeys ? 2 * c->cap_tkeys : 64;
+        c->tkeys = kp_xrealloc(c->tkeys, c->cap_tkeys * sizeof *c->tkeys);
+    }
+    c->tkeys[c->n_tkeys++] = r->key;
+}
+
+/* Logs cell k's updated_at before this change, and the row as touched by the transaction. */
+static void touch(struct scr_cells *c, struct cell_row *r, size_t k)
+{
+    struct undo u = {(uint32_t)r->idx, (uint32_t)k, r->upd[k]};
+    kp_buf_append(&c->undo, &u, sizeof u);
+    row_begin(c, r);
 }
 
 /* Cell k changed (exists: it has n_obs > 0; else it no longer exists): its updated_at becomes
@@ -326,11 +417,12 @@ void scr__cells_on_cell(const struct score_cell_change *ch, void *arg)
 void scr__cells_begin(struct scr_cells *c)
 {
     c->n_touched = 0;
+    c->n_tkeys = 0;
     kp_buf_reset(&c->undo);
 }
 
-/* Committed: the parts keep P_LOGGED as scr__cells_write left it. Else they and the row's
- * count of log rows are as at the transaction's begin. */
+/* Committed: the parts keep P_LOGGED as scr__cells_write left it. Else they and the keys'
+ * counts of log rows are as at the transaction's begin. */
 static void end_transaction(struct scr_cells *c, bool committed)
 {
     for (size_t t = 0; t < c->n_touched; t++) {
@@ -338,11 +430,16 @@ static void end_transaction(struct scr_cells *c, bool committed)
         for (size_t q = 0; q < c->nparts; q++)
             r->part[q] =
                 committed ? r->part[q] & P_LOGGED : (r->part[q] & P_WAS_LOGGED ? P_LOGGED : 0);
-        if (!committed)
-            r->nlog = r->nlog_prev;
         r->touched = false;
     }
     c->n_touched = 0;
+    for (size_t t = 0; t < c->n_tkeys; t++) {
+        struct log_key *e = &c->keys[c->tkeys[t]];
+        if (!committed)
+            e->nlog = e->nlog_prev;
+        e->touched = e->fold = e->logged = false;
+    }
+    c->n_tkeys = 0;
     kp_buf_trim(&c->undo, UNDO_KEEP);
 }
 
@@ -407,25 +504,28 @@ static const char SQL_WRITE[] =
 static const char SQL_WRITE_DEL[] = SQL_WRITE_NOW SQL_WRITE_DELETE SQL_WRITE_UPSERT
     "SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM w), (SELECT us FROM n)";
 
-/* The log (migration 007): per (unit, period) the transaction changed and does not fold, one
- * row of the cells it changed, as flat arrays: row j's cells are elements o_j .. o_j + k_j - 1
- * ($5, $6). A part of 64 cells is ~1.9 kB; a log row of a group at 10,000 obs/s holds ~9
- * cells. */
+/* The log (migration 009): per log key (period, bucket) the transaction changed and does not
+ * fold, one row of the cells it changed, as flat arrays: row j's units are elements
+ * uo_j .. uo_j + uk_j - 1 of $9 ($5, $6), its cells elements o_j .. o_j + k_j - 1 of $10 to $14
+ * ($7, $8), each cell's unit ($10) an index into the row's units (from 1). A group of 300
+ * observations on random cells at 10,000 obs/s writes ~75 such rows of ~45 cells. */
 static const char SQL_LOG[] =
     "WITH n AS (SELECT (extract(epoch FROM now()) * 1000000)::int8 AS us), "
-    "w AS (INSERT INTO indicator_cell_log (scheme, period, unit, layout, cell, value, score,"
-    " n_obs, updated_us)"
-    " SELECT $1, r.p, r.u, $2::int, ($7::int4[])[r.o:r.o + r.k - 1],"
-    " ($8::float8[])[r.o:r.o + r.k - 1], ($9::float8[])[r.o:r.o + r.k - 1],"
-    " ($10::int4[])[r.o:r.o + r.k - 1], n.us"
-    " FROM unnest($3::text[], $4::text[], $5::int[], $6::int[]) AS r(u, p, o, k), n"
+    "w AS (INSERT INTO indicator_cell_log (scheme, period, bucket, layout, units, u, cell, value,"
+    " score, n_obs, updated_us)"
+    " SELECT $1, r.p, r.b, $2::int, ($9::text[])[r.uo:r.uo + r.uk - 1],"
+    " ($10::int4[])[r.o:r.o + r.k - 1], ($11::int4[])[r.o:r.o + r.k - 1],"
+    " ($12::float8[])[r.o:r.o + r.k - 1], ($13::float8[])[r.o:r.o + r.k - 1],"
+    " ($14::int4[])[r.o:r.o + r.k - 1], n.us"
+    " FROM unnest($3::text[], $4::int[], $5::int[], $6::int[], $7::int[], $8::int[])"
+    " AS r(p, b, uo, uk, o, k), n"
     " RETURNING 1) "
     "SELECT (SELECT count(*) FROM w), (SELECT us FROM n)";
 
-/* The log rows of the (unit, period)s whose parts the transaction wrote whole (a fold). */
+/* The log rows of the keys whose parts the transaction wrote whole (a fold). */
 static const char SQL_FOLD[] =
-    "WITH d AS (DELETE FROM indicator_cell_log g USING unnest($2::text[], $3::text[]) AS x(u, p)"
-    " WHERE g.scheme = $1 AND g.period = x.p AND g.unit = x.u RETURNING 1) "
+    "WITH d AS (DELETE FROM indicator_cell_log g USING unnest($2::text[], $3::int[]) AS x(p, b)"
+    " WHERE g.scheme = $1 AND g.period = x.p AND g.bucket = x.b RETURNING 1) "
     "SELECT (SELECT count(*) FROM d), (extract(epoch FROM now()) * 1000000)::int8";
 
 size_t scr__cells_log_max = 16;
@@ -452,6 +552,7 @@ struct wchunk {
     enum wkind kind;
     int n_up, n_del; /* W_PARTS: parts upserted, deleted; else rows in n_up */
     int n_elem;      /* W_LOG: cells */
+    int n_units;     /* W_LOG: units of the rows */
     bool sent;       /* a statement awaits its result (chunk_wait) */
     long long *rows, *now_us;
 };
@@ -460,8 +561,8 @@ static void chunk_begin(struct scr *s, struct wchunk *w, enum wkind kind)
 {
     struct kp_buf *a = s->a;
     w->kind = kind;
-    w->n_up = w->n_del = w->n_elem = 0;
-    for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
+    w->n_up = w->n_del = w->n_elem = w->n_units = 0;
+    for (int k = SCR_A_IPERIOD; k <= SCR_A_LUCNT; k++)
         kp_pg_array_begin(&a[k]);
     if (kind == W_PARTS) {
         kp_pg_barray_begin(&s->bin[0], KP_PG_FLOAT8, 2);
@@ -469,10 +570,11 @@ static void chunk_begin(struct scr *s, struct wchunk *w, enum wkind kind)
         kp_pg_barray_begin(&s->bin[2], KP_PG_INT4, 2);
         kp_pg_barray_begin(&s->bin[3], KP_PG_INT8, 2);
     } else if (kind == W_LOG) {
-        kp_pg_barray_begin(&s->bin[0], KP_PG_INT4, 1);
+        kp_pg_barray_begin(&s->bin[0], KP_PG_INT4, 1); /* cell */
         kp_pg_barray_begin(&s->bin[1], KP_PG_FLOAT8, 1);
         kp_pg_barray_begin(&s->bin[2], KP_PG_FLOAT8, 1);
         kp_pg_barray_begin(&s->bin[3], KP_PG_INT4, 1);
+        kp_pg_barray_begin(&s->bin[4], KP_PG_INT4, 1); /* the cell's unit in the row's units */
     }
 }
 
@@ -501,31 +603,36 @@ static int chunk_wait(struct scr *s, struct wchunk *w)
 static int chunk_send(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
 {
     struct kp_buf *a = s->a, *bin = s->bin;
-    for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
+    for (int k = SCR_A_IPERIOD; k <= SCR_A_LUCNT; k++)
         kp_pg_array_end(&a[k]);
     if (w->n_up == 0 && w->n_del == 0)
         return 0;
     char layout[24];
     snprintf(layout, sizeof layout, "%d", sch->layout);
-    const char *sql, *p[12] = {sch->id, layout};
-    int np, len[12] = {0}, fmt[12] = {0};
+    const char *sql, *p[14] = {sch->id, layout};
+    int np, len[14] = {0}, fmt[14] = {0};
     if (w->kind == W_FOLD) {
         sql = SQL_FOLD;
         np = 3;
-        p[1] = kp_buf_cstr(&a[SCR_A_IDUNIT]);
-        p[2] = kp_buf_cstr(&a[SCR_A_IDPERIOD]);
+        p[1] = kp_buf_cstr(&a[SCR_A_IDPERIOD]);
+        p[2] = kp_buf_cstr(&a[SCR_A_LBUCKET]);
     } else if (w->kind == W_LOG) {
         sql = SQL_LOG;
-        np = 10;
-        p[2] = kp_buf_cstr(&a[SCR_A_IUNIT]);
-        p[3] = kp_buf_cstr(&a[SCR_A_IPERIOD]);
-        p[4] = kp_buf_cstr(&a[SCR_A_IBASE]);  /* offsets */
-        p[5] = kp_buf_cstr(&a[SCR_A_IDBASE]); /* counts */
-        for (int k = 0; k < 4; k++) {
-            kp_pg_barray_end(&bin[k], &w->n_elem);
-            p[6 + k] = (const char *)bin[k].data;
-            len[6 + k] = (int)bin[k].len;
-            fmt[6 + k] = 1;
+        np = 14;
+        p[2] = kp_buf_cstr(&a[SCR_A_IPERIOD]);
+        p[3] = kp_buf_cstr(&a[SCR_A_LBUCKET]);
+        p[4] = kp_buf_cstr(&a[SCR_A_LUOFF]);
+        p[5] = kp_buf_cstr(&a[SCR_A_LUCNT]);
+        p[6] = kp_buf_cstr(&a[SCR_A_IBASE]);  /* the cells' offsets */
+        p[7] = kp_buf_cstr(&a[SCR_A_IDBASE]); /* and counts */
+        p[8] = kp_buf_cstr(&a[SCR_A_IUNIT]);
+        static const int order[5] = {4, 0, 1, 2, 3}; /* u, cell, value, score, n_obs */
+        for (int k = 0; k < 5; k++) {
+            struct kp_buf *x = &bin[order[k]];
+            kp_pg_barray_end(x, &w->n_elem);
+            p[9 + k] = (const char *)x->data;
+            len[9 + k] = (int)x->len;
+            fmt[9 + k] = 1;
         }
     } else {
         bool del = w->n_del > 0;
@@ -564,15 +671,16 @@ static int chunk_room(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
     return 0;
 }
 
-/* Whether the transaction writes the parts of row r whole and deletes its log rows: once it
- * has scr__cells_log_max log rows, plus up to as many again by a hash of the row. The rows of a
- * quarter, half or year are touched by nearly every group under load, so with one threshold
- * they would all fold in the same group, a spike of whole parts every that many groups. */
-static bool row_folds(const struct cell_row *r)
+/* Whether the transaction folds log key e (index ke): writes whole the logged parts of its
+ * rows and deletes its log rows. Once it has scr__cells_log_max log rows, plus up to as many
+ * again by a hash of the key: the keys of a quarter, half or year are touched by nearly every
+ * group under load, so with one threshold they would all fold in the same group, a spike of
+ * whole parts every that many groups. */
+static bool key_folds(const struct log_key *e, size_t ke)
 {
     uint64_t k = scr__cells_log_max;
-    uint64_t spread = k ? ((uint64_t)r->idx * 0x9E3779B97F4A7C15ULL >> 40) % k : 0;
-    return r->nlog >= k + spread;
+    uint64_t spread = k ? ((uint64_t)ke * 0x9E3779B97F4A7C15ULL >> 40) % k : 0;
+    return e->nlog >= k + spread;
 }
 
 /* The engine's cells of part q of r: cells k0 .. k1 - 1. */
@@ -598,7 +706,7 @@ static int write_parts(struct scr *s, struct scr_scheme *sch, bool sync, struct 
     size_t count = sync ? c->n_rows : c->n_touched;
     for (size_t t = 0; t < count; t++) {
         const struct cell_row *r = c->rows[sync ? t : c->touched[t]];
-        if (!sync && !row_folds(r))
+        if (!sync && !c->keys[r->key].fold)
             continue;
         uint8_t want = sync ? P_NEED : P_DIRTY | P_LOGGED;
         const char *unit = score_scheme_unit_code(sch->scheme, r->unit);
@@ -643,65 +751,170 @@ static int write_parts(struct scr *s, struct scr_scheme *sch, bool sync, struct 
     return chunk_send(s, sch, w);
 }
 
-/* A log row per touched row that does not fold: the cells the transaction changed (UPD_NOW,
- * or UPD_GONE with n_obs 0). */
+/* The touched rows by log key, then unit: a key's rows are adjacent. */
+struct torder {
+    uint32_t key;
+    size_t unit, idx;
+};
+
+static int torder_cmp(const void *x, const void *y)
+{
+    const struct torder *a = x, *b = y;
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    return a->unit < b->unit ? -1 : a->unit > b->unit;
+}
+
+static void order_touched(struct scr_cells *c)
+{
+    struct torder *o = kp_xmalloc((c->n_touched ? c->n_touched : 1) * sizeof *o);
+    for (size_t t = 0; t < c->n_touched; t++) {
+        const struct cell_row *r = c->rows[c->touched[t]];
+        o[t] = (struct torder){r->key, r->unit, r->idx};
+    }
+    qsort(o, c->n_touched, sizeof *o, torder_cmp);
+    for (size_t t = 0; t < c->n_touched; t++)
+        c->touched[t] = o[t].idx;
+    free(o);
+}
+
+/* Cells per log row: a key's cells of one transaction go in rows of at most this many, so
+ * that a row (28 bytes a cell, and its units' codes) stays within a page and is stored as it is,
+ * neither compressed nor moved to TOAST (toast_tuple_target, migration 009). A group of 8,000
+ * observations on random cells changes ~5,000 cells of a year's bucket. (A variable for
+ * tests.) */
+size_t scr__cells_log_row_cells = 240;
+
+/* The log row being gathered by write_log: its key, its first cell among the statement's, its
+ * units, and whether the unit being added is among them yet. */
+struct lrow {
+    struct log_key *e;
+    int first, n_units;
+    bool unit_in;
+};
+
+/* Ends the row (when it has a cell): its period, bucket and the slices of its units and cells. */
+static void lrow_end(struct scr *s, struct wchunk *w, struct lrow *lr)
+{
+    struct kp_buf *a = s->a;
+    if (w->n_elem == lr->first)
+        return;
+    kp_pg_array_add(&a[SCR_A_IPERIOD], lr->e->period);
+    kp_pg_array_add_i64(&a[SCR_A_LBUCKET], (long long)lr->e->bucket);
+    kp_pg_array_add_i64(&a[SCR_A_LUOFF], (long long)w->n_units + 1);
+    kp_pg_array_add_i64(&a[SCR_A_LUCNT], (long long)lr->n_units);
+    kp_pg_array_add_i64(&a[SCR_A_IBASE], (long long)lr->first + 1);
+    kp_pg_array_add_i64(&a[SCR_A_IDBASE], (long long)(w->n_elem - lr->first));
+    w->n_units += lr->n_units;
+    w->n_up++;
+    lr->e->logged = true;
+}
+
+/* Begins a row of key e (sending the statement first when it is full). 0 or KP_EDB. */
+static int lrow_begin(struct scr *s, struct scr_scheme *sch, struct wchunk *w, struct lrow *lr,
+                      struct log_key *e)
+{
+    if (chunk_room(s, sch, w))
+        return KP_EDB;
+    *lr = (struct lrow){.e = e, .first = w->n_elem};
+    return 0;
+}
+
+/* A log row (or, past scr__cells_log_row_cells, rows) per touched key that does not fold: the
+ * cells the transaction changed (UPD_NOW, or UPD_GONE with n_obs 0) of its rows. */
 static int write_log(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
 {
     struct scr_cells *c = sch->cells;
     struct kp_buf *a = s->a;
     size_t n = c->ncells;
-    for (size_t t = 0; t < c->n_touched; t++) {
-        const struct cell_row *r = c->rows[c->touched[t]];
-        if (row_folds(r))
+    order_touched(c);
+    for (size_t t = 0; t < c->n_touched;) {
+        struct log_key *e = &c->keys[c->rows[c->touched[t]]->key];
+        if (e->fold) {
+            t++;
+            continue;
+        }
+        struct lrow lr;
+        if (lrow_begin(s, sch, w, &lr, e))
+            return KP_EDB;
+        for (; t < c->n_touched && &c->keys[c->rows[c->touched[t]]->key] == e; t++) {
+            const struct cell_row *r = c->rows[c->touched[t]];
+            const char *unit = score_scheme_unit_code(sch->scheme, r->unit);
+            lr.unit_in = false;
+            for (size_t q = 0; q < c->nparts; q++) {
+                if (!(r->part[q] & P_DIRTY))
+                    continue;
+                size_t k0 = q * PART, k1 = k0 + PART < n ? k0 + PART : n;
+                double value[PART], score[PART];
+                uint32_t n_obs[PART];
+                part_cells(sch, r, k0, k1, value, score, n_obs);
+                for (size_t k = k0; k < k1; k++) {
+                    if (r->upd[k] != UPD_NOW && r->upd[k] != UPD_GONE)
+                        continue;
+                    if ((size_t)(w->n_elem - lr.first) >= scr__cells_log_row_cells) {
+                        lrow_end(s, w, &lr);
+                        if (lrow_begin(s, sch, w, &lr, e))
+                            return KP_EDB;
+                    }
+                    if (!lr.unit_in) {
+                        kp_pg_array_add(&a[SCR_A_IUNIT], unit);
+                        lr.n_units++;
+                        lr.unit_in = true;
+                    }
+                    bool cell = n_obs[k - k0] > 0;
+                    kp_pg_barray_add_i4(&s->bin[0], (int)k);
+                    kp_pg_barray_add_f8(&s->bin[1], cell ? value[k - k0] : NAN);
+                    kp_pg_barray_add_f8(&s->bin[2], cell ? score[k - k0] : 0);
+                    kp_pg_barray_add_i4(&s->bin[3], cell ? n_obs_i4(n_obs[k - k0]) : 0);
+                    kp_pg_barray_add_i4(&s->bin[4], lr.n_units);
+                    w->n_elem++;
+                }
+            }
+        }
+        lrow_end(s, w, &lr);
+    }
+    return chunk_send(s, sch, w);
+}
+
+/* The log rows of the keys that fold. */
+static int write_fold(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
+{
+    struct scr_cells *c = sch->cells;
+    struct kp_buf *a = s->a;
+    for (size_t t = 0; t < c->n_tkeys; t++) {
+        const struct log_key *e = &c->keys[c->tkeys[t]];
+        if (!e->fold || e->nlog == 0)
             continue;
         if (chunk_room(s, sch, w))
             return KP_EDB;
-        int first = w->n_elem;
-        for (size_t q = 0; q < c->nparts; q++) {
-            if (!(r->part[q] & P_DIRTY))
-                continue;
-            size_t k0 = q * PART, k1 = k0 + PART < n ? k0 + PART : n;
-            double value[PART], score[PART];
-            uint32_t n_obs[PART];
-            part_cells(sch, r, k0, k1, value, score, n_obs);
-            for (size_t k = k0; k < k1; k++) {
-                if (r->upd[k] != UPD_NOW && r->upd[k] != UPD_GONE)
-                    continue;
-                bool cell = n_obs[k - k0] > 0;
-                kp_pg_barray_add_i4(&s->bin[0], (int)k);
-                kp_pg_barray_add_f8(&s->bin[1], cell ? value[k - k0] : NAN);
-                kp_pg_barray_add_f8(&s->bin[2], cell ? score[k - k0] : 0);
-                kp_pg_barray_add_i4(&s->bin[3], cell ? n_obs_i4(n_obs[k - k0]) : 0);
-                w->n_elem++;
-            }
-        }
-        if (w->n_elem == first)
-            continue;
-        kp_pg_array_add(&a[SCR_A_IUNIT], score_scheme_unit_code(sch->scheme, r->unit));
-        kp_pg_array_add(&a[SCR_A_IPERIOD], r->period);
-        kp_pg_array_add_i64(&a[SCR_A_IBASE], (long long)first + 1);
-        kp_pg_array_add_i64(&a[SCR_A_IDBASE], (long long)(w->n_elem - first));
+        kp_pg_array_add(&a[SCR_A_IDPERIOD], e->period);
+        kp_pg_array_add_i64(&a[SCR_A_LBUCKET], (long long)e->bucket);
         w->n_up++;
     }
     return chunk_send(s, sch, w);
 }
 
-/* The log rows of the rows that fold. */
-static int write_fold(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
+/* Marks the touched keys that fold, and begins (for a rollback) every row of theirs, touched or
+ * not: a fold writes whatever parts of the key's rows its log rows held. */
+static void mark_folds(struct scr_cells *c)
 {
-    struct scr_cells *c = sch->cells;
-    struct kp_buf *a = s->a;
-    for (size_t t = 0; t < c->n_touched; t++) {
-        const struct cell_row *r = c->rows[c->touched[t]];
-        if (!row_folds(r) || r->nlog == 0)
-            continue;
-        if (chunk_room(s, sch, w))
-            return KP_EDB;
-        kp_pg_array_add(&a[SCR_A_IDUNIT], score_scheme_unit_code(sch->scheme, r->unit));
-        kp_pg_array_add(&a[SCR_A_IDPERIOD], r->period);
-        w->n_up++;
+    bool any = false;
+    for (size_t t = 0; t < c->n_tkeys; t++) {
+        struct log_key *e = &c->keys[c->tkeys[t]];
+        e->fold = key_folds(e, c->tkeys[t]);
+        any = any || e->fold;
     }
-    return chunk_send(s, sch, w);
+    if (!any)
+        return;
+    for (size_t i = 0; i < c->n_rows; i++) {
+        struct cell_row *r = c->rows[i];
+        if (!r->touched && c->keys[r->key].fold)
+            for (size_t q = 0; q < c->nparts; q++)
+                if (r->part[q] & P_LOGGED) {
+                    row_begin(c, r);
+                    break;
+                }
+    }
 }
 
 int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
@@ -710,6 +923,8 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
     struct scr_cells *c = sch->cells;
     struct wchunk w = {.rows = rows, .now_us = now_us};
     *now_us = 0;
+    if (!sync)
+        mark_folds(c);
     chunk_begin(s, &w, W_PARTS);
     if (write_parts(s, sch, sync, &w))
         return KP_EDB;
@@ -720,19 +935,23 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
         chunk_begin(s, &w, W_FOLD);
         if (write_fold(s, sch, &w))
             return KP_EDB;
-        /* What the rows are once this commits (a rollback restores them: end_transaction). */
+        /* What the rows and keys are once this commits (a rollback restores them:
+         * end_transaction). */
         for (size_t t = 0; t < c->n_touched; t++) {
             struct cell_row *r = c->rows[c->touched[t]];
-            bool fold = row_folds(r);
+            bool fold = c->keys[r->key].fold;
             for (size_t q = 0; q < c->nparts; q++)
                 if (fold)
                     r->part[q] &= (uint8_t)~P_LOGGED;
                 else if (r->part[q] & P_DIRTY)
                     r->part[q] |= P_LOGGED;
-            if (fold)
-                r->nlog = 0;
-            else if (r->nlog < UINT16_MAX)
-                r->nlog++;
+        }
+        for (size_t t = 0; t < c->n_tkeys; t++) {
+            struct log_key *e = &c->keys[c->tkeys[t]];
+            if (e->fold)
+                e->nlog = 0;
+            else if (e->logged && e->nlog < UINT16_MAX)
+                e->nlog++;
         }
     }
     return chunk_wait(s, &w);
@@ -746,26 +965,27 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
  * log's (then also when its n_obs is 0: a cell the log deleted from its part). */
 static const char SQL_READ[] =
     "SELECT a.unit, a.period, a.inl, a.base, a.indicator, NULLIF(a.value, 'NaN'), a.score,"
-    " a.n_obs, a.us, a.seq > 0"
+    " a.n_obs, a.us, a.seq > 0, a.bucket"
     " FROM (SELECT DISTINCT ON (b.unit, b.period, b.indicator) b.* FROM ("
     "  SELECT c.unit, c.period, c.layout = $2::int AND cardinality(c.n_obs) = $3::int AS inl,"
-    "   c.base, t.indicator, t.value, t.score, t.n_obs, t.us, 0::int8 AS seq"
+    "   c.base, t.indicator, t.value, t.score, t.n_obs, t.us, 0::int8 AS seq, -1 AS bucket"
     "   FROM indicator_cells c JOIN indicator_layout l ON l.layout = c.layout"
     "   CROSS JOIN LATERAL unnest(l.codes[c.base + 1:c.base + cardinality(c.n_obs)], c.value,"
     "   c.score, c.n_obs, c.updated_us) AS t(indicator, value, score, n_obs, us)"
     "   WHERE c.scheme = $1 AND t.n_obs > 0"
     "  UNION ALL"
-    "  SELECT g.unit, g.period, g.layout = $2::int, -1, l.codes[t.k + 1], t.value, t.score,"
-    "   t.n_obs, g.updated_us, g.seq"
+    "  SELECT g.units[t.u], g.period, g.layout = $2::int, -1, l.codes[t.k + 1], t.value,"
+    "   t.score, t.n_obs, g.updated_us, g.seq, g.bucket"
     "   FROM indicator_cell_log g JOIN indicator_layout l ON l.layout = g.layout"
-    "   CROSS JOIN LATERAL unnest(g.cell, g.value, g.score, g.n_obs) AS t(k, value, score, n_obs)"
+    "   CROSS JOIN LATERAL unnest(g.u, g.cell, g.value, g.score, g.n_obs)"
+    "   AS t(u, k, value, score, n_obs)"
     "   WHERE g.scheme = $1) b"
     " ORDER BY b.unit, b.period, b.indicator, b.seq DESC) a"
     " WHERE a.n_obs > 0 OR a.seq > 0";
 
-/* The log rows of each (unit, period). */
+/* The log rows of each key. */
 static const char SQL_LOG_COUNT[] =
-    "SELECT unit, period, count(*) FROM indicator_cell_log WHERE scheme = $1 GROUP BY 1, 2";
+    "SELECT period, bucket, count(*) FROM indicator_cell_log WHERE scheme = $1 GROUP BY 1, 2";
 
 /* Parts of the scheme the engine does not hold (a scheme file that dropped a unit, rows written
  * by hand, parts of another size) go, so the database equals the engine. */
@@ -774,12 +994,12 @@ static const char SQL_STALE[] =
     " SELECT 1 FROM unnest($2::text[], $3::text[], $4::int[]) AS t(u, p, b)"
     " WHERE t.u = c.unit AND t.p = c.period AND t.b = c.base)";
 
-/* So do the log rows of every (unit, period) but those the copy keeps (the others are folded
- * or not the engine's). */
+/* So do the log rows of every key but those the copy keeps (the others are folded or not the
+ * engine's). */
 static const char SQL_LOG_STALE[] =
     "DELETE FROM indicator_cell_log g WHERE g.scheme = $1 AND NOT EXISTS ("
-    " SELECT 1 FROM unnest($2::text[], $3::text[]) AS t(u, p)"
-    " WHERE t.u = g.unit AND t.p = g.period)";
+    " SELECT 1 FROM unnest($2::text[], $3::int[]) AS t(p, b)"
+    " WHERE t.p = g.period AND t.b = g.bucket)";
 
 static void on_engine_cell(const struct score_cell_change *ch, void *arg)
 {
@@ -816,15 +1036,22 @@ static void sync_read(struct scr_cells *c, struct scr_scheme *sch, const struct 
         long u = score_scheme_unit_find(sc, kp_pg_res_value(res, i, 0));
         long node = score_scheme_node_find(sc, kp_pg_res_value(res, i, 4));
         const char *period = kp_pg_res_value(res, i, 1);
-        if (u < 0 || strlen(period) >= PERIOD_MAX)
-            continue; /* not a row of the engine: the stale deletes remove it */
-        struct cell_row *r = row_get(c, (size_t)u, period); /* created empty when not held */
         bool logged = !strcmp(kp_pg_res_value(res, i, 9), "t");
+        if (u < 0 || strlen(period) >= PERIOD_MAX) {
+            /* not a row of the engine: the stale deletes remove its parts; a log row may
+             * share it with units of the engine, so every logged key folds */
+            if (logged)
+                c->sync_all = true;
+            continue;
+        }
+        struct cell_row *r = row_get(c, (size_t)u, period); /* created empty when not held */
+        if (logged && strtoll(kp_pg_res_value(res, i, 10), NULL, 10) != c->keys[r->key].bucket)
+            c->sync_all = true; /* a log row of other buckets (a scheme with other units) */
         bool in_layout = !strcmp(kp_pg_res_value(res, i, 2), "t");
         size_t k = node > 0 ? (size_t)node - 1 : c->ncells;
         if (k >= c->ncells) {
-            if (logged)
-                r->sync_fold = true; /* the log names a cell this scheme does not have */
+            if (logged) /* the log names a cell this scheme does not have */
+                c->keys[r->key].sync_fold = true;
             continue; /* a base row's: that row is in another layout, and rewritten */
         }
         size_t q = k / PART;
@@ -883,29 +1110,38 @@ int scr__cells_sync(struct scr *s, struct scr_scheme *sch, long long *rows)
     if (kp_pg_exec(s->pg, SQL_LOG_COUNT, 1, p, &res))
         goto fail;
     for (int i = 0; i < kp_pg_res_ntuples(res); i++) {
-        long u = score_scheme_unit_find(sc, kp_pg_res_value(res, i, 0));
-        const char *period = kp_pg_res_value(res, i, 1);
+        const char *period = kp_pg_res_value(res, i, 0);
+        long long b = strtoll(kp_pg_res_value(res, i, 1), NULL, 10);
         long long n = strtoll(kp_pg_res_value(res, i, 2), NULL, 10);
-        struct cell_row *r = u < 0 ? NULL : row_get(c, (size_t)u, period);
-        if (r)
-            r->nlog = (uint16_t)(n > UINT16_MAX ? UINT16_MAX : n);
+        long ke =
+            b < 0 || strlen(period) >= PERIOD_MAX ? -1 : key_find(c, (size_t)b, period, false);
+        if (ke >= 0)
+            c->keys[ke].nlog = (uint16_t)(n > UINT16_MAX ? UINT16_MAX : n);
     }
     kp_pg_res_free(&res);
-    /* A part the engine holds is written when it needs it (part_needs). A (unit, period) with
-     * log rows keeps them unless one of its parts is written (a log entry would hide it) or
-     * its log names a cell outside this layout: then it folds, writing every part the log had
-     * a cell of. Parts of the database only (no live cell here) go with the stale delete. */
+    /* A part the engine holds is written when it needs it (part_needs). A key with log rows
+     * keeps them unless a part of its rows is written (a log entry would hide it), its log
+     * names a cell outside this layout or the log is not in this scheme's buckets: then it
+     * folds, writing every part the log had a cell of. Parts of the database only (no live
+     * cell here) go with the stale delete. */
+    for (size_t i = 0; i < c->n_rows; i++) {
+        struct cell_row *r = c->rows[i];
+        struct log_key *e = &c->keys[r->key];
+        for (size_t q = 0; q < c->nparts; q++) {
+            e->logged = e->logged || (r->part[q] & P_LOGGED);
+            e->sync_fold = e->sync_fold || (part_live(c, r, q) && part_needs(c, r, q));
+        }
+    }
+    for (size_t ke = 0; ke < c->n_keys; ke++) {
+        struct log_key *e = &c->keys[ke];
+        e->fold = (e->sync_fold || c->sync_all) && (e->logged || e->nlog > 0);
+    }
     struct kp_buf *a = s->a;
-    for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
+    for (int k = SCR_A_IPERIOD; k <= SCR_A_LUCNT; k++)
         kp_pg_array_begin(&a[k]);
     for (size_t i = 0; i < c->n_rows; i++) {
         struct cell_row *r = c->rows[i];
-        bool fold = r->sync_fold, logged = r->nlog > 0;
-        for (size_t q = 0; q < c->nparts; q++) {
-            logged = logged || (r->part[q] & P_LOGGED);
-            fold = fold || (part_live(c, r, q) && part_needs(c, r, q));
-        }
-        fold = fold && logged;
+        bool fold = c->keys[r->key].fold;
         for (size_t q = 0; q < c->nparts; q++) {
             uint8_t f = r->part[q];
             bool live = part_live(c, r, q), need = live && part_needs(c, r, q);
@@ -918,19 +1154,24 @@ int scr__cells_sync(struct scr *s, struct scr_scheme *sch, long long *rows)
             if (need || (fold && (f & P_LOGGED)))
                 r->part[q] |= P_NEED;
         }
-        r->sync_fold = false;
-        if (fold)
-            r->nlog = 0;
-        if (r->nlog > 0) {
-            kp_pg_array_add(&a[SCR_A_IUNIT], score_scheme_unit_code(sc, r->unit));
-            kp_pg_array_add(&a[SCR_A_IPERIOD], r->period);
-        }
     }
-    for (int k = SCR_A_IPERIOD; k <= SCR_A_IDBASE; k++)
+    for (size_t ke = 0; ke < c->n_keys; ke++) {
+        struct log_key *e = &c->keys[ke];
+        if (e->fold)
+            e->nlog = 0;
+        if (e->nlog > 0) {
+            kp_pg_array_add(&a[SCR_A_IPERIOD], e->period);
+            kp_pg_array_add_i64(&a[SCR_A_LBUCKET], (long long)e->bucket);
+        }
+        e->fold = e->logged = e->sync_fold = false;
+    }
+    c->sync_all = false;
+    for (int k = SCR_A_IPERIOD; k <= SCR_A_LUCNT; k++)
         kp_pg_array_end(&a[k]);
     const char *p_stale[4] = {sch->id, kp_buf_cstr(&a[SCR_A_IDUNIT]),
                               kp_buf_cstr(&a[SCR_A_IDPERIOD]), kp_buf_cstr(&a[SCR_A_IDBASE])};
-    const char *p_log[3] = {sch->id, kp_buf_cstr(&a[SCR_A_IUNIT]), kp_buf_cstr(&a[SCR_A_IPERIOD])};
+    const char *p_log[3] = {sch->id, kp_buf_cstr(&a[SCR_A_IPERIOD]),
+                            kp_buf_cstr(&a[SCR_A_LBUCKET])};
     if (kp_pg_exec(s->pg, SQL_STALE, 4, p_stale, &res))
         goto fail;
     if (rows)

@@ -92,6 +92,11 @@ enum {
     SCR_A_IDPERIOD,
     SCR_A_IDUNIT,
     SCR_A_IDBASE,
+    /* indicator_cell_log rows (scr_cells.c): each row's bucket, and the offset and count of its
+     * units among all the rows' (SCR_A_IUNIT) */
+    SCR_A_LBUCKET,
+    SCR_A_LUOFF,
+    SCR_A_LUCNT,
     /* unit_scores (scr_totals.c): the entries' unit, grade and vetoed (their numbers: scr.ubin),
      * the periods written and each one's offset and count among the entries */
     SCR_A_UUNIT,
@@ -171,7 +176,7 @@ struct scr {
     enum kp_reason *so_reason; /* what applying each gave */
     size_t n_so, cap_so;
     struct kp_buf a[SCR_A__COUNT];
-    struct kp_buf bin[4];  /* binary arrays of indicator_cells rows (scr_cells.c) */
+    struct kp_buf bin[5];  /* binary arrays of indicator_cells and _log rows (scr_cells.c) */
     struct kp_buf ubin[4]; /* binary arrays of unit_scores rows (scr_totals.c) */
     struct kp_buf json;    /* one observation's x as JSON */
     struct kp_buf copy;    /* a batch's observation rows, COPY text (scr_batch.c) */
@@ -282,17 +287,25 @@ void scr__cells_on_cell(const struct score_cell_change *ch, void *arg);
 void scr__cells_commit(struct scr_cells *c, long long now_us);
 void scr__cells_rollback(struct scr_cells *c);
 /* Writes what the unit of work changed, with the engine's current cells (sch->engine): per
- * (unit, period) it changed, a row of indicator_cell_log with the changed cells (migration
- * 007); or, once (unit, period) has scr__cells_log_max rows in the log, its parts changed since
- * they were last written whole (a fold), deleting those with no cell left and its log rows.
+ * log key (period, bucket of units) it changed, a row of indicator_cell_log with the changed
+ * cells (migration 009); or, once the key has scr__cells_log_max rows in the log, the parts of
+ * its units changed since they were last written whole (a fold), deleting those with no cell
+ * left and the key's log rows.
  * A sync writes the parts scr__cells_sync marked whole. Statements of at most scr__write_rows
  * rows. Adds the rows written or deleted to *rows (may be NULL); *now_us: the transaction's
  * now() in µs. Returns 0 or KP_EDB. */
 /* Rows per statement of scr__cells_write (128). */
 extern size_t scr__write_rows;
-/* Log rows of a (unit, period) before its fold (16; 0: every write is a fold, as before
- * migration 007). A variable for tests. */
+/* Log rows of a log key (period, bucket) before its fold (16; 0: every write is a fold, as
+ * before migration 007). A variable for tests. */
 extern size_t scr__cells_log_max;
+/* Units per log bucket (migration 009): a transaction writes one log row per (period, bucket)
+ * it changed, and a bucket's rows fold together (16; 0: a bucket per unit; a variable for
+ * tests). */
+extern size_t scr__cells_log_units;
+/* Cells per log row (240: a row within a page); a key's cells of a transaction beyond that go
+ * in further rows. A variable for tests. */
+extern size_t scr__cells_log_row_cells;
 int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
                      long long *now_us);
 /* Inside the caller's transaction: builds a new copy from the engine, reads the scheme's rows

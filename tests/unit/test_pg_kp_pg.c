@@ -906,6 +906,74 @@ static void test_migrate_project_schema(void **state)
     kp_pg_close(&pg);
 }
 
+static char *query_text(struct kp_pg *pg, const char *sql)
+{
+    struct kp_pg_res *r = NULL;
+    assert_int_equal(kp_pg_exec(pg, sql, 0, NULL, &r), 0);
+    assert_int_equal(kp_pg_res_ntuples(r), 1);
+    char *v = strdup(kp_pg_res_value(r, 0, 0));
+    kp_pg_res_free(&r);
+    return v;
+}
+
+/* Migration 009 moves migration 007's log rows (one per unit) into the log by bucket, one to
+ * one in bucket -1: kp_indicator_score shows the same rows before and after, updated_at
+ * included, and the log's seq goes on after them. */
+static void test_migrate_cell_log_buckets(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kp-mig-XXXXXX";
+    make_dir(dir);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cp %s/schemas/migrations/00[1-8]_*.sql '%s'", KP_SOURCE_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    struct kp_pg *pg = connect_schema("mig_log009");
+    char err[512];
+    int rc = kp_pg_migrate(pg, dir, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "migrate: %s\n", err);
+    assert_int_equal(rc, 0);
+    exec_ok(pg, "INSERT INTO kp_scheme (scheme, name) VALUES ('s', 'S')");
+    exec_ok(pg, "INSERT INTO kp_indicator (scheme, indicator, name, is_leaf) VALUES "
+                "('s', 'a', 'A', true), ('s', 'b', 'B', true), ('s', 'c', 'C', true)");
+    exec_ok(pg, "INSERT INTO indicator_layout (layout, scheme, codes) VALUES (7, 's', '{a,b,c}')");
+    /* U1's part: a = 1, b = 2; its log: b = 20, then b gone and c = 30; U2: only a log row */
+    exec_ok(pg, "INSERT INTO indicator_cells (scheme, period, unit, base, layout, value, score, "
+                "n_obs, updated_us) VALUES ('s', '2024', 'U1', 0, 7, '{1,2,NaN}', '{1,2,0}', "
+                "'{1,1,0}', '{1000000,2000000,0}')");
+    exec_ok(pg, "INSERT INTO indicator_cell_log (scheme, period, unit, layout, cell, value, score, "
+                "n_obs, updated_us) VALUES "
+                "('s', '2024', 'U1', 7, '{1}', '{20}', '{20}', '{2}', 3000000), "
+                "('s', '2024', 'U1', 7, '{1,2}', '{NaN,30}', '{0,30}', '{0,1}', 4000000), "
+                "('s', '2024', 'U2', 7, '{0}', '{5}', '{5}', '{1}', 5000000)");
+    static const char VIEW[] =
+        "SELECT string_agg(concat_ws('|', scheme, period, unit, indicator, value, score, n_obs, "
+        "updated_at), ';' ORDER BY unit, indicator) FROM kp_indicator_score";
+    char *before = query_text(pg, VIEW);
+    assert_string_equal(before, "s|2024|U1|a|1|1|1|1970-01-01 00:00:01+00;"
+                                "s|2024|U1|c|30|30|1|1970-01-01 00:00:04+00;"
+                                "s|2024|U2|a|5|5|1|1970-01-01 00:00:05+00");
+    long long max_seq = query_ll(pg, "SELECT max(seq) FROM indicator_cell_log");
+
+    snprintf(cmd, sizeof cmd, "cp %s/schemas/migrations/009_*.sql '%s'", KP_SOURCE_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    rc = kp_pg_migrate(pg, dir, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "migrate: %s\n", err);
+    assert_int_equal(rc, 0);
+    char *after = query_text(pg, VIEW);
+    assert_string_equal(before, after);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM indicator_cell_log WHERE bucket = -1 AND "
+                                  "cardinality(units) = 1 AND u = array_fill(1, "
+                                  "ARRAY[cardinality(cell)])"),
+                     3);
+    assert_true(query_ll(pg, "SELECT nextval('indicator_cell_log_seq_seq')") > max_seq);
+    free(before);
+    free(after);
+    kp_pg_close(&pg);
+    remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -923,6 +991,7 @@ int main(void)
         cmocka_unit_test(test_migrate_twice),
         cmocka_unit_test(test_migrate_concurrent),
         cmocka_unit_test(test_migrate_project_schema),
+        cmocka_unit_test(test_migrate_cell_log_buckets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

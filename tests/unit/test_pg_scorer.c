@@ -1093,12 +1093,23 @@ static void test_restart_replays(void **state)
     static const char SIZES[] = "SELECT count(DISTINCT cardinality(n_obs)) FROM indicator_cells "
                                 "WHERE scheme = 'kp-test' AND period = '2024'";
     assert_int_equal(q_ll(SIZES), 2);
+    /* U1 and U2 share a log bucket (scr__cells_log_units 2): its one log row of 2024, with a
+     * cell of U1's, goes with the fold that rewriting U2's part makes of the bucket */
+    static const char LOG_2024[] = "SELECT count(*) FROM indicator_cell_log WHERE scheme = "
+                                   "'kp-test' AND period = '2024'";
+    assert_int_equal(q_ll(LOG_2024), 1);
+    assert_int_equal(q_ll("SELECT count(*) FROM indicator_cell_log WHERE scheme = 'kp-test' "
+                          "AND period = '2024' AND units = '{U1}'"),
+                     1);
     stop_and_close(&loop, &s);
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(scr_start(&loop, &cfg, &s), 0);
     scr_get_stats(s, &st);
-    assert_true(st.replay_rows_synced == 3);
+    /* unit_scores of 2024, the 2023 part deleted, U2's part in this size; and the fold: U1's
+     * logged part written whole, the log row deleted */
+    assert_true(st.replay_rows_synced == 5);
     assert_int_equal(q_ll(SIZES), 1);
+    assert_int_equal(q_ll(LOG_2024), 0);
     assert_total("U3", (40 * 70 + 60 * 100) / 100.0, 1.0, 1);
     assert_false(db_cell("2023", "U1", "eff_b").found);
     assert_engine_equals_db(s);
@@ -1124,6 +1135,15 @@ static void test_scheme_reorder(void **state)
     (void)state;
     /* The same scheme with its two leaves in the other order. */
     static const char REORDERED[] = SCHEME_HEAD LEAF_EFF_B LEAF_DIRECT_A;
+    struct kp_buf payload = {0}, reply = {0};
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    struct scr *s = start_ready(&loop, &cfg);
+    /* a log row in the old layout: U3's first cell of 2019 */
+    static const struct ob OLD[] = {{"U3", "direct_a", "2019", 60, "r8", 1}};
+    encode_batch(&payload, "ad8", 1, OLD, 1);
+    assert_int_equal(process(s, "ad8", &payload, &reply), SCR_COMMITTED);
+    stop_and_close(&loop, &s);
     char *before = dump_scores();
     long long rows = q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test'");
     assert_true(rows > 0);
@@ -1131,12 +1151,10 @@ static void test_scheme_reorder(void **state)
     static const char OLD_LOG[] = "SELECT count(*) FROM indicator_cell_log g JOIN "
                                   "indicator_layout l ON l.layout = g.layout WHERE "
                                   "g.scheme = 'kp-test' AND l.codes <> '{eff_b,direct_a}'";
-    assert_true(q_ll(OLD_LOG) > 0);
+    assert_int_equal(q_ll(OLD_LOG), 1);
     write_scheme(REORDERED);
 
-    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
-    uv_loop_t loop;
-    struct scr *s = start_ready(&loop, &cfg);
+    s = start_ready(&loop, &cfg);
     struct scr_stats st;
     scr_get_stats(s, &st);
     /* every row, in the new layout (with small parts, a cell moving to another part also
@@ -1155,7 +1173,6 @@ static void test_scheme_reorder(void **state)
     assert_engine_equals_db(s);
 
     /* A batch in the new layout (2023: the later tests' 2024 cells stay as they are). */
-    struct kp_buf payload = {0}, reply = {0};
     static const struct ob MORE[] = {{"U2", "eff_b", "2023", 10, "r9", 1},
                                      {"U2", "direct_a", "2023", 70, "r9a", 1}};
     encode_batch(&payload, "ad9", 1, MORE, 2);
@@ -1961,9 +1978,16 @@ static long long u1_rows(const char *table, const char *period)
     return v;
 }
 
+/* Log rows of `period` of kp-test with a cell of U1 (migration 009: a row per bucket). */
 static long long log_rows(const char *period)
 {
-    return u1_rows("indicator_cell_log", period);
+    const char *p[2] = {SCHEME, period};
+    struct kp_pg_res *r = q("SELECT count(*) FROM indicator_cell_log WHERE scheme = $1 AND "
+                            "period = $2 AND 'U1' = ANY(units)",
+                            2, p);
+    long long v = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+    kp_pg_res_free(&r);
+    return v;
 }
 
 static long long part_rows(const char *period)
@@ -2128,6 +2152,135 @@ static void test_cell_log(void **state)
     free(u1);
     free(u1f);
     free(t1);
+    scr__cells_log_max = log_before;
+}
+
+/* Log rows by bucket (migration 009; scr__cells_log_units 2 here: U1 and U2 share a bucket,
+ * U3 has its own). A transaction writes one log row per (period, bucket) it changed, and a
+ * bucket folds whole: the logged parts of all its units, touched by the folding transaction or
+ * not. 2018, with a fold at a bucket's second write (scr__cells_log_max 1). */
+static long long bucket_rows(const char *period, const char *bucket)
+{
+    const char *p[3] = {SCHEME, period, bucket};
+    struct kp_pg_res *r = q("SELECT count(*) FROM indicator_cell_log WHERE scheme = $1 AND "
+                            "period = $2 AND bucket = $3::int",
+                            3, p);
+    long long v = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+    kp_pg_res_free(&r);
+    return v;
+}
+
+static void test_cell_log_buckets(void **state)
+{
+    (void)state;
+    size_t log_before = scr__cells_log_max;
+    scr__cells_log_max = 1;
+    struct scr_config cfg = make_config("tcp://127.0.0.1:1");
+    uv_loop_t loop;
+    struct scr *s = start_ready(&loop, &cfg);
+
+    /* one row for U1 and U2, one for U3, each cell under its own unit */
+    static const struct ob A[] = {{"U1", "direct_a", "2018", 70, "bk1", 0},
+                                  {"U3", "direct_a", "2018", 40, "bk3", 0},
+                                  {"U2", "direct_a", "2018", 50, "bk2", 0}};
+    struct kp_buf payload = {0}, reply = {0};
+    encode_batch(&payload, "adk", 1, A, 3);
+    assert_int_equal(process(s, "adk", &payload, &reply), SCR_COMMITTED);
+    assert_int_equal(bucket_rows("2018", "0"), 1);
+    assert_int_equal(bucket_rows("2018", "1"), 1);
+    assert_int_equal(q_ll("SELECT count(*) FROM indicator_cell_log WHERE scheme = 'kp-test' AND "
+                          "period = '2018' AND bucket = 0 AND units = '{U1,U2}' AND u = '{1,2}'"),
+                     1);
+    assert_int_equal(part_rows("2018"), 0);
+    assert_cell_in("2018", "U1", "direct_a", 70, 70, 1);
+    assert_cell_in("2018", "U2", "direct_a", 50, 50, 1);
+    assert_cell_in("2018", "U3", "direct_a", 40, 40, 1);
+    assert_engine_equals_db(s);
+
+    /* U1's next write folds bucket 0: U2's part is written too, though this batch has no cell
+     * of U2's; U3's log row stays */
+    const struct ob b = {"U1", "eff_b", "2018", 9, "bk4", 0};
+    send_one(s, 101, &b, SCR_COMMITTED);
+    assert_int_equal(bucket_rows("2018", "0"), 0);
+    assert_int_equal(bucket_rows("2018", "1"), 1);
+    assert_int_equal(q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test' AND "
+                          "period = '2018' AND unit IN ('U1', 'U2')"),
+                     2);
+    assert_int_equal(q_ll("SELECT count(*) FROM indicator_cells WHERE scheme = 'kp-test' AND "
+                          "period = '2018' AND unit = 'U3'"),
+                     0);
+    assert_cell_in("2018", "U1", "direct_a", 70, 70, 1);
+    assert_cell_in("2018", "U1", "eff_b", 9, eff(9), 1);
+    assert_cell_in("2018", "U2", "direct_a", 50, 50, 1);
+    assert_cell_in("2018", "U3", "direct_a", 40, 40, 1);
+    assert_engine_equals_db(s);
+
+    /* A fold that fails at COMMIT (U2 logged, then U1's write): the log row stays and the next
+     * write of the bucket folds it. */
+    const struct ob c = {"U2", "eff_b", "2018", 8, "bk5", 0};
+    send_one(s, 102, &c, SCR_COMMITTED);
+    assert_int_equal(bucket_rows("2018", "0"), 1);
+    const struct ob d = {"U1", "direct_a", "2018", 75, "bk1", 1};
+    send_failing_commit(s, 103, &d);
+    assert_int_equal(bucket_rows("2018", "0"), 1);
+    assert_cell_in("2018", "U1", "direct_a", 70, 70, 1);
+    assert_engine_equals_db(s);
+    send_one(s, 104, &d, SCR_COMMITTED);
+    assert_int_equal(bucket_rows("2018", "0"), 0);
+    assert_cell_in("2018", "U1", "direct_a", 75, 75, 1);
+    assert_cell_in("2018", "U2", "eff_b", 8, eff(8), 1);
+    assert_engine_equals_db(s);
+
+    /* A key's cells past scr__cells_log_row_cells go in further rows of the transaction: with
+     * one cell a row, U1's two cells and U2's one are three rows; the next write folds them. */
+    size_t row_cells_before = scr__cells_log_row_cells;
+    scr__cells_log_row_cells = 1;
+    static const struct ob F[] = {{"U1", "direct_a", "2017", 61, "bk6", 0},
+                                  {"U2", "direct_a", "2017", 62, "bk7", 0},
+                                  {"U1", "eff_b", "2017", 9, "bk8", 0}};
+    encode_batch(&payload, "adk", 2, F, 3);
+    assert_int_equal(process(s, "adk", &payload, &reply), SCR_COMMITTED);
+    scr__cells_log_row_cells = row_cells_before;
+    assert_int_equal(bucket_rows("2017", "0"), 3);
+    assert_int_equal(q_ll("SELECT count(*) FROM indicator_cell_log WHERE scheme = 'kp-test' AND "
+                          "period = '2017' AND cardinality(cell) = 1 AND cardinality(units) = 1"),
+                     3);
+    assert_cell_in("2017", "U1", "direct_a", 61, 61, 1);
+    assert_cell_in("2017", "U2", "direct_a", 62, 62, 1);
+    assert_cell_in("2017", "U1", "eff_b", 9, eff(9), 1);
+    assert_engine_equals_db(s);
+    const struct ob f2 = {"U2", "eff_b", "2017", 8, "bk9", 0};
+    send_one(s, 105, &f2, SCR_COMMITTED);
+    assert_int_equal(bucket_rows("2017", "0"), 0);
+    assert_cell_in("2017", "U1", "direct_a", 61, 61, 1);
+    assert_cell_in("2017", "U2", "eff_b", 8, eff(8), 1);
+    assert_engine_equals_db(s);
+
+    /* Log rows outside the scorer's buckets (migration 009 moves 007's rows to bucket -1; or a
+     * scheme whose units moved): a start folds every logged key of the scheme, and the read
+     * model does not move, updated_at included. */
+    const struct ob e = {"U1", "eff_b", "2018", 10, "bk4", 1};
+    send_one(s, 106, &e, SCR_COMMITTED);
+    assert_int_equal(bucket_rows("2018", "0"), 1);
+    stop_and_close(&loop, &s);
+    q_do("UPDATE indicator_cell_log SET bucket = -1 WHERE scheme = 'kp-test' AND period = '2018' "
+         "AND bucket = 0");
+    char *before = dump_scores();
+    s = start_ready(&loop, &cfg);
+    struct scr_stats st;
+    scr_get_stats(s, &st);
+    assert_true(st.replay_rows_synced > 0);
+    assert_int_equal(q_ll("SELECT count(*) FROM indicator_cell_log WHERE scheme = 'kp-test'"), 0);
+    char *after = dump_scores();
+    assert_string_equal(before, after);
+    assert_cell_in("2018", "U1", "eff_b", 10, eff(10), 1);
+    assert_engine_equals_db(s);
+    restart_writes_nothing(&loop, &cfg, &s);
+    stop_and_close(&loop, &s);
+    free(before);
+    free(after);
+    kp_buf_fini(&payload);
+    kp_buf_fini(&reply);
     scr__cells_log_max = log_before;
 }
 
@@ -2462,6 +2615,8 @@ int main(void)
     /* And a (unit, period) folds its log into its part rows at its third write (16 in
      * service), so that they also check the log rows, the view's merge of them and the folds. */
     scr__cells_log_max = 2;
+    /* And U1 and U2 share their log rows, U3 has its own (16 units a bucket in service). */
+    scr__cells_log_units = 2;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_config_check, end_sessions),
         cmocka_unit_test_teardown(test_config_yaml, end_sessions),
@@ -2478,6 +2633,7 @@ int main(void)
         cmocka_unit_test_teardown(test_evicted_records, end_sessions),
         cmocka_unit_test_teardown(test_evicted_values, end_sessions),
         cmocka_unit_test_teardown(test_cell_log, end_sessions),
+        cmocka_unit_test_teardown(test_cell_log_buckets, end_sessions),
         cmocka_unit_test_teardown(test_unit_score_rows, end_sessions),
         cmocka_unit_test_teardown(test_cell_write_plan, end_sessions),
     };
