@@ -230,11 +230,14 @@ check "every firing alert of kp_alert is back in Alertmanager" \
     "$(q "SELECT count(*) FROM kp_alert WHERE state = 'firing'")"
 
 # ---- kpctl alerts --------------------------------------------------------------------------
+# Here-strings, not pipes: grep -q stops at the first match, and under pipefail the writer's
+# SIGPIPE would fail the check (seen in CI).
 OUT=$(KP_DSN=$DSN "$KPCTL" alerts anshan-2015)
-echo "$OUT" | grep -Eq "firing +red +deduction +AS-XY" ||
+grep -Eq "firing +red +deduction +AS-XY" <<<"$OUT" ||
     { echo "FAIL: kpctl alerts:" >&2; echo "$OUT" >&2; exit 1; }
-echo "$OUT" | grep -q "process_lag" && { echo "FAIL: kpctl alerts lists a resolved alert" >&2; exit 1; }
-KP_DSN=$DSN "$KPCTL" alerts anshan-2015 --all | grep -Eq "resolved +(red|yellow) +process_lag +AS-TA" ||
+grep -q "process_lag" <<<"$OUT" && { echo "FAIL: kpctl alerts lists a resolved alert" >&2; exit 1; }
+OUT=$(KP_DSN=$DSN "$KPCTL" alerts anshan-2015 --all)
+grep -Eq "resolved +(red|yellow) +process_lag +AS-TA" <<<"$OUT" ||
     { echo "FAIL: kpctl alerts --all" >&2; exit 1; }
 echo "ok: kpctl alerts"
 

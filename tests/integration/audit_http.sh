@@ -84,7 +84,7 @@ check "provenance: one finding, two records, its version as rev" \
 dlq=$("$KP_BUILD_DIR/kpctl/kpctl" dlq list -c "$it_work/etc/adapter-audit.yaml")
 check "dead letters: A-BAD-1, A-BAD-2 and A-LS-1, with their place and reason" \
     "$(printf '%s\n' "$dlq" | grep -c -E 'findings\?cursor=.*:[0-9]+ +(missing_field|bad_type|bad_field)')" "3"
-printf '%s\n' "$dlq" | grep -q 'id A-BAD-1: u: unit is missing' ||
+grep -q 'id A-BAD-1: u: unit is missing' <<<"$dlq" ||
     { echo "FAIL: dead letter of A-BAD-1 lacks its reason" >&2; echo "$dlq" >&2; exit 1; }
 
 # Revisions. 岫岩县 rectifies one finding (version 2): rate 1/6. 海城市's rectification of
