@@ -66,8 +66,8 @@ struct cell_row {
 struct log_key {
     char period[PERIOD_MAX];
     uint32_t bucket;
-    /* its rows in the log (not yet folded into the parts), and their number at the
-     * transaction's begin (for a rollback) */
+    /* the transactions that wrote it log rows since its last fold (after a sync: its rows in
+     * the log), and their number at the transaction's begin (for a rollback) */
     uint16_t nlog, nlog_prev;
     bool touched;   /* by the current transaction (in scr_cells.tkeys) */
     bool fold;      /* the current transaction folds it */

@@ -9,10 +9,11 @@
 --
 -- Now a transaction writes one log row per (scheme, period, bucket) it changed: a bucket is a
 -- run of scr__cells_log_units (16) units in the scheme's unit order, the units unit / 16. Such
--- a group writes ~75 rows of ~45 cells. A bucket's rows fold together, after 16 to 31 of them
--- (scorer/scr_cells.c): the logged parts of the bucket's units are rewritten whole in
--- indicator_cells and the bucket's log rows deleted, in the same transaction. A fold rewrites
--- at most 16 units' parts, so no one transaction folds a whole period.
+-- a group writes ~75 rows of ~45 cells (at most 240 a row, so that a row stays within a page).
+-- A bucket's rows fold together once 16 to 31 transactions wrote it rows (scorer/scr_cells.c):
+-- the logged parts of the bucket's units are rewritten whole in indicator_cells and the
+-- bucket's log rows deleted, in the same transaction. A fold rewrites at most 16 units' parts,
+-- so no one transaction folds a whole period.
 --
 --   indicator_cell_log  one row per (scheme, period, bucket) and transaction that changed
 --                       cells of it without folding: units are the units with a cell in the
