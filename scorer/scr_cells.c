@@ -528,7 +528,7 @@ static const char SQL_FOLD[] =
     " WHERE g.scheme = $1 AND g.period = x.p AND g.bucket = x.b RETURNING 1) "
     "SELECT (SELECT count(*) FROM d), (extract(epoch FROM now()) * 1000000)::int8";
 
-size_t scr__cells_log_max = 16;
+size_t scr__cells_log_max = 32;
 
 /* Rows per statement: the binary arrays of a statement take 12 bytes per cell element (a
  * length and the value) and libpq keeps its buffer at the largest message it sent, so an

@@ -296,8 +296,9 @@ void scr__cells_rollback(struct scr_cells *c);
  * now() in µs. Returns 0 or KP_EDB. */
 /* Rows per statement of scr__cells_write (128). */
 extern size_t scr__write_rows;
-/* Log rows of a log key (period, bucket) before its fold (16; 0: every write is a fold, as
- * before migration 007). A variable for tests. */
+/* Transactions that write a log key (period, bucket) rows before its fold (32, up to twice that
+ * by a hash of the key; 0: every write is a fold, as before migration 007). A variable for
+ * tests. */
 extern size_t scr__cells_log_max;
 /* Units per log bucket (migration 009): a transaction writes one log row per (period, bucket)
  * it changed, and a bucket's rows fold together (16; 0: a bucket per unit; a variable for

@@ -10,7 +10,7 @@
 -- Now a transaction writes one log row per (scheme, period, bucket) it changed: a bucket is a
 -- run of scr__cells_log_units (16) units in the scheme's unit order, the units unit / 16. Such
 -- a group writes ~75 rows of ~45 cells (at most 240 a row, so that a row stays within a page).
--- A bucket's rows fold together once 16 to 31 transactions wrote it rows (scorer/scr_cells.c):
+-- A bucket's rows fold together once 32 to 63 transactions wrote it rows (scorer/scr_cells.c):
 -- the logged parts of the bucket's units are rewritten whole in indicator_cells and the
 -- bucket's log rows deleted, in the same transaction. A fold rewrites at most 16 units' parts,
 -- so no one transaction folds a whole period.

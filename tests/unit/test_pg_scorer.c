@@ -2612,8 +2612,9 @@ int main(void)
     /* Score rows go out in statements of 2 parts here, so that every exact score below also
      * checks the cut between statements (128 in service; the integration suites run that). */
     scr__write_rows = 2;
-    /* And a (unit, period) folds its log into its part rows at its third write (16 in
-     * service), so that they also check the log rows, the view's merge of them and the folds. */
+    /* And a log key (period, bucket) folds its log into its units' part rows at its third or
+     * fourth write (32 to 63 in service), so that they also check the log rows, the view's
+     * merge of them and the folds. */
     scr__cells_log_max = 2;
     /* And U1 and U2 share their log rows, U3 has its own (16 units a bucket in service). */
     scr__cells_log_units = 2;
