@@ -71,7 +71,8 @@ struct log_key {
     uint16_t nlog, nlog_prev;
     bool touched;   /* by the current transaction (in scr_cells.tkeys) */
     bool fold;      /* the current transaction folds it */
-    bool logged;    /* the current transaction wrote it a log row */
+    bool logged;    /* the current transaction wrote it a log row (a sync: a part of its rows
+                     * has a cell in the log) */
     bool sync_fold; /* sync: its log names a cell outside this layout, or its parts are written */
 };
 

@@ -2276,6 +2276,24 @@ static void test_cell_log_buckets(void **state)
     assert_cell_in("2018", "U1", "eff_b", 10, eff(10), 1);
     assert_engine_equals_db(s);
     restart_writes_nothing(&loop, &cfg, &s);
+
+    /* A log row with a cell of a unit the scheme does not have (added behind the scorer's back,
+     * as a scheme file that drops a unit leaves it): the view shows it; a start folds every
+     * logged key, and the cell goes with the log. */
+    const struct ob g = {"U2", "eff_b", "2018", 11, "bk5", 1};
+    send_one(s, 107, &g, SCR_COMMITTED);
+    assert_int_equal(bucket_rows("2018", "0"), 1);
+    stop_and_close(&loop, &s);
+    q_do("UPDATE indicator_cell_log SET units = units || '{UX}'::text[], "
+         "u = u || cardinality(units) + 1, cell = cell || 0, value = value || 5::float8, "
+         "score = score || 5::float8, n_obs = n_obs || 1 "
+         "WHERE scheme = 'kp-test' AND period = '2018' AND bucket = 0");
+    assert_cell_in("2018", "UX", "direct_a", 5, 5, 1);
+    s = start_ready(&loop, &cfg);
+    assert_int_equal(q_ll("SELECT count(*) FROM indicator_cell_log WHERE scheme = 'kp-test'"), 0);
+    assert_false(db_cell("2018", "UX", "direct_a").found);
+    assert_cell_in("2018", "U2", "eff_b", 11, eff(11), 1);
+    assert_engine_equals_db(s);
     stop_and_close(&loop, &s);
     free(before);
     free(after);
