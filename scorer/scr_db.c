@@ -246,10 +246,17 @@ int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_chang
 
 /* ---- replay --------------------------------------------------------------------------- */
 
-static const char SQL_REPLAY[] =
+/* The scheme is compared with `(SELECT $1::text)` in the statements that read observations
+ * back: a value the planner cannot see, so it estimates a share of the table from the number
+ * of schemes. Given the value itself, it takes its frequency from the statistics, and a scheme
+ * that had no rows when observation was last analyzed (a new scheme; a table analyzed early)
+ * is estimated at one row. The planner then read the scheme's rows through an index on its
+ * first column: every row of the scheme for each cold load (~1 s a batch at 1 M rows in
+ * bench_e2e) and for each replay chunk. */
+const char scr__sql_replay[] =
     "SELECT id, src, ref, rev, unit, indicator, period, value, w, "
     "(extract(epoch FROM observed_at) * 1000)::int8 "
-    "FROM observation WHERE scheme = $1 AND id > $2::int8 ORDER BY id LIMIT $3::int";
+    "FROM observation WHERE scheme = (SELECT $1::text) AND id > $2::int8 ORDER BY id LIMIT $3::int";
 
 /* Row i of a result whose columns c0.. are src, ref, rev, unit, indicator, period, value, w
  * and observed_at in ms, as an observation (its strings borrowed from the result). */
@@ -271,14 +278,20 @@ static struct score_obs row_obs(const struct kp_pg_res *r, int i, int c0)
 
 /* ---- evicted records ------------------------------------------------------------------- */
 
+/* Every revision of a key k up to an id, looked up by (scheme, src, ref) in the unique index,
+ * one key at a time: OFFSET 0 keeps the subquery out of a join whose order the planner would
+ * choose. */
+#define SQL_KEY_REVISIONS                                                                          \
+    " CROSS JOIN LATERAL (SELECT o.src, o.ref, o.rev, o.unit, o.indicator, o.period, o.value,"     \
+    " o.w, o.observed_at FROM observation o WHERE o.scheme = (SELECT $1::text)"                    \
+    " AND o.src = k.src AND o.ref = k.ref AND o.id <= $2::int8 OFFSET 0) AS o"
 /* Every stored revision of the given keys, highest first, up to an id. Duplicate keys are
- * folded; the (scheme, src, ref, rev) index serves each key. */
-static const char SQL_COLD[] =
+ * folded. */
+const char scr__sql_cold[] =
     "SELECT o.src, o.ref, o.rev, o.unit, o.indicator, o.period, o.value, o.w, "
     "(extract(epoch FROM o.observed_at) * 1000)::int8 "
-    "FROM (SELECT DISTINCT * FROM unnest($3::text[], $4::text[])) AS k(src, ref) "
-    "JOIN observation o ON o.scheme = $1 AND o.src = k.src AND o.ref = k.ref "
-    "WHERE o.id <= $2::int8 ORDER BY o.src, o.ref, o.rev DESC";
+    "FROM (SELECT DISTINCT * FROM unnest($3::text[], $4::text[])) AS k(src, ref)" SQL_KEY_REVISIONS
+    " ORDER BY o.src, o.ref, o.rev DESC";
 
 int scr__db_load_cold(struct scr *s, const char *scheme, struct score_engine *e,
                       const struct score_obs *so, size_t n, long long upto)
@@ -303,7 +316,7 @@ int scr__db_load_cold(struct scr *s, const char *scheme, struct score_engine *e,
     snprintf(upto_txt, sizeof upto_txt, "%lld", upto);
     const char *p[4] = {scheme, upto_txt, kp_buf_cstr(&src), kp_buf_cstr(&ref)};
     struct kp_pg_res *r = NULL;
-    int rc = kp_pg_exec(s->pg, SQL_COLD, 4, p, &r);
+    int rc = kp_pg_exec(s->pg, scr__sql_cold, 4, p, &r);
     kp_buf_fini(&src);
     kp_buf_fini(&ref);
     if (rc)
@@ -322,13 +335,12 @@ int scr__db_load_cold(struct scr *s, const char *scheme, struct score_engine *e,
 
 /* Every stored revision, up to an id, of each key that has one in a cell, highest first: the
  * observation_cell index finds the keys, the (scheme, src, ref, rev) one their revisions. */
-static const char SQL_CELL[] =
+const char scr__sql_cell[] =
     "SELECT o.src, o.ref, o.rev, o.unit, o.indicator, o.period, o.value, o.w, "
     "(extract(epoch FROM o.observed_at) * 1000)::int8 "
-    "FROM (SELECT DISTINCT src, ref FROM observation WHERE scheme = $1 AND unit = $2 "
-    "AND indicator = $3 AND period = $4 AND id <= $5::int8) AS k "
-    "JOIN observation o ON o.scheme = $1 AND o.src = k.src AND o.ref = k.ref "
-    "WHERE o.id <= $5::int8 ORDER BY o.src, o.ref, o.rev DESC";
+    "FROM (SELECT DISTINCT src, ref FROM observation WHERE scheme = (SELECT $1::text) "
+    "AND unit = $3 AND indicator = $4 AND period = $5 AND id <= $2::int8) AS k" SQL_KEY_REVISIONS
+    " ORDER BY o.src, o.ref, o.rev DESC";
 
 bool scr__db_load_cell(void *ctx, struct score_engine *e, size_t unit, size_t node,
                        const char *period)
@@ -337,12 +349,12 @@ bool scr__db_load_cell(void *ctx, struct score_engine *e, size_t unit, size_t no
     struct scr *s = sch->load_s;
     char upto[32];
     snprintf(upto, sizeof upto, "%lld", sch->load_upto);
-    const char *p[5] = {sch->id, score_scheme_unit_code(sch->scheme, unit),
-                        score_scheme_node_code(sch->scheme, node), period, upto};
+    const char *p[5] = {sch->id, upto, score_scheme_unit_code(sch->scheme, unit),
+                        score_scheme_node_code(sch->scheme, node), period};
     struct kp_pg_res *r = NULL;
-    if (kp_pg_exec(s->pg, SQL_CELL, 5, p, &r)) {
-        KP_ERROR("cell_load_failed", "scheme=%s unit=%s indicator=%s period=%s", sch->id, p[1],
-                 p[2], period);
+    if (kp_pg_exec(s->pg, scr__sql_cell, 5, p, &r)) {
+        KP_ERROR("cell_load_failed", "scheme=%s unit=%s indicator=%s period=%s", sch->id, p[2],
+                 p[3], period);
         return false;
     }
     int rows = kp_pg_res_ntuples(r);
@@ -353,7 +365,7 @@ bool scr__db_load_cell(void *ctx, struct score_engine *e, size_t unit, size_t no
     kp_pg_res_free(&r);
     if (s->m_loaded)
         kp_counter_add(s->m_loaded, (double)rows);
-    KP_DEBUG("cell_loaded", "scheme=%s unit=%s indicator=%s period=%s rows=%d", sch->id, p[1], p[2],
+    KP_DEBUG("cell_loaded", "scheme=%s unit=%s indicator=%s period=%s rows=%d", sch->id, p[2], p[3],
              period, rows);
     return true;
 }
@@ -430,7 +442,7 @@ int scr__db_catch_up(struct scr *s, struct scr_scheme *sch, bool full, bool sync
         snprintf(limit, sizeof limit, "%d", scr__replay_chunk);
         const char *p[3] = {sch->id, last_id, limit};
         struct kp_pg_res *r = NULL;
-        if (kp_pg_exec(s->pg, SQL_REPLAY, 3, p, &r)) {
+        if (kp_pg_exec(s->pg, scr__sql_replay, 3, p, &r)) {
             db_err(s, "replay", err, errlen);
             if (fresh)
                 score_engine_destroy(&e);

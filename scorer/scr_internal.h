@@ -207,6 +207,12 @@ extern int scr__replay_chunk;
  * load_upto, of the keys that have one in the value cell, given back to the engine. */
 bool scr__db_load_cell(void *ctx, struct score_engine *e, size_t unit, size_t node,
                        const char *period);
+/* Their statements and the replay's, for the plan tests: $1 scheme, $2 the id up to which
+ * rows are read (after which, for the replay); then $3 srcs, $4 refs (cold), $3 unit,
+ * $4 indicator, $5 period (cell) or $3 the chunk's size (replay). */
+extern const char scr__sql_cold[];
+extern const char scr__sql_cell[];
+extern const char scr__sql_replay[];
 /* Brings the engine of sch up to date with the database: a full replay (every stored
  * observation of the scheme, in id order, in chunks) into a new engine, which evicts its event
  * records and the value records that are not their cell's latest (score_engine_evict_events,

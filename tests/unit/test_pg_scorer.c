@@ -2579,6 +2579,94 @@ static void test_evicted_values(void **state)
     stop_and_close(&loop, &s);
 }
 
+/* Rows an EXPLAIN ANALYZE of sql (with parameters p) read from observation: each scan node's
+ * rows times loops, plus the rows its filters removed. */
+static long long observation_rows_read(const char *sql, int np, const char *const *p)
+{
+    struct kp_buf q_sql = {0};
+    kp_buf_printf(&q_sql, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) %s", sql);
+    struct kp_pg_res *r = q(kp_buf_cstr(&q_sql), np, p);
+    long long read = 0;
+    bool in_observation = false;
+    for (int i = 0; i < kp_pg_res_ntuples(r); i++) {
+        const char *line = kp_pg_res_value(r, i, 0);
+        long long rows = 0, loops = 0;
+        const char *a = strstr(line, "(actual rows=");
+        if (a) { /* a new plan node: a scan of observation, or something else */
+            in_observation = strstr(line, " on observation ") != NULL;
+            if (in_observation && sscanf(a, "(actual rows=%lld loops=%lld)", &rows, &loops) == 2)
+                read += rows * loops;
+        }
+        const char *f = strstr(line, "Rows Removed by Filter: ");
+        if (f && in_observation)
+            read += strtoll(f + strlen("Rows Removed by Filter: "), NULL, 10);
+    }
+    kp_pg_res_free(&r);
+    kp_buf_fini(&q_sql);
+    return read;
+}
+
+/* The statements that read observations back (cold records, a value cell, the replay) read the
+ * rows they return, not the scheme's, when the statistics know nothing of the scheme: here
+ * observation is analyzed while it holds only another scheme's rows, then 'kp-stale' gets
+ * 3,000 records (two of them with a second revision, two in a cell of their own). Given the
+ * scheme as a value, the planner estimated one row for it and read all 3,000 through an index
+ * on the scheme for each of the three (checked). */
+static void test_read_back_plans(void **state)
+{
+    (void)state;
+    q_do("INSERT INTO observation (scheme, src, ref, rev, unit, indicator, period, value, w, "
+         "observed_at, adapter, seq) SELECT 'kp-other', 's', 'o' || g, 1, 'U1', 'I', '2020', 1, "
+         "1, now(), 'ad-plan', g FROM generate_series(1, 2000) g");
+    q_do("ANALYZE observation");
+    long long before = q_ll("SELECT max(id) FROM observation");
+    q_do("INSERT INTO observation (scheme, src, ref, rev, unit, indicator, period, value, w, "
+         "observed_at, adapter, seq) SELECT 'kp-stale', 's', 'r' || g, 1, 'U' || (g % 7), 'I', "
+         "'2020', g, 1, now(), 'ad-plan', g FROM generate_series(1, 2998) g");
+    q_do("INSERT INTO observation (scheme, src, ref, rev, unit, indicator, period, value, w, "
+         "observed_at, adapter, seq) VALUES "
+         "('kp-stale', 's', 'r5', 2, 'U5', 'I', '2020', 50, 1, now(), 'ad-plan', 3001), "
+         "('kp-stale', 's', 'r7', 2, 'U0', 'I', '2020', 70, 1, now(), 'ad-plan', 3002), "
+         "('kp-stale', 's', 'c1', 1, 'UC', 'I', '2020', 1, 1, now(), 'ad-plan', 3003), "
+         "('kp-stale', 's', 'c2', 1, 'UC', 'I', '2020', 2, 1, now(), 'ad-plan', 3004)");
+    const char *upto = "9223372036854775807";
+
+    /* cold records r5 and r7: their four revisions, highest first */
+    const char *p_cold[4] = {"kp-stale", upto, "{s,s,s}", "{r7,r5,r7}"};
+    struct kp_pg_res *r = q(scr__sql_cold, 4, p_cold);
+    assert_int_equal(kp_pg_res_ntuples(r), 4);
+    static const char *const want_cold[4][2] = {{"r5", "2"}, {"r5", "1"}, {"r7", "2"}, {"r7", "1"}};
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(kp_pg_res_value(r, i, 1), want_cold[i][0]);
+        assert_string_equal(kp_pg_res_value(r, i, 2), want_cold[i][1]);
+    }
+    kp_pg_res_free(&r);
+    assert_int_equal(observation_rows_read(scr__sql_cold, 4, p_cold), 4);
+
+    /* the cell (UC, I, 2020): c1 and c2 */
+    const char *p_cell[5] = {"kp-stale", upto, "UC", "I", "2020"};
+    r = q(scr__sql_cell, 5, p_cell);
+    assert_int_equal(kp_pg_res_ntuples(r), 2);
+    assert_string_equal(kp_pg_res_value(r, 0, 1), "c1");
+    assert_string_equal(kp_pg_res_value(r, 1, 1), "c2");
+    kp_pg_res_free(&r);
+    assert_int_equal(observation_rows_read(scr__sql_cell, 5, p_cell), 4); /* keys, revisions */
+
+    /* a replay chunk of 100 from the scheme's first row */
+    char after[24];
+    snprintf(after, sizeof after, "%lld", before);
+    const char *p_replay[3] = {"kp-stale", after, "100"};
+    r = q(scr__sql_replay, 3, p_replay);
+    assert_int_equal(kp_pg_res_ntuples(r), 100);
+    assert_string_equal(kp_pg_res_value(r, 0, 2), "r1");
+    assert_string_equal(kp_pg_res_value(r, 99, 2), "r100");
+    kp_pg_res_free(&r);
+    assert_int_equal(observation_rows_read(scr__sql_replay, 3, p_replay), 100);
+
+    q_do("DELETE FROM observation WHERE adapter = 'ad-plan'");
+    q_do("ANALYZE observation");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -2654,6 +2742,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cell_log, end_sessions),
         cmocka_unit_test_teardown(test_cell_log_buckets, end_sessions),
         cmocka_unit_test_teardown(test_unit_score_rows, end_sessions),
+        cmocka_unit_test_teardown(test_read_back_plans, end_sessions),
         cmocka_unit_test_teardown(test_cell_write_plan, end_sessions),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
