@@ -18,9 +18,10 @@
 #   5. each daemon's peak RSS (VmHWM) at the end, and the scorer's during the two runs at
 #      10,000 obs/s alone.
 # The COPY and the runs of 2 and 3 but the one at 1,000 obs/s also give the WAL they wrote per
-# observation (pg_current_wal_insert_lsn before and after). With --wal-warm MB, that much WAL is
-# written and checkpointed away before all of them, so that the runs reuse WAL segments as a
-# running cluster does, instead of creating and zero-filling new ones as a new cluster must.
+# observation (pg_current_wal_insert_lsn before and after). Before all of them, 1 GB of WAL is
+# written and checkpointed away (--wal-warm), with min_wal_size as large, so that the runs reuse
+# WAL segments as a running cluster does, instead of creating and zero-filling new ones as a new
+# cluster must (docs/BENCHMARKS.md round 18).
 # It checks (no time is asserted, STYLE.md "Tests") that every batch sent was acked with no
 # rejection, and that the observation table holds exactly the acked observations of each run.
 # Prints one markdown table and one JSON line {"bench":"e2e", ...}.
@@ -51,9 +52,10 @@
 #                   (PostgreSQL's default; the test harness shrinks it to 32MB), e.g.
 #                   --pg-set shared_buffers=1GB; applies to the COPY and the pipeline alike
 #   --wal-warm MB   WAL written (a table created and dropped) and checkpointed before the
-#                   measurements, so that PostgreSQL recycles those segments (default 0: a new
-#                   cluster's WAL, each segment created and zero-filled during the runs;
-#                   docs/BENCHMARKS.md round 12 compares the two)
+#                   measurements, and min_wal_size set to as much, so that PostgreSQL keeps and
+#                   recycles those segments (default 1024; 0, as before round 18 and in
+#                   --smoke: a new cluster's WAL, each segment created and zero-filled in the
+#                   runs; docs/BENCHMARKS.md rounds 12 and 18 compare the two)
 #   --keep          keep the work directory and print its path: logs (PostgreSQL's too, as
 #                   logs/postgresql.log), configs, and a trace of every load generator run
 #                   (trace-AID.txt, the columns of trace-max.txt)
@@ -71,7 +73,7 @@ SMOKE=0
 PROFILE=""
 PROFILE_RUN=max
 KEEP=0
-WAL_WARM_MB=0
+WAL_WARM_MB=1024
 PG_SET=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -81,7 +83,7 @@ while [ $# -gt 0 ]; do
     --rate-batch) RATE_BATCH=$2; shift 2 ;;
     --window) WINDOW=$2; shift 2 ;;
     --insecure) export KP_INSECURE=1; shift ;;
-    --smoke) SMOKE=1; OBS=2000; RATE_SECONDS=2; BATCH=100; RATE_BATCH=20; shift ;;
+    --smoke) SMOKE=1; WAL_WARM_MB=0; OBS=2000; RATE_SECONDS=2; BATCH=100; RATE_BATCH=20; shift ;;
     --wal-warm)
         case $2 in '' | *[!0-9]*) echo "--wal-warm: megabytes, a whole number" >&2; exit 2 ;; esac
         WAL_WARM_MB=$2
@@ -101,6 +103,9 @@ while [ $# -gt 0 ]; do
 done
 # PostgreSQL's default shared_buffers under the caller's settings; --smoke keeps the harness's.
 [ "$SMOKE" = 1 ] || PG_SET=(shared_buffers=128MB ${PG_SET[@]+"${PG_SET[@]}"})
+# The warmed segments kept: without it the benchmark's own CHECKPOINTs (short distances) lower
+# PostgreSQL's estimate of the WAL a cycle needs, and it removes segments instead of recycling.
+[ "$WAL_WARM_MB" = 0 ] || PG_SET=("min_wal_size=${WAL_WARM_MB}MB" "${PG_SET[@]}")
 LOADGEN=$KP_BUILD_DIR/tests/bench/kp_loadgen
 ENGINE=$KP_BUILD_DIR/tests/bench/bench_engine
 for b in "$LOADGEN" "$ENGINE" "$KP_BUILD_DIR/scorer/kp-scorer" "$KP_BUILD_DIR/collector/kp-collector" \
@@ -200,7 +205,7 @@ EOF
     kp_pg_start "$work/pg" "$(cat "$work/pg/port")" >/dev/null
     [ -z "$PROFILE" ] || kp_pg_psql "$work/pg" -c "CREATE EXTENSION pg_stat_statements"
 fi
-PG_SETTINGS=$(kp_pg_psql "$work/pg" -tA -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'wal_buffers', 'max_wal_size', 'synchronous_commit', 'fsync')")
+PG_SETTINGS=$(kp_pg_psql "$work/pg" -tA -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'wal_buffers', 'min_wal_size', 'max_wal_size', 'synchronous_commit', 'fsync')")
 DSN=$(kp_pg_dsn "$work/pg" kaoping)
 kp_cluster_init "$work" "$KP_BUILD_DIR" "$KP_SOURCE_DIR" "$SCHEME_FILE" "$DSN"
 echo "log_level: warn" >>"$KP_WORK/etc/scorer.yaml"
