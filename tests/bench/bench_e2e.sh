@@ -105,7 +105,10 @@ done
 [ "$SMOKE" = 1 ] || PG_SET=(shared_buffers=128MB ${PG_SET[@]+"${PG_SET[@]}"})
 # The warmed segments kept: without it the benchmark's own CHECKPOINTs (short distances) lower
 # PostgreSQL's estimate of the WAL a cycle needs, and it removes segments instead of recycling.
-[ "$WAL_WARM_MB" = 0 ] || PG_SET=("min_wal_size=${WAL_WARM_MB}MB" "${PG_SET[@]}")
+# (PostgreSQL's floor: two segments, 32 MB.)
+if [ "$WAL_WARM_MB" -gt 0 ]; then
+    PG_SET=("min_wal_size=$((WAL_WARM_MB > 32 ? WAL_WARM_MB : 32))MB" ${PG_SET[@]+"${PG_SET[@]}"})
+fi
 LOADGEN=$KP_BUILD_DIR/tests/bench/kp_loadgen
 ENGINE=$KP_BUILD_DIR/tests/bench/bench_engine
 for b in "$LOADGEN" "$ENGINE" "$KP_BUILD_DIR/scorer/kp-scorer" "$KP_BUILD_DIR/collector/kp-collector" \
