@@ -39,13 +39,25 @@ struct kp_pg {
     /* kp_pg_exec_prepared: the statements this session has prepared, by their text's address;
      * statement i is named "kp<i>" (a new session starts with none) */
     const char *prep[KP_PG_PREPARED_MAX];
+    bool prep_ok[KP_PG_PREPARED_MAX]; /* false: kp<i> does not exist (yet) on the server */
     int n_prep;
     bool in_flight; /* a kp_pg_send_prepared or kp_pg_copy_send awaits its kp_pg_wait */
+    /* Pipeline mode (kp_pg_pipeline_begin): what was sent and not yet collected, oldest first:
+     * Q_STMT a statement, Q_BEGIN the BEGIN of kp_pg_begin, i >= 0 the preparation of
+     * statement i (the last two collected by kp_pg_wait before the statement after them). */
+    bool pipe, pipe_synced, pipe_flushed, pipe_failed;
+    bool begin_pending; /* kp_pg_begin: BEGIN goes with the next statement */
+    int *q;
+    size_t q_head, q_len, q_cap;
 };
 
 struct kp_pg_res {
     PGresult *r;
 };
+
+/* Entries of the pipeline's queue other than preparations (struct kp_pg). */
+#define Q_STMT  (-1)
+#define Q_BEGIN (-2)
 
 /* ---- errors --------------------------------------------------------------------------- */
 
@@ -163,6 +175,7 @@ void kp_pg_close(struct kp_pg **pg)
         return;
     if ((*pg)->conn)
         PQfinish((*pg)->conn);
+    free((*pg)->q);
     free((*pg)->dsn);
     free(*pg);
     *pg = NULL;
@@ -177,7 +190,12 @@ int kp_pg_reset(struct kp_pg *pg)
 {
     clear_error(pg);
     pg->in_flight = false; /* a new session: what was in flight went with the old one */
-    if (!pg->conn)
+    /* A connection left in pipeline mode (lost inside one) is replaced rather than reset. */
+    bool piped = pg->pipe || (pg->conn && PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF);
+    pg->pipe = pg->pipe_synced = pg->pipe_failed = false;
+    pg->begin_pending = false;
+    pg->q_head = pg->q_len = 0;
+    if (!pg->conn || piped)
         return connect_now(pg);
     PQreset(pg->conn);
     if (PQstatus(pg->conn) != CONNECTION_OK) {
@@ -230,11 +248,282 @@ static int check_usable(struct kp_pg *pg)
 static int call_begin(struct kp_pg *pg)
 {
     clear_error(pg);
-    if (pg->in_flight) {
+    if (pg->in_flight || (pg->pipe && pg->q_len)) {
         set_errmsg(pg, "a statement is in flight (kp_pg_wait first)");
         return KP_EDB;
     }
+    if (pg->pipe_synced) {
+        set_errmsg(pg, "the pipeline is synced (kp_pg_pipeline_end first)");
+        return KP_EDB;
+    }
+    if (!pg->pipe && pg->conn && PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF) {
+        set_errmsg(pg, "the connection was left in pipeline mode");
+        pg->lost = true; /* kp_pg_reset replaces it */
+        return KP_EDB;
+    }
     return check_usable(pg);
+}
+
+/* ---- pipeline ------------------------------------------------------------------------- */
+
+/* Appends what was just sent to the queue of what is to be collected. */
+static int q_push(struct kp_pg *pg, int what)
+{
+    if (pg->q_head + pg->q_len == pg->q_cap) {
+        if (pg->q_head) { /* room at the front: move the queue there */
+            memmove(pg->q, pg->q + pg->q_head, pg->q_len * sizeof *pg->q);
+            pg->q_head = 0;
+        } else {
+            size_t cap = pg->q_cap ? 2 * pg->q_cap : 16;
+            int *q = realloc(pg->q, cap * sizeof *q);
+            if (!q) { /* sent but not queued: the session's results can no longer be told */
+                set_errmsg(pg, "out of memory");
+                pg->lost = true;
+                pg->pipe_failed = true;
+                return KP_ENOMEM;
+            }
+            pg->q = q;
+            pg->q_cap = cap;
+        }
+    }
+    pg->q[pg->q_head + pg->q_len++] = what;
+    pg->pipe_flushed = false;
+    return 0;
+}
+
+/* Queues what was just sent and hands it to the server at once: in a pipeline libpq keeps
+ * small messages until its buffer fills, and the server would sit idle while the caller
+ * builds the next statement. */
+static int pipe_sent(struct kp_pg *pg, int what)
+{
+    int rc = q_push(pg, what);
+    if (rc)
+        return rc;
+    if (what == Q_STMT && PQflush(pg->conn) != 0) {
+        record_failure(pg, NULL);
+        pg->pipe_failed = true;
+        return KP_EDB;
+    }
+    return 0;
+}
+
+/* In a pipeline, sends what was sent since the last wait and asks the server to send its
+ * results (the server holds them until asked or until the Sync). */
+static int pipe_flush(struct kp_pg *pg)
+{
+    if (pg->pipe_flushed || pg->pipe_synced)
+        return 0;
+    if (!PQsendFlushRequest(pg->conn) || PQflush(pg->conn) != 0) {
+        record_failure(pg, NULL);
+        return KP_EDB;
+    }
+    pg->pipe_flushed = true;
+    return 0;
+}
+
+/* Takes the oldest entry of the queue and its PGresult (NULL when the connection went away:
+ * finish() then records why), then the NULL that ends that statement's results. */
+static PGresult *pipe_next(struct kp_pg *pg, int *what)
+{
+    *what = pg->q[pg->q_head++];
+    pg->q_len--;
+    if (!pg->q_len)
+        pg->q_head = 0;
+    PGresult *r = PQgetResult(pg->conn);
+    if (r) {
+        PGresult *end = PQgetResult(pg->conn);
+        PQclear(end); /* NULL but for a second result, which one statement does not have */
+    }
+    return r;
+}
+
+int kp_pg_pipeline_begin(struct kp_pg *pg)
+{
+    if (pg->pipe) {
+        clear_error(pg);
+        set_errmsg(pg, "already in a pipeline");
+        return KP_EDB;
+    }
+    if (call_begin(pg))
+        return KP_EDB;
+    if (!PQenterPipelineMode(pg->conn)) {
+        record_failure(pg, NULL);
+        return KP_EDB;
+    }
+    pg->pipe = true;
+    pg->pipe_synced = pg->pipe_failed = false;
+    pg->pipe_flushed = true;
+    pg->q_head = pg->q_len = 0;
+    if (pg->begin_pending) { /* kp_pg_begin: first in the pipeline */
+        pg->begin_pending = false;
+        if (!PQsendQueryParams(pg->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) {
+            record_failure(pg, NULL);
+            pg->pipe_failed = true;
+            return KP_EDB; /* in the pipeline: the caller ends it */
+        }
+        return q_push(pg, Q_BEGIN);
+    }
+    return 0;
+}
+
+int kp_pg_begin(struct kp_pg *pg)
+{
+    if (pg->pipe || pg->begin_pending) {
+        clear_error(pg);
+        set_errmsg(pg, pg->pipe ? "kp_pg_begin: inside a pipeline" : "kp_pg_begin: twice");
+        return KP_EDB;
+    }
+    if (call_begin(pg))
+        return KP_EDB;
+    pg->begin_pending = true;
+    return 0;
+}
+
+/* A BEGIN of kp_pg_begin still to send, for the calls that cannot take it along: run alone. */
+static int begin_now(struct kp_pg *pg)
+{
+    if (!pg->begin_pending)
+        return 0;
+    pg->begin_pending = false;
+    return finish(pg, PQexec(pg->conn, "BEGIN"), NULL);
+}
+
+/* kp_pg_exec_bin and kp_pg_exec_prepared after kp_pg_begin: BEGIN and the statement in one
+ * round trip (a pipeline of the two). */
+static int exec_with_begin(struct kp_pg *pg, const char *sql, int nparams,
+                           const char *const *params, const int *lengths, const int *formats,
+                           bool prepared, struct kp_pg_res **res)
+{
+    int rc = kp_pg_pipeline_begin(pg);
+    if (rc == 0 && prepared) {
+        rc = kp_pg_send_prepared(pg, sql, nparams, params, lengths, formats);
+    } else if (rc == 0) {
+        if (PQsendQueryParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0)) {
+            rc = q_push(pg, Q_STMT);
+        } else {
+            record_failure(pg, NULL);
+            rc = KP_EDB;
+        }
+    }
+    if (rc == 0)
+        rc = kp_pg_pipeline_sync(pg);
+    if (rc == 0)
+        rc = kp_pg_wait(pg, res);
+    if (pg->pipe) {
+        int end = kp_pg_pipeline_end(pg);
+        if (rc == 0 && end != 0) {
+            if (res)
+                kp_pg_res_free(res);
+            rc = KP_EDB;
+        }
+    }
+    return rc ? KP_EDB : 0;
+}
+
+bool kp_pg_in_pipeline(const struct kp_pg *pg)
+{
+    return pg && pg->pipe;
+}
+
+int kp_pg_pipeline_sync(struct kp_pg *pg)
+{
+    clear_error(pg);
+    if (!pg->pipe || pg->pipe_synced) {
+        set_errmsg(pg, "no pipeline to sync");
+        return KP_EDB;
+    }
+    if (!PQpipelineSync(pg->conn)) {
+        record_failure(pg, NULL);
+        return KP_EDB;
+    }
+    pg->pipe_synced = true;
+    return 0;
+}
+
+int kp_pg_pipeline_end(struct kp_pg *pg)
+{
+    if (!pg->pipe) {
+        clear_error(pg);
+        set_errmsg(pg, "no pipeline to end");
+        return KP_EDB;
+    }
+    /* What is still outstanding is collected and dropped; the first failure is kept (one a
+     * wait of the caller met, when that was the last call, is still described). */
+    char state[sizeof pg->sqlstate], msg[KP_PG_ERRMSG_MAX];
+    bool failed = pg->pipe_failed && pg->errmsg[0], lost = pg->lost;
+    if (failed) {
+        memcpy(state, pg->sqlstate, sizeof state);
+        memcpy(msg, pg->errmsg, sizeof msg);
+    }
+    while (pg->q_len) {
+        if (kp_pg_wait(pg, NULL) && !failed) {
+            failed = true;
+            lost = pg->lost;
+            memcpy(state, pg->sqlstate, sizeof state);
+            memcpy(msg, pg->errmsg, sizeof msg);
+        }
+        if (pg->lost)
+            break;
+    }
+    clear_error(pg);
+    pg->q_head = pg->q_len = 0;
+    if (kp_pg_ok(pg)) {
+        if (!pg->pipe_synced && !PQpipelineSync(pg->conn)) {
+            record_failure(pg, NULL);
+        } else {
+            PGresult *r;
+            while ((r = PQgetResult(pg->conn)) != NULL) { /* up to the Sync's result */
+                ExecStatusType st = PQresultStatus(r);
+                PQclear(r);
+                if (st == PGRES_PIPELINE_SYNC)
+                    break;
+            }
+            if (!PQexitPipelineMode(pg->conn)) { /* kp_pg_reset replaces the connection */
+                record_failure(pg, NULL);
+                pg->lost = true;
+            }
+        }
+    }
+    pg->pipe = pg->pipe_synced = false;
+    if (failed) {
+        memcpy(pg->sqlstate, state, sizeof state);
+        memcpy(pg->errmsg, msg, sizeof msg);
+        pg->lost = lost || !kp_pg_ok(pg);
+    } else if (!pg->errmsg[0] && !kp_pg_ok(pg)) {
+        set_errmsg(pg, "connection to the database is lost");
+        pg->lost = true;
+    }
+    if (!pg->errmsg[0] && pg->pipe_failed)
+        set_errmsg(pg, "a statement of the pipeline failed");
+    pg->pipe_failed = false;
+    return pg->errmsg[0] ? KP_EDB : 0;
+}
+
+/* The start of a send inside a pipeline (call_begin's part that applies there). */
+static int pipe_send_begin(struct kp_pg *pg)
+{
+    clear_error(pg);
+    if (pg->pipe_synced) {
+        set_errmsg(pg, "the pipeline is synced (kp_pg_pipeline_end first)");
+        return KP_EDB;
+    }
+    return check_usable(pg);
+}
+
+int kp_pg_send(struct kp_pg *pg, const char *sql, int nparams, const char *const *params)
+{
+    if (!pg->pipe) {
+        clear_error(pg);
+        set_errmsg(pg, "kp_pg_send: not in a pipeline");
+        return KP_EDB;
+    }
+    if (pipe_send_begin(pg))
+        return KP_EDB;
+    if (!PQsendQueryParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
+        record_failure(pg, NULL);
+        return KP_EDB;
+    }
+    return pipe_sent(pg, Q_STMT);
 }
 
 int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
@@ -250,6 +539,17 @@ int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *c
         *res = NULL;
     if (call_begin(pg))
         return KP_EDB;
+    if (pg->begin_pending)
+        return exec_with_begin(pg, sql, nparams, params, lengths, formats, false, res);
+    if (pg->pipe) { /* nothing outstanding (call_begin): send, then collect */
+        if (!PQsendQueryParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0)) {
+            record_failure(pg, NULL);
+            return KP_EDB;
+        }
+        if (q_push(pg, Q_STMT))
+            return KP_ENOMEM;
+        return kp_pg_wait(pg, res);
+    }
     PGresult *r = PQexecParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0);
     return finish(pg, r, res);
 }
@@ -259,6 +559,16 @@ int kp_pg_exec_prepared(struct kp_pg *pg, const char *sql, int nparams, const ch
 {
     if (res)
         *res = NULL;
+    if (pg->pipe && pg->q_len) { /* the wait would collect an older statement's result */
+        clear_error(pg);
+        set_errmsg(pg, "a statement is in flight (kp_pg_wait first)");
+        return KP_EDB;
+    }
+    if (pg->begin_pending) { /* never inside a pipeline: kp_pg_pipeline_begin sends it */
+        if (call_begin(pg))
+            return KP_EDB;
+        return exec_with_begin(pg, sql, nparams, params, lengths, formats, true, res);
+    }
     if (kp_pg_send_prepared(pg, sql, nparams, params, lengths, formats))
         return KP_EDB;
     return kp_pg_wait(pg, res);
@@ -267,7 +577,7 @@ int kp_pg_exec_prepared(struct kp_pg *pg, const char *sql, int nparams, const ch
 int kp_pg_send_prepared(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
                         const int *lengths, const int *formats)
 {
-    if (call_begin(pg))
+    if (pg->pipe ? pipe_send_begin(pg) : (call_begin(pg) || begin_now(pg)))
         return KP_EDB;
     int i = 0;
     while (i < pg->n_prep && pg->prep[i] != sql)
@@ -278,10 +588,19 @@ int kp_pg_send_prepared(struct kp_pg *pg, const char *sql, int nparams, const ch
     } else {
         char name[16];
         snprintf(name, sizeof name, "kp%d", i);
-        if (i == pg->n_prep) {
-            if (finish(pg, PQprepare(pg->conn, name, sql, nparams, NULL), NULL))
+        if (i == pg->n_prep || !pg->prep_ok[i]) {
+            if (!pg->pipe) {
+                if (finish(pg, PQprepare(pg->conn, name, sql, nparams, NULL), NULL))
+                    return KP_EDB;
+            } else if (!PQsendPrepare(pg->conn, name, sql, nparams, NULL)) {
+                record_failure(pg, NULL);
                 return KP_EDB;
-            pg->prep[pg->n_prep++] = sql;
+            } else if (q_push(pg, i)) { /* collected (and checked) by kp_pg_wait */
+                return KP_ENOMEM;
+            }
+            if (i == pg->n_prep)
+                pg->prep[pg->n_prep++] = sql;
+            pg->prep_ok[i] = true; /* in a pipeline: until its result says otherwise */
         }
         sent = PQsendQueryPrepared(pg->conn, name, nparams, params, lengths, formats, 0);
     }
@@ -289,12 +608,13 @@ int kp_pg_send_prepared(struct kp_pg *pg, const char *sql, int nparams, const ch
         record_failure(pg, NULL);
         return KP_EDB;
     }
+    if (pg->pipe)
+        return pipe_sent(pg, Q_STMT);
     pg->in_flight = true;
     return 0;
 }
 
-int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t len,
-                  long long *rows)
+int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t len, long long *rows)
 {
     if (rows)
         *rows = 0;
@@ -310,6 +630,12 @@ int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t le
 int kp_pg_copy_send(struct kp_pg *pg, const char *sql, const void *data, size_t len)
 {
     if (call_begin(pg))
+        return KP_EDB;
+    if (pg->pipe) {
+        set_errmsg(pg, "kp_pg_copy_send: no COPY in a pipeline");
+        return KP_EDB;
+    }
+    if (begin_now(pg))
         return KP_EDB;
     PGresult *r = PQexec(pg->conn, sql);
     if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
@@ -334,11 +660,58 @@ int kp_pg_copy_send(struct kp_pg *pg, const char *sql, const void *data, size_t 
     return 0;
 }
 
+/* kp_pg_wait in a pipeline: the oldest outstanding statement's result, after the
+ * preparation sent with it, if any. */
+static int pipe_wait(struct kp_pg *pg, struct kp_pg_res **res)
+{
+    if (!pg->q_len) {
+        set_errmsg(pg, "kp_pg_wait: no statement in flight");
+        return KP_EDB;
+    }
+    if (pipe_flush(pg)) {
+        pg->pipe_failed = true;
+        return KP_EDB;
+    }
+    int rc = 0;
+    for (;;) {
+        int what;
+        PGresult *r = pipe_next(pg, &what);
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (st == PGRES_PIPELINE_ABORTED) { /* skipped: an earlier statement failed */
+            PQclear(r);
+            if (rc == 0) {
+                set_errmsg(pg, "skipped: an earlier statement of the pipeline failed");
+                pg->lost = !kp_pg_ok(pg);
+            }
+            rc = KP_EDB;
+            if (what >= 0)
+                pg->prep_ok[what] = false;
+        } else if (what != Q_STMT) { /* a preparation or BEGIN: nothing to give back */
+            if (finish(pg, r, NULL)) {
+                if (what >= 0)
+                    pg->prep_ok[what] = false;
+                rc = KP_EDB;
+            }
+        } else if (rc == 0) {
+            rc = finish(pg, r, res);
+        } else {
+            PQclear(r);
+        }
+        if (what == Q_STMT || !pg->q_len || (rc && pg->lost))
+            break;
+    }
+    if (rc)
+        pg->pipe_failed = true;
+    return rc;
+}
+
 int kp_pg_wait(struct kp_pg *pg, struct kp_pg_res **res)
 {
     if (res)
         *res = NULL;
     clear_error(pg);
+    if (pg->pipe)
+        return pipe_wait(pg, res);
     if (!pg->in_flight) {
         set_errmsg(pg, "kp_pg_wait: no statement in flight");
         return KP_EDB;
@@ -365,7 +738,7 @@ int kp_pg_wait(struct kp_pg *pg, struct kp_pg_res **res)
 
 int kp_pg_exec_script(struct kp_pg *pg, const char *sql)
 {
-    if (call_begin(pg))
+    if (call_begin(pg) || begin_now(pg))
         return KP_EDB;
     /* PQexec runs every statement of the string; the result is that of the last one, or the
      * first failure (which aborts the rest). */

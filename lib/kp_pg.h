@@ -48,8 +48,7 @@ int kp_pg_exec_prepared(struct kp_pg *pg, const char *sql, int nparams, const ch
  * number of rows copied. On failure returns KP_EDB (kp_pg_sqlstate()/kp_pg_errmsg(), as for
  * kp_pg_exec: a refused row, e.g. a unique violation, leaves the connection usable and the
  * transaction aborted). */
-int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t len,
-                  long long *rows);
+int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t len, long long *rows);
 /* The same two calls in two halves, so that the server works while the caller does: the send
  * half returns once the statement (or the COPY and its data) is sent, and kp_pg_wait then
  * collects its result (*res as for kp_pg_exec_prepared; for a COPY, kp_pg_res_affected gives
@@ -59,6 +58,30 @@ int kp_pg_send_prepared(struct kp_pg *pg, const char *sql, int nparams, const ch
                         const int *lengths, const int *formats);
 int kp_pg_copy_send(struct kp_pg *pg, const char *sql, const void *data, size_t len);
 int kp_pg_wait(struct kp_pg *pg, struct kp_pg_res **res);
+/* Pipeline (libpq's pipeline mode): many statements for one round trip. Between
+ * kp_pg_pipeline_begin and kp_pg_pipeline_end, kp_pg_send_prepared and kp_pg_send queue
+ * statements without waiting for one another; the server runs them in order, and each
+ * kp_pg_wait collects the oldest outstanding result (the first asks the server for them).
+ * kp_pg_exec, kp_pg_exec_bin and kp_pg_exec_prepared work inside only when nothing is
+ * outstanding (they send, then wait); no COPY inside. A statement that fails makes the server
+ * skip the rest of the pipeline: their waits fail too ("skipped"); the failure's SQLSTATE is
+ * the one of the wait that met it. kp_pg_pipeline_sync sends the pipeline's end at once, so
+ * that the remaining waits need no request of their own; kp_pg_pipeline_end sends it if not
+ * sent, collects and drops what is still outstanding and leaves pipeline mode. It returns
+ * KP_EDB when any statement of the pipeline failed (the first such failure described) or the
+ * connection was lost, else 0. A statement prepared inside a pipeline that failed before it is
+ * prepared again at its next use. The caller ends every pipeline it begins, on every path. */
+int kp_pg_pipeline_begin(struct kp_pg *pg);
+/* BEGIN, sent with the next statement rather than alone: kp_pg_exec, kp_pg_exec_bin and
+ * kp_pg_exec_prepared send the two together (one round trip), kp_pg_pipeline_begin makes it
+ * the pipeline's first statement, the other calls run it first. A failure of BEGIN is the
+ * statement's. Returns KP_EDB (no I/O done) when a statement is in flight, inside a pipeline,
+ * twice, or when the connection is lost. */
+int kp_pg_begin(struct kp_pg *pg);
+int kp_pg_send(struct kp_pg *pg, const char *sql, int nparams, const char *const *params);
+int kp_pg_pipeline_sync(struct kp_pg *pg);
+int kp_pg_pipeline_end(struct kp_pg *pg);
+bool kp_pg_in_pipeline(const struct kp_pg *pg);
 /* Runs a script of several statements without parameters (migrations). */
 int kp_pg_exec_script(struct kp_pg *pg, const char *sql);
 

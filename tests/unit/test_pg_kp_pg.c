@@ -244,17 +244,23 @@ static long long prepared_count(struct kp_pg *pg)
     return query_ll(pg, "SELECT count(*) FROM pg_prepared_statements");
 }
 
-static long long prep_add(struct kp_pg *pg, const char *sql, const char *a, const char *b)
+/* Runs a prepared statement of nparams parameters p; returns its one value. */
+static long long prep_value(struct kp_pg *pg, const char *sql, int nparams, const char *const *p)
 {
-    const char *p[2] = {a, b};
     struct kp_pg_res *r = NULL;
-    int rc = kp_pg_exec_prepared(pg, sql, 2, p, NULL, NULL, &r);
+    int rc = kp_pg_exec_prepared(pg, sql, nparams, p, NULL, NULL, &r);
     if (rc)
         fprintf(stderr, "prepared: %s %s\n", kp_pg_sqlstate(pg), kp_pg_errmsg(pg));
     assert_int_equal(rc, 0);
     long long v = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
     kp_pg_res_free(&r);
     return v;
+}
+
+static long long prep_add(struct kp_pg *pg, const char *sql, const char *a, const char *b)
+{
+    const char *p[2] = {a, b};
+    return prep_value(pg, sql, 2, p);
 }
 
 static void test_prepared(void **state)
@@ -388,6 +394,167 @@ static void test_in_flight(void **state)
     assert_int_equal(query_ll(pg, "SELECT 8"), 8);
 
     exec_ok(pg, "DROP TABLE kp_flight_t");
+    kp_buf_fini(&b);
+    kp_pg_close(&pg);
+}
+
+/* A pipeline: statements queued without waiting, their results in order at the waits, the
+ * calls that would take a result out of order refused; a failure skips the rest up to the
+ * end, and a statement whose preparation was skipped is prepared again at its next use; a
+ * session lost inside a pipeline is replaced by kp_pg_reset. */
+static void test_pipeline(void **state)
+{
+    (void)state;
+    static const char SQL_MUL[] = "SELECT $1::int * 3";
+    static const char SQL_DIV[] = "SELECT 10 / $1::int";
+    static const char SQL_ADD[] = "SELECT $1::int + 100";
+    static const char SQL_INS[] = "INSERT INTO kp_pipe_t (k) VALUES ($1::int)";
+    static const char SQL_COPY[] = "COPY kp_pipe_t (k) FROM STDIN (FORMAT binary)";
+    struct kp_pg *pg = connect_ok();
+    exec_ok(pg, "DROP TABLE IF EXISTS kp_pipe_t");
+    exec_ok(pg, "CREATE TABLE kp_pipe_t (k int PRIMARY KEY)");
+    long long prepared0 = prepared_count(pg);
+    const char *p1[1] = {"1"}, *p2[1] = {"2"}, *p5[1] = {"5"}, *zero[1] = {"0"};
+    struct kp_pg_res *r = NULL;
+    struct kp_buf b = {0};
+    copy_ints(&b, 1, 1);
+
+    /* Committed: three runs of a statement prepared inside, an unprepared insert, COMMIT. */
+    exec_ok(pg, "BEGIN");
+    assert_false(kp_pg_in_pipeline(pg));
+    assert_int_equal(kp_pg_pipeline_begin(pg), 0);
+    assert_true(kp_pg_in_pipeline(pg));
+    assert_int_equal(kp_pg_pipeline_begin(pg), KP_EDB); /* not twice */
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_MUL, 1, p1, NULL, NULL), 0);
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_MUL, 1, p2, NULL, NULL), 0);
+    assert_int_equal(kp_pg_send(pg, SQL_INS, 1, p5), 0);
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_MUL, 1, p5, NULL, NULL), 0);
+    /* What would take a result out of order, or cannot be in a pipeline, is refused. */
+    assert_int_equal(kp_pg_exec(pg, "SELECT 1", 0, NULL, NULL), KP_EDB);
+    assert_non_null(strstr(kp_pg_errmsg(pg), "in flight"));
+    assert_int_equal(kp_pg_exec_prepared(pg, SQL_MUL, 1, p1, NULL, NULL, NULL), KP_EDB);
+    assert_int_equal(kp_pg_copy_send(pg, SQL_COPY, b.data, b.len), KP_EDB);
+    assert_int_equal(kp_pg_wait(pg, &r), 0);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "3");
+    kp_pg_res_free(&r);
+    assert_int_equal(kp_pg_wait(pg, &r), 0);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "6");
+    kp_pg_res_free(&r);
+    assert_int_equal(kp_pg_wait(pg, &r), 0);
+    assert_int_equal(kp_pg_res_affected(r), 1);
+    kp_pg_res_free(&r);
+    assert_int_equal(kp_pg_wait(pg, &r), 0);
+    assert_string_equal(kp_pg_res_value(r, 0, 0), "15");
+    kp_pg_res_free(&r);
+    /* Nothing outstanding: a statement runs (send, then wait) inside the pipeline. */
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_pipe_t"), 1);
+    assert_int_equal(kp_pg_send(pg, "COMMIT", 0, NULL), 0);
+    assert_int_equal(kp_pg_pipeline_sync(pg), 0);
+    assert_int_equal(kp_pg_send(pg, "SELECT 1", 0, NULL), KP_EDB); /* synced: no more */
+    assert_int_equal(kp_pg_wait(pg, NULL), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), KP_EDB); /* nothing outstanding */
+    assert_int_equal(kp_pg_pipeline_end(pg), 0);
+    assert_false(kp_pg_in_pipeline(pg));
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_pipe_t WHERE k = 5"), 1);
+    assert_int_equal(prepared_count(pg), prepared0 + 1); /* SQL_MUL, once */
+
+    /* A failure (22012) at its wait; what follows it is skipped, COMMIT too; the end reports
+     * it; the transaction rolls back. SQL_ADD's preparation was skipped with it. */
+    exec_ok(pg, "BEGIN");
+    assert_int_equal(kp_pg_pipeline_begin(pg), 0);
+    const char *p7[1] = {"7"};
+    assert_int_equal(kp_pg_send(pg, SQL_INS, 1, p7), 0);
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_DIV, 1, zero, NULL, NULL), 0);
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_ADD, 1, p1, NULL, NULL), 0);
+    assert_int_equal(kp_pg_send(pg, "COMMIT", 0, NULL), 0);
+    assert_int_equal(kp_pg_pipeline_sync(pg), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "22012");
+    assert_false(kp_pg_conn_lost(pg));
+    assert_int_equal(kp_pg_wait(pg, &r), KP_EDB);
+    assert_null(r);
+    assert_non_null(strstr(kp_pg_errmsg(pg), "skipped"));
+    assert_int_equal(kp_pg_pipeline_end(pg), KP_EDB); /* COMMIT collected and dropped here */
+    assert_non_null(strstr(kp_pg_errmsg(pg), "skipped"));
+    assert_false(kp_pg_conn_lost(pg));
+    exec_ok(pg, "ROLLBACK");
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_pipe_t"), 1); /* 7 is not stored */
+    /* SQL_ADD is prepared again at its next use (it does not exist on the server). */
+    assert_int_equal(prep_value(pg, SQL_ADD, 1, (const char *[]){"5"}), 105);
+    assert_int_equal(prepared_count(pg), prepared0 + 3);
+
+    /* Ended with results outstanding and no sync of its own: collected, the session usable. */
+    assert_int_equal(kp_pg_pipeline_begin(pg), 0);
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_MUL, 1, p2, NULL, NULL), 0);
+    assert_int_equal(kp_pg_send(pg, SQL_INS, 1, p7), 0);
+    assert_int_equal(kp_pg_pipeline_end(pg), 0);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_pipe_t WHERE k = 7"), 1);
+
+    /* The session lost inside a pipeline: the waits fail, reset gives a new one. */
+    assert_int_equal(kp_pg_pipeline_begin(pg), 0);
+    assert_int_equal(kp_pg_send(pg, "SELECT pg_terminate_backend(pg_backend_pid())", 0, NULL), 0);
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_MUL, 1, p1, NULL, NULL), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), KP_EDB);
+    assert_true(kp_pg_conn_lost(pg));
+    assert_int_equal(kp_pg_pipeline_end(pg), KP_EDB);
+    assert_true(kp_pg_conn_lost(pg));
+    assert_false(kp_pg_in_pipeline(pg));
+    assert_int_equal(kp_pg_reset(pg), 0);
+    assert_int_equal(query_ll(pg, "SELECT 9"), 9);
+    assert_int_equal(prep_value(pg, SQL_ADD, 1, (const char *[]){"1"}), 101);
+
+    exec_ok(pg, "DROP TABLE kp_pipe_t");
+    kp_buf_fini(&b);
+    kp_pg_close(&pg);
+}
+
+/* kp_pg_begin: the transaction begins with whichever call runs next (a statement, a prepared
+ * one, a COPY, a pipeline), so ROLLBACK takes back what that call wrote, and COMMIT keeps it. */
+static void test_begin_deferred(void **state)
+{
+    (void)state;
+    static const char SQL_INS[] = "INSERT INTO kp_begin_t (k) VALUES ($1::int)";
+    static const char SQL_COPY[] = "COPY kp_begin_t (k) FROM STDIN (FORMAT binary)";
+    struct kp_pg *pg = connect_ok();
+    exec_ok(pg, "DROP TABLE IF EXISTS kp_begin_t");
+    exec_ok(pg, "CREATE TABLE kp_begin_t (k int8 PRIMARY KEY)");
+    const char *p1[1] = {"1"}, *p2[1] = {"2"}, *p3[1] = {"3"};
+    struct kp_buf b = {0};
+
+    assert_int_equal(kp_pg_begin(pg), 0);
+    assert_int_equal(kp_pg_begin(pg), KP_EDB); /* not twice */
+    assert_int_equal(kp_pg_exec(pg, SQL_INS, 1, p1, NULL), 0);
+    exec_ok(pg, "ROLLBACK");
+    assert_int_equal(kp_pg_begin(pg), 0);
+    assert_int_equal(kp_pg_exec_prepared(pg, SQL_INS, 1, p2, NULL, NULL, NULL), 0);
+    exec_ok(pg, "ROLLBACK");
+    assert_int_equal(kp_pg_begin(pg), 0);
+    copy_ints(&b, 10, 3);
+    assert_int_equal(kp_pg_copy_send(pg, SQL_COPY, b.data, b.len), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), 0);
+    exec_ok(pg, "ROLLBACK");
+    assert_int_equal(kp_pg_begin(pg), 0);
+    assert_int_equal(kp_pg_pipeline_begin(pg), 0);
+    assert_int_equal(kp_pg_send(pg, SQL_INS, 1, p3), 0);
+    assert_int_equal(kp_pg_send(pg, "ROLLBACK", 0, NULL), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), 0); /* the INSERT's: BEGIN's was checked on the way */
+    assert_int_equal(kp_pg_wait(pg, NULL), 0);
+    assert_int_equal(kp_pg_pipeline_end(pg), 0);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_begin_t"), 0);
+
+    /* COMMIT keeps what the first statement wrote; a failing first statement fails the call. */
+    assert_int_equal(kp_pg_begin(pg), 0);
+    assert_int_equal(kp_pg_exec_prepared(pg, SQL_INS, 1, p1, NULL, NULL, NULL), 0);
+    exec_ok(pg, "COMMIT");
+    assert_int_equal(kp_pg_begin(pg), 0);
+    assert_int_equal(kp_pg_exec(pg, SQL_INS, 1, p1, NULL), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "23505");
+    assert_false(kp_pg_in_pipeline(pg));
+    exec_ok(pg, "ROLLBACK");
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_begin_t"), 1);
+
+    exec_ok(pg, "DROP TABLE kp_begin_t");
     kp_buf_fini(&b);
     kp_pg_close(&pg);
 }
@@ -984,6 +1151,8 @@ int main(void)
         cmocka_unit_test(test_conn_lost_and_reset),
         cmocka_unit_test(test_prepared),
         cmocka_unit_test(test_in_flight),
+        cmocka_unit_test(test_pipeline),
+        cmocka_unit_test(test_begin_deferred),
         cmocka_unit_test(test_float_text_exact),
         cmocka_unit_test(test_array_text_roundtrip),
         cmocka_unit_test(test_array_numbers_roundtrip),
