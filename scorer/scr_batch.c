@@ -10,7 +10,10 @@
  * back both the transaction and the engine and answers nack scorer_unavailable, retry:true.
  * Batches that arrive together share the transaction (group commit, scr_process_group): each
  * still commits whole or not at all, the observations of all of them go in by one COPY, and the
- * score rows they share are written once.
+ * score rows they share are written once. After the COPY, the score statements, the highest id
+ * and COMMIT are sent together (a libpq pipeline, kp_pg_pipeline_begin) and their answers read
+ * after: one round trip where each was one; a statement that fails makes the server skip the
+ * rest, COMMIT included.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -541,7 +544,7 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
     long long max_id = -1;
     bool copied = false;
     const char *step = NULL;
-    if (kp_pg_exec(s->pg, "BEGIN", 0, NULL, NULL)) {
+    if (kp_pg_begin(s->pg)) { /* sent with the first statement: no round trip of its own */
         db_failure(s, sch, false, false, "begin", g, n);
         return false;
     }
@@ -591,9 +594,36 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
                  g[0].b->scheme, g[0].b->seq, n);
         return true;
     }
-    if (!step && copied) { /* the highest id the group's COPYs gave */
+    if (!step && n_fresh && !collected)
+        scr__collect_changes(s, sch, &ch);
+    /* Alert transitions first: their statement, when there is one, waits for its answer. */
+    if (!step && n_fresh && scr__alert_batch(s, sch, fresh, n_fresh))
+        step = "alerts";
+    if (step) {
+        db_failure(s, sch, true, false, step, g, n);
+        return false;
+    }
+    /* The rest in one round trip (a pipeline): the score rows, the highest id the group's
+     * COPY gave, COMMIT; then their answers, in that order. */
+    if (kp_pg_pipeline_begin(s->pg)) {
+        db_failure(s, sch, true, false, "pipeline", g, n);
+        return false;
+    }
+    bool commit_sent = false;
+    if (n_fresh && scr__db_write_scores(s, sch, &ch, NULL))
+        step = "scores";
+    if (!step && copied && kp_pg_send(s->pg, SQL_OBS_MAXID, 0, NULL))
+        step = "observation";
+    if (!step) {
+        commit_sent = true; /* from here, a lost connection leaves the outcome unknown */
+        if (kp_pg_send(s->pg, "COMMIT", 0, NULL) || kp_pg_pipeline_sync(s->pg))
+            step = "commit";
+    }
+    if (!step && n_fresh && scr__db_collect_scores(s, sch, &ch, NULL))
+        step = "scores";
+    if (!step && copied) {
         struct kp_pg_res *r = NULL;
-        if (kp_pg_exec(s->pg, SQL_OBS_MAXID, 0, NULL, &r)) {
+        if (kp_pg_wait(s->pg, &r)) {
             step = "observation";
         } else {
             long long id =
@@ -603,24 +633,13 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
             kp_pg_res_free(&r);
         }
     }
+    if (!step && kp_pg_wait(s->pg, NULL))
+        step = "commit";
+    /* Ends the pipeline on every path (what is left is collected); after a COMMIT that
+     * answered, a failure here can only be the connection's, which the next group meets. */
+    (void)kp_pg_pipeline_end(s->pg);
     if (step) {
-        db_failure(s, sch, true, false, step, g, n);
-        return false;
-    }
-    if (n_fresh) {
-        if (!collected)
-            scr__collect_changes(s, sch, &ch);
-        if (scr__db_write_scores(s, sch, &ch, NULL)) {
-            db_failure(s, sch, true, false, "scores", g, n);
-            return false;
-        }
-        if (scr__alert_batch(s, sch, fresh, n_fresh)) { /* transitions in the same transaction */
-            db_failure(s, sch, true, false, "alerts", g, n);
-            return false;
-        }
-    }
-    if (kp_pg_exec(s->pg, "COMMIT", 0, NULL, NULL)) {
-        db_failure(s, sch, true, true, "commit", g, n);
+        db_failure(s, sch, true, commit_sent, step, g, n);
         return false;
     }
     score_engine_commit(sch->engine);

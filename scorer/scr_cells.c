@@ -90,8 +90,9 @@ enum {
 };
 
 struct scr_cells {
-    size_t ncells; /* nodes of the scheme but the root: cell k is node k + 1 */
-    size_t nparts; /* ceil(ncells / PART) */
+    int outstanding; /* statements scr__cells_write left to scr__cells_collect (a pipeline) */
+    size_t ncells;   /* nodes of the scheme but the root: cell k is node k + 1 */
+    size_t nparts;   /* ceil(ncells / PART) */
     struct cell_row **rows;
     size_t n_rows, cap_rows;
     size_t *slot; /* open addressing over rows (index + 1; 0 empty) */
@@ -426,6 +427,7 @@ void scr__cells_begin(struct scr_cells *c)
  * counts of log rows are as at the transaction's begin. */
 static void end_transaction(struct scr_cells *c, bool committed)
 {
+    c->outstanding = 0;
     for (size_t t = 0; t < c->n_touched; t++) {
         struct cell_row *r = c->rows[c->touched[t]];
         for (size_t q = 0; q < c->nparts; q++)
@@ -547,14 +549,14 @@ enum wkind {
     W_FOLD,  /* SQL_FOLD */
 };
 
-/* One statement's worth of rows being gathered by scr__cells_write, and whether the one
- * before it is still running. */
+/* One statement's worth of rows being gathered by scr__cells_write, and how many statements
+ * sent before it await their results (one at most, but in a pipeline). */
 struct wchunk {
     enum wkind kind;
     int n_up, n_del; /* W_PARTS: parts upserted, deleted; else rows in n_up */
     int n_elem;      /* W_LOG: cells */
     int n_units;     /* W_LOG: units of the rows */
-    bool sent;       /* a statement awaits its result (chunk_wait) */
+    int sent;        /* statements that await their results (chunk_wait) */
     long long *rows, *now_us;
 };
 
@@ -579,28 +581,31 @@ static void chunk_begin(struct scr *s, struct wchunk *w, enum wkind kind)
     }
 }
 
-/* Collects the result of the statement sent last, if any. Returns 0 or KP_EDB. */
+/* Collects the results of the statements sent, in order. Returns 0 or KP_EDB (what is left
+ * of a pipeline is then its end's to collect). */
 static int chunk_wait(struct scr *s, struct wchunk *w)
 {
-    if (!w->sent)
-        return 0;
-    w->sent = false;
-    struct kp_pg_res *res = NULL;
-    if (kp_pg_wait(s->pg, &res))
-        return KP_EDB;
-    if (kp_pg_res_ntuples(res) == 1) {
-        if (w->rows)
-            *w->rows += strtoll(kp_pg_res_value(res, 0, 0), NULL, 10);
-        *w->now_us = strtoll(kp_pg_res_value(res, 0, 1), NULL, 10); /* now(): one per transaction */
+    while (w->sent > 0) {
+        w->sent--;
+        struct kp_pg_res *res = NULL;
+        if (kp_pg_wait(s->pg, &res)) {
+            w->sent = 0;
+            return KP_EDB;
+        }
+        if (kp_pg_res_ntuples(res) == 1) {
+            if (w->rows)
+                *w->rows += strtoll(kp_pg_res_value(res, 0, 0), NULL, 10);
+            *w->now_us = strtoll(kp_pg_res_value(res, 0, 1), NULL, 10); /* one per transaction */
+        }
+        kp_pg_res_free(&res);
     }
-    kp_pg_res_free(&res);
     return 0;
 }
 
-/* Sends the gathered statement (when it has a row) once the one before it has answered, and
- * returns without waiting: the server runs it while the caller gathers the next
- * (docs/BENCHMARKS.md round 12). libpq has copied the parameters when the send returns, so the
- * arrays can be begun again at once. Returns 0 or KP_EDB, with nothing in flight then. */
+/* Sends the gathered statement (when it has a row) once the one before it has answered, or at
+ * once in a pipeline, and returns without waiting: the server runs it while the caller gathers
+ * the next (docs/BENCHMARKS.md rounds 12 and 19). libpq has copied the parameters when the
+ * send returns, so the arrays can be begun again at once. Returns 0 or KP_EDB. */
 static int chunk_send(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
 {
     struct kp_buf *a = s->a, *bin = s->bin;
@@ -653,9 +658,10 @@ static int chunk_send(struct scr *s, struct scr_scheme *sch, struct wchunk *w)
         p[10] = kp_buf_cstr(&a[SCR_A_IDPERIOD]);
         p[11] = kp_buf_cstr(&a[SCR_A_IDBASE]);
     }
-    if (chunk_wait(s, w) || kp_pg_send_prepared(s->pg, sql, np, p, len, fmt))
+    if ((!kp_pg_in_pipeline(s->pg) && chunk_wait(s, w)) ||
+        kp_pg_send_prepared(s->pg, sql, np, p, len, fmt))
         return KP_EDB;
-    w->sent = true;
+    w->sent++;
     return 0;
 }
 
@@ -955,6 +961,17 @@ int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long
                 e->nlog++;
         }
     }
+    if (kp_pg_in_pipeline(s->pg)) { /* the caller sends more before anything is collected */
+        c->outstanding = w.sent;
+        return 0;
+    }
+    return chunk_wait(s, &w);
+}
+
+int scr__cells_collect(struct scr *s, struct scr_scheme *sch, long long *rows, long long *now_us)
+{
+    struct wchunk w = {.rows = rows, .now_us = now_us, .sent = sch->cells->outstanding};
+    sch->cells->outstanding = 0;
     return chunk_wait(s, &w);
 }
 

@@ -244,6 +244,14 @@ int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_chang
     return scr__totals_write(s, sch, ch, rows);
 }
 
+int scr__db_collect_scores(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch,
+                           long long *rows)
+{
+    if (sch->cells && scr__cells_collect(s, sch, rows, &ch->now_us))
+        return KP_EDB;
+    return ch->totals_sent ? scr__totals_collect(s, ch, rows) : 0;
+}
+
 /* ---- replay --------------------------------------------------------------------------- */
 
 /* The scheme is compared with `(SELECT $1::text)` in the statements that read observations

@@ -118,6 +118,7 @@ struct scr_changes {
     size_t n_cells, n_totals;  /* changed cells and totals */
     size_t n_periods;          /* unit_scores rows to write: periods in SCR_A_UPERIODS */
     long long now_us; /* the transaction's now() once cells or totals are written, else 0 */
+    bool totals_sent; /* in a pipeline: the unit_scores statement awaits scr__db_collect_scores */
 };
 
 struct scr {
@@ -236,6 +237,11 @@ void scr__collect_changes(struct scr *s, struct scr_scheme *sch, struct scr_chan
  * 0 or KP_EDB; then the caller rolls back (scr__cells_rollback with the engine). */
 int scr__db_write_scores(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch,
                          long long *rows);
+/* Inside a pipeline (kp_pg_pipeline_begin), scr__db_write_scores only sends its statements, and
+ * this collects their results afterwards, in the order sent (rows, ch->now_us as said there).
+ * Outside one it has nothing to collect. Returns 0 or KP_EDB. */
+int scr__db_collect_scores(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch,
+                           long long *rows);
 
 /* ---- scr_totals.c ----------------------------------------------------------------------- */
 
@@ -257,6 +263,8 @@ void scr__totals_gather(struct scr *s, struct scr_scheme *sch, struct scr_change
  * adds the rows written or deleted to *rows when rows != NULL, sets ch->now_us. 0 or KP_EDB. */
 int scr__totals_write(struct scr *s, struct scr_scheme *sch, struct scr_changes *ch,
                       long long *rows);
+/* In a pipeline, scr__totals_write sends and sets ch->totals_sent; this collects. */
+int scr__totals_collect(struct scr *s, struct scr_changes *ch, long long *rows);
 /* The transaction ended: a committed one's changed entries take now_us, else their time
  * before. */
 void scr__totals_end(struct scr_totals *t, bool committed, long long now_us);
@@ -315,6 +323,9 @@ extern size_t scr__cells_log_units;
 extern size_t scr__cells_log_row_cells;
 int scr__cells_write(struct scr *s, struct scr_scheme *sch, bool sync, long long *rows,
                      long long *now_us);
+/* In a pipeline, scr__cells_write leaves its statements' results outstanding (but for a
+ * sync's); this collects them, as scr__cells_write would have. 0 or KP_EDB. */
+int scr__cells_collect(struct scr *s, struct scr_scheme *sch, long long *rows, long long *now_us);
 /* Inside the caller's transaction: builds a new copy from the engine, reads the scheme's rows
  * and writes those that differ from the engine (or are in another layout), deletes the rows
  * the engine does not hold; per cell, updated_at is kept when the cell is unchanged. The new

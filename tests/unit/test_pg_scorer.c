@@ -1724,10 +1724,11 @@ static void test_failed_commit(void **state)
     assert_string_equal(u0, t0);
     free(t0);
 
-    /* A cell statement that fails while the next one is being gathered (scr_cells sends one
-     * ahead): one row a statement, the second row refused. The failure surfaces at the next
-     * wait; the group is rolled back and nacked, the connection stays. Twice: part rows written
-     * whole (no log), then log rows (U2's second; U3's and U1's first). */
+    /* A cell statement that fails among others (the group's score statements go in one
+     * pipeline, COMMIT after them): one row a statement, the second row refused. The failure
+     * surfaces when their results are collected, the rest (COMMIT too) is skipped; the group
+     * is rolled back and nacked, the connection stays. Twice: part rows written whole (no
+     * log), then log rows (U2's second; U3's and U1's first). */
     static const struct ob B2c[] = {{"U2", "eff_b", "2022", 9, "fc2", 1},
                                     {"U3", "eff_b", "2022", 10, "fc4", 0},
                                     {"U1", "eff_b", "2022", 11, "fc6", 0}};
