@@ -181,9 +181,18 @@ void kp_pg_close(struct kp_pg **pg)
     *pg = NULL;
 }
 
-bool kp_pg_ok(struct kp_pg *pg)
+/* The connection as libpq sees it. */
+static bool conn_up(const struct kp_pg *pg)
 {
     return pg && pg->conn && PQstatus(pg->conn) == CONNECTION_OK;
+}
+
+/* A connection that libpq still holds in pipeline mode outside a pipeline of ours (one lost
+ * while its results were being read: a server that sends 57P01 and closes) cannot run a
+ * statement: not ok, so that callers reset it (kp_pg_reset replaces it). */
+bool kp_pg_ok(struct kp_pg *pg)
+{
+    return conn_up(pg) && (pg->pipe || PQpipelineStatus(pg->conn) == PQ_PIPELINE_OFF);
 }
 
 int kp_pg_reset(struct kp_pg *pg)
@@ -456,23 +465,33 @@ int kp_pg_pipeline_end(struct kp_pg *pg)
         memcpy(msg, pg->errmsg, sizeof msg);
     }
     while (pg->q_len) {
-        if (kp_pg_wait(pg, NULL) && !failed) {
+        size_t before = pg->q_len;
+        int rc = kp_pg_wait(pg, NULL);
+        if (rc && !failed) {
             failed = true;
             lost = pg->lost;
             memcpy(state, pg->sqlstate, sizeof state);
             memcpy(msg, pg->errmsg, sizeof msg);
         }
-        if (pg->lost)
+        if (!conn_up(pg) || (rc && pg->q_len == before))
             break;
     }
     clear_error(pg);
     pg->q_head = pg->q_len = 0;
-    if (kp_pg_ok(pg)) {
+    if (conn_up(pg)) {
         if (!pg->pipe_synced && !PQpipelineSync(pg->conn)) {
             record_failure(pg, NULL);
         } else {
-            PGresult *r;
-            while ((r = PQgetResult(pg->conn)) != NULL) { /* up to the Sync's result */
+            /* Up to the Sync's result. NULL ends each statement's results; two in a row: there
+             * is nothing more to read. */
+            int nulls = 0;
+            while (nulls < 2 && conn_up(pg)) {
+                PGresult *r = PQgetResult(pg->conn);
+                if (!r) {
+                    nulls++;
+                    continue;
+                }
+                nulls = 0;
                 ExecStatusType st = PQresultStatus(r);
                 PQclear(r);
                 if (st == PGRES_PIPELINE_SYNC)
@@ -668,8 +687,9 @@ static int pipe_wait(struct kp_pg *pg, struct kp_pg_res **res)
         set_errmsg(pg, "kp_pg_wait: no statement in flight");
         return KP_EDB;
     }
-    if (pipe_flush(pg)) {
+    if (pipe_flush(pg)) { /* nothing outstanding will answer */
         pg->pipe_failed = true;
+        pg->q_head = pg->q_len = 0;
         return KP_EDB;
     }
     int rc = 0;
@@ -697,7 +717,7 @@ static int pipe_wait(struct kp_pg *pg, struct kp_pg_res **res)
         } else {
             PQclear(r);
         }
-        if (what == Q_STMT || !pg->q_len || (rc && pg->lost))
+        if (what == Q_STMT || !pg->q_len || (rc && !conn_up(pg)))
             break;
     }
     if (rc)

@@ -491,6 +491,25 @@ static void test_pipeline(void **state)
     assert_int_equal(kp_pg_pipeline_end(pg), 0);
     assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_pipe_t WHERE k = 7"), 1);
 
+    /* A failure whose SQLSTATE says the session ends (57P01) while the server keeps it: what
+     * follows is still collected, and the session left usable, or not ok so that the caller
+     * resets it, as a daemon does; never ok but unable to run a statement. */
+    assert_int_equal(kp_pg_pipeline_begin(pg), 0);
+    assert_int_equal(kp_pg_send(pg,
+                                "DO $$ BEGIN RAISE EXCEPTION 'kp test' USING ERRCODE = '57P01'; "
+                                "END $$",
+                                0, NULL),
+                     0);
+    assert_int_equal(kp_pg_send_prepared(pg, SQL_MUL, 1, p1, NULL, NULL), 0);
+    assert_int_equal(kp_pg_send(pg, "SELECT 2", 0, NULL), 0);
+    assert_int_equal(kp_pg_pipeline_sync(pg), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "57P01");
+    assert_int_equal(kp_pg_pipeline_end(pg), KP_EDB);
+    if (!kp_pg_ok(pg))
+        assert_int_equal(kp_pg_reset(pg), 0);
+    assert_int_equal(query_ll(pg, "SELECT 10"), 10);
+
     /* The session lost inside a pipeline: the waits fail, reset gives a new one. */
     assert_int_equal(kp_pg_pipeline_begin(pg), 0);
     assert_int_equal(kp_pg_send(pg, "SELECT pg_terminate_backend(pg_backend_pid())", 0, NULL), 0);
@@ -500,7 +519,10 @@ static void test_pipeline(void **state)
     assert_int_equal(kp_pg_pipeline_end(pg), KP_EDB);
     assert_true(kp_pg_conn_lost(pg));
     assert_false(kp_pg_in_pipeline(pg));
+    assert_false(kp_pg_ok(pg)); /* what makes a daemon reset it */
+    assert_int_equal(kp_pg_exec(pg, "SELECT 1", 0, NULL, NULL), KP_EDB);
     assert_int_equal(kp_pg_reset(pg), 0);
+    assert_true(kp_pg_ok(pg));
     assert_int_equal(query_ll(pg, "SELECT 9"), 9);
     assert_int_equal(prep_value(pg, SQL_ADD, 1, (const char *[]){"1"}), 101);
 
