@@ -21,7 +21,8 @@ struct kp_buf;
  * NULL only on OOM. Returns 0 or KP_EDB. */
 int kp_pg_open(const char *dsn, struct kp_pg **out);
 void kp_pg_close(struct kp_pg **pg);
-/* True when the connection is usable. */
+/* True when the connection is usable; false too while libpq holds it in pipeline mode outside
+ * a pipeline of kp_pg's (one lost while being read): kp_pg_reset then replaces it. */
 bool kp_pg_ok(struct kp_pg *pg);
 /* Reconnects (PQreset). Returns 0 or KP_EDB. */
 int kp_pg_reset(struct kp_pg *pg);

@@ -12,7 +12,7 @@
  * still commits whole or not at all, the observations of all of them go in by one COPY, and the
  * score rows they share are written once. After the COPY, the score statements, the highest id
  * and COMMIT are sent together (a libpq pipeline, kp_pg_pipeline_begin) and their answers read
- * after: one round trip where each was one; a statement that fails makes the server skip the
+ * after: one round trip instead of one each; a statement that fails makes the server skip the
  * rest, COMMIT included.
  */
 #include <inttypes.h>
