@@ -245,7 +245,10 @@ static int check_usable(struct kp_pg *pg)
 {
     if (kp_pg_ok(pg))
         return 0;
-    set_errmsg(pg, pg->conn ? PQerrorMessage(pg->conn) : "not connected");
+    if (conn_up(pg)) /* kp_pg_ok's other case: kp_pg_reset replaces such a connection */
+        set_errmsg(pg, "the connection was left in pipeline mode");
+    else
+        set_errmsg(pg, pg->conn ? PQerrorMessage(pg->conn) : "not connected");
     if (!pg->errmsg[0] || !strcmp(pg->errmsg, "unknown libpq error"))
         set_errmsg(pg, "connection to the database is lost");
     pg->lost = true;
@@ -263,11 +266,6 @@ static int call_begin(struct kp_pg *pg)
     }
     if (pg->pipe_synced) {
         set_errmsg(pg, "the pipeline is synced (kp_pg_pipeline_end first)");
-        return KP_EDB;
-    }
-    if (!pg->pipe && pg->conn && PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF) {
-        set_errmsg(pg, "the connection was left in pipeline mode");
-        pg->lost = true; /* kp_pg_reset replaces it */
         return KP_EDB;
     }
     return check_usable(pg);
@@ -368,9 +366,11 @@ int kp_pg_pipeline_begin(struct kp_pg *pg)
         if (!PQsendQueryParams(pg->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) {
             record_failure(pg, NULL);
             pg->pipe_failed = true;
-            return KP_EDB; /* in the pipeline: the caller ends it */
         }
-        return q_push(pg, Q_BEGIN);
+        if (pg->pipe_failed || q_push(pg, Q_BEGIN)) {
+            kp_pg_pipeline_end(pg); /* keeps the failure (pipe_failed) */
+            return KP_EDB;
+        }
     }
     return 0;
 }
@@ -386,6 +386,18 @@ int kp_pg_begin(struct kp_pg *pg)
         return KP_EDB;
     pg->begin_pending = true;
     return 0;
+}
+
+/* In a pipeline: sends a statement and queues its result, handed to the server at once
+ * (pipe_sent) or with the caller's next wait or sync. */
+static int pipe_query(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
+                      const int *lengths, const int *formats, bool flush)
+{
+    if (!PQsendQueryParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0)) {
+        record_failure(pg, NULL);
+        return KP_EDB;
+    }
+    return flush ? pipe_sent(pg, Q_STMT) : q_push(pg, Q_STMT);
 }
 
 /* A BEGIN of kp_pg_begin still to send, for the calls that cannot take it along: run alone. */
@@ -407,12 +419,7 @@ static int exec_with_begin(struct kp_pg *pg, const char *sql, int nparams,
     if (rc == 0 && prepared) {
         rc = kp_pg_send_prepared(pg, sql, nparams, params, lengths, formats);
     } else if (rc == 0) {
-        if (PQsendQueryParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0)) {
-            rc = q_push(pg, Q_STMT);
-        } else {
-            record_failure(pg, NULL);
-            rc = KP_EDB;
-        }
+        rc = pipe_query(pg, sql, nparams, params, lengths, formats, false); /* sync flushes */
     }
     if (rc == 0)
         rc = kp_pg_pipeline_sync(pg);
@@ -538,11 +545,7 @@ int kp_pg_send(struct kp_pg *pg, const char *sql, int nparams, const char *const
     }
     if (pipe_send_begin(pg))
         return KP_EDB;
-    if (!PQsendQueryParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
-        record_failure(pg, NULL);
-        return KP_EDB;
-    }
-    return pipe_sent(pg, Q_STMT);
+    return pipe_query(pg, sql, nparams, params, NULL, NULL, true);
 }
 
 int kp_pg_exec(struct kp_pg *pg, const char *sql, int nparams, const char *const *params,
@@ -561,13 +564,8 @@ int kp_pg_exec_bin(struct kp_pg *pg, const char *sql, int nparams, const char *c
     if (pg->begin_pending)
         return exec_with_begin(pg, sql, nparams, params, lengths, formats, false, res);
     if (pg->pipe) { /* nothing outstanding (call_begin): send, then collect */
-        if (!PQsendQueryParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0)) {
-            record_failure(pg, NULL);
-            return KP_EDB;
-        }
-        if (q_push(pg, Q_STMT))
-            return KP_ENOMEM;
-        return kp_pg_wait(pg, res);
+        int rc = pipe_query(pg, sql, nparams, params, lengths, formats, false); /* wait flushes */
+        return rc ? rc : kp_pg_wait(pg, res);
     }
     PGresult *r = PQexecParams(pg->conn, sql, nparams, NULL, params, lengths, formats, 0);
     return finish(pg, r, res);

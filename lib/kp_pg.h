@@ -71,7 +71,8 @@ int kp_pg_wait(struct kp_pg *pg, struct kp_pg_res **res);
  * sent, collects and drops what is still outstanding and leaves pipeline mode. It returns
  * KP_EDB when any statement of the pipeline failed (the first such failure described) or the
  * connection was lost, else 0. A statement prepared inside a pipeline that failed before it is
- * prepared again at its next use. The caller ends every pipeline it begins, on every path. */
+ * prepared again at its next use. The caller ends every pipeline it begins, on every path;
+ * a kp_pg_pipeline_begin that fails leaves none to end. */
 int kp_pg_pipeline_begin(struct kp_pg *pg);
 /* BEGIN, sent with the next statement rather than alone: kp_pg_exec, kp_pg_exec_bin and
  * kp_pg_exec_prepared send the two together (one round trip), kp_pg_pipeline_begin makes it
