@@ -13,7 +13,9 @@
 #      value on its own cells: the most score rows per observation) and once in the order a
 #      statistics system exports them (--order source: unit by unit, indicators in order);
 #   3. the latency from send to ack (after the scorer's commit) at 1,000 and 10,000 obs/s (random
-#      cells), and at 10,000 obs/s in source order;
+#      cells), and at 10,000 obs/s in source order; at 10,000 obs/s on random cells also the CPU
+#      of the scorer and of its database session; and before that run, the machine's floor:
+#      pgbench's latency of one-row INSERT transactions at 100/s, each a durable commit;
 #   4. the scoring engine alone (bench_engine, its JSON obs_per_s);
 #   5. each daemon's peak RSS (VmHWM) at the end, and the scorer's during the two runs at
 #      10,000 obs/s alone.
@@ -397,13 +399,44 @@ R1K=$(loadgen bench-1k --rate 1000 --seconds "$RATE_SECONDS" --batch "$RATE_BATC
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$(cat "$KP_WORK/pids/$1")/status"; }
 RSS_SCR_BEFORE=$(hwm scorer)
 echo 5 >"/proc/$(cat "$KP_WORK/pids/scorer")/clear_refs"
+
+# ---- 3b. the machine's floor: a durable commit with nothing of kaoping in the way ---------------
+# One-row INSERTs, each its own transaction, at 100 per second (pgbench, one connection) for a
+# third of --seconds, just before the run at 10,000 obs/s: the commit latency this machine gives
+# in this spell. A scorer's group cannot commit faster than this.
+FLOOR_S=$((RATE_SECONDS / 3 > 0 ? RATE_SECONDS / 3 : 1))
+say "commit floor: one-row INSERT transactions at 100/s for ${FLOOR_S}s (pgbench)"
+PGBENCH=$KP_PG_BINDIR/pgbench
+[ -x "$PGBENCH" ] || PGBENCH=pgbench
+psql_q "CREATE TABLE bench_floor (id bigserial PRIMARY KEY, v text NOT NULL)" >/dev/null
+echo "INSERT INTO bench_floor (v) VALUES (repeat('x', 100));" >"$work/floor.sql"
+(cd "$work" && "$PGBENCH" -n -R 100 -T "$FLOOR_S" -f floor.sql -l --log-prefix=floorlog \
+    "$(kp_pg_dsn "$work/pg")" >floor.out 2>&1) || { say "pgbench failed"; cat "$work/floor.out" >&2; exit 1; }
+# Per transaction, the third field: its latency in microseconds (from its scheduled start). The
+# percentiles are kp_loadgen's: the value of rank round(p * (n - 1)).
+FLOOR=$(cat "$work"/floorlog.* | awk '{ print $3 / 1000 }' | sort -g | awk '
+    { v[NR - 1] = $1 }
+    END { printf "%d %.2f %.2f %.2f", NR, v[int(0.5 * (NR - 1) + 0.5)], v[int(0.99 * (NR - 1) + 0.5)], v[NR - 1] }')
+read -r FLOOR_N FLOOR_P50 FLOOR_P99 FLOOR_MAX <<<"$FLOOR"
+[ "${FLOOR_N:-0}" -gt 0 ] || { say "pgbench logged no transaction"; exit 1; }
+psql_q "DROP TABLE bench_floor" >/dev/null
+rm -f -- "$work"/floorlog.* "$work/floor.sql" "$work/floor.out"
+
+# The serial part of the path at this load: the scorer and its database session (its oldest
+# client backend, the one that runs the batch transactions) take turns on each group.
 say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
+SESSION=$(psql_q "SELECT pid FROM pg_stat_activity WHERE datname = 'kaoping' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY backend_start LIMIT 1")
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+chain0="$(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")"
 w0=$(wal_lsn)
 prof_start 10k
 R10K=$(loadgen bench-10k --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
     { say "kp_loadgen: $R10K"; exit 1; }
 R10K_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$R10K")")
+chain1="$(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")"
 prof_stop 10k
+read -r CPU10K_SCR CPU10K_SES <<<"$(echo "$chain0 $chain1" | awk -v s="$(jget seconds "$R10K")" -v hz="$(getconf CLK_TCK)" \
+    '{ if (s > 0) printf "%.0f %.0f", ($3 - $1) / hz / s * 100, ($4 - $2) / hz / s * 100; else print "0 0" }')"
 w0=$(wal_lsn)
 say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH, source order"
 R10KS=$(loadgen bench-10ks --order source --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
@@ -469,11 +502,12 @@ echo "| COPY, one transaction per batch of $BATCH | $(fmt "$COPYB_RATE") | | | |
 echo "| end to end, rate 0 (maximum), random cells | $(fmt "$MAX_RATE") | $(jget p50_ms "$MAX") | $(jget p99_ms "$MAX") | $(jget max_ms "$MAX") | ${RATIO} of COPY; WAL ${MAX_WAL} B/obs; $(jget retries "$MAX") resends after nacks; CPU collector ${CPU_COL}%, broker ${CPU_BRK}%, scorer ${CPU_SCR}% |"
 echo "| end to end, rate 0, source order | $(fmt "$MAXS_RATE") | $(jget p50_ms "$MAXS") | $(jget p99_ms "$MAXS") | $(jget max_ms "$MAXS") | ${RATIO_S} of COPY; WAL ${MAXS_WAL} B/obs; $(jget retries "$MAXS") resends after nacks |"
 echo "| end to end at 1,000 obs/s | $(fmt "$(jget obs_per_s "$R1K")") | $(jget p50_ms "$R1K") | $(jget p99_ms "$R1K") | $(jget max_ms "$R1K") | $(jget acked_batches "$R1K") batches |"
-echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches; WAL ${R10K_WAL} B/obs |"
+echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches; WAL ${R10K_WAL} B/obs; CPU scorer ${CPU10K_SCR}%, its database session ${CPU10K_SES}% |"
 echo "| end to end at 10,000 obs/s, source order | $(fmt "$(jget obs_per_s "$R10KS")") | $(jget p50_ms "$R10KS") | $(jget p99_ms "$R10KS") | $(jget max_ms "$R10KS") | $(jget acked_batches "$R10KS") batches; WAL ${R10KS_WAL} B/obs |"
+echo "| commit floor: one-row INSERT transactions at 100/s (pgbench) | | $FLOOR_P50 | $FLOOR_P99 | $FLOOR_MAX | $FLOOR_N transactions in ${FLOOR_S} s, just before the run at 10,000 obs/s |"
 echo "| scoring engine alone (bench_engine) | $(fmt "$ENG_RATE") | | | | one core, no I/O |"
 echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MiB, broker $(mb "$RSS_BRK") MiB, scorer $(mb "$RSS_SCR") MiB (at 10,000 obs/s $(mb "$RSS_SCR_10K") MiB; at the end $(mb "$RSS_SCR_NOW") MiB, of which the scheme's state $(mb "$STATE_KB") MiB: $(fmt "$RECORDS") records) |"
 echo
-echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"wal_warm_mb\":$WAL_WARM_MB,\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
+echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"cpu_pct_10k\":{\"scorer\":$CPU10K_SCR,\"session\":$CPU10K_SES},\"floor_p50_ms\":$FLOOR_P50,\"floor_p99_ms\":$FLOOR_P99,\"floor_max_ms\":$FLOOR_MAX,\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"wal_warm_mb\":$WAL_WARM_MB,\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
 [ -n "$PROFILE" ] && say "profiles in $PROFILE"
 exit $fail
