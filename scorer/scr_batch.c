@@ -563,6 +563,7 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
         if (!step && !g[k].dup)
             fresh[n_fresh++] = g[k].b;
     }
+    uint64_t t_rows = kp_mono_ns(); /* the steps' times, for the debug line of each batch */
     struct scr_changes ch = {0};
     bool collected = false;
     if (!step && copied) { /* one COPY for the group: its fixed cost once, not per batch */
@@ -581,6 +582,7 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
             }
         }
     }
+    uint64_t t_copy = kp_mono_ns();
     if (step == STEP_CONFLICT && kp_pg_exec(s->pg, "ROLLBACK", 0, NULL, NULL) == 0) {
         score_engine_rollback(sch->engine);
         scr__cells_rollback(sch->cells);
@@ -619,6 +621,7 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
         if (kp_pg_send(s->pg, "COMMIT", 0, NULL) || kp_pg_pipeline_sync(s->pg))
             step = "commit";
     }
+    uint64_t t_sent = kp_mono_ns();
     if (!step && n_fresh && scr__db_collect_scores(s, sch, &ch, NULL))
         step = "scores";
     if (!step && copied) {
@@ -653,7 +656,8 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
         scr__alert_committed(s, sch); /* PUB announcements, Alertmanager sender */
         scr__state_metrics(sch);
     }
-    double secs = (double)(kp_mono_ns() - t0) / 1e9;
+    uint64_t t_end = kp_mono_ns();
+    double secs = (double)(t_end - t0) / 1e9;
     kp_histogram_observe(s->m_commit_s, secs);
 
     for (size_t k = 0; k < n; k++) {
@@ -677,9 +681,12 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
                 kp_counter_inc(s->m_rej[b->obs[i].reason]);
         KP_DEBUG("batch_committed",
                  "adapter=%s scheme=%s seq=%" PRIu64 " stored=%zu new=%lld "
-                 "rejected=%zu dup=false group=%zu cells=%zu totals=%zu ms=%.2f",
+                 "rejected=%zu dup=false group=%zu cells=%zu totals=%zu ms=%.2f rows_ms=%.2f "
+                 "copy_ms=%.2f send_ms=%.2f wait_ms=%.2f",
                  b->aid, b->scheme, b->seq, g[k].accepted, g[k].inserted, n_rej, n, ch.n_cells,
-                 ch.n_totals, secs * 1e3);
+                 ch.n_totals, secs * 1e3, (double)(t_rows - t0) / 1e6,
+                 (double)(t_copy - t_rows) / 1e6, (double)(t_sent - t_copy) / 1e6,
+                 (double)(t_end - t_sent) / 1e6);
     }
     return false;
 }
