@@ -283,14 +283,12 @@ int scr__totals_write(struct scr *s, struct scr_scheme *sch, struct scr_changes 
     const char *p[11];
     int len[11], fmt[11];
     params(s, sch, p, len, fmt);
+    if (kp_pg_send_prepared(s->pg, SQL_UNIT_SCORES, 11, p, len, fmt))
+        return KP_EDB;
     if (kp_pg_in_pipeline(s->pg)) { /* collected by scr__totals_collect */
-        if (kp_pg_send_prepared(s->pg, SQL_UNIT_SCORES, 11, p, len, fmt))
-            return KP_EDB;
         ch->totals_sent = true;
         return 0;
     }
-    if (kp_pg_send_prepared(s->pg, SQL_UNIT_SCORES, 11, p, len, fmt))
-        return KP_EDB;
     return scr__totals_collect(s, ch, rows);
 }
 
