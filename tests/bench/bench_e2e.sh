@@ -14,8 +14,11 @@
 #      statistics system exports them (--order source: unit by unit, indicators in order);
 #   3. the latency from send to ack (after the scorer's commit) at 1,000 and 10,000 obs/s (random
 #      cells), and at 10,000 obs/s in source order; at 10,000 obs/s on random cells also the CPU
-#      of the scorer and of its database session; and before that run, the machine's floor:
-#      pgbench's latency of one-row INSERT transactions at 100/s, each a durable commit;
+#      of the scorer and of its database session, and the machine's iowait and steal time; each
+#      fixed-rate run also from when each batch was due (a full window holds batches back);
+#      before the run at 10,000 obs/s, the machine's floor: pgbench's latency of one-row INSERT
+#      transactions at 100/s, each a durable commit; and PostgreSQL alone at that rate: pgbench
+#      inserting the same shape of observations into the same table, a batch per transaction;
 #   4. the scoring engine alone (bench_engine, its JSON obs_per_s);
 #   5. each daemon's peak RSS (VmHWM) at the end, and the scorer's during the two runs at
 #      10,000 obs/s alone.
@@ -210,7 +213,7 @@ EOF
     kp_pg_start "$work/pg" "$(cat "$work/pg/port")" >/dev/null
     [ -z "$PROFILE" ] || kp_pg_psql "$work/pg" -c "CREATE EXTENSION pg_stat_statements"
 fi
-PG_SETTINGS=$(kp_pg_psql "$work/pg" -tA -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'wal_buffers', 'min_wal_size', 'max_wal_size', 'synchronous_commit', 'fsync')")
+PG_SETTINGS=$(kp_pg_psql "$work/pg" -tA -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'wal_buffers', 'min_wal_size', 'max_wal_size', 'synchronous_commit', 'fsync', 'autovacuum_naptime')")
 DSN=$(kp_pg_dsn "$work/pg" kaoping)
 kp_cluster_init "$work" "$KP_BUILD_DIR" "$KP_SOURCE_DIR" "$SCHEME_FILE" "$DSN"
 echo "log_level: warn" >>"$KP_WORK/etc/scorer.yaml"
@@ -422,18 +425,59 @@ read -r FLOOR_N FLOOR_P50 FLOOR_P99 FLOOR_MAX <<<"$FLOOR"
 psql_q "DROP TABLE bench_floor" >/dev/null
 rm -f -- "$work"/floorlog.* "$work/floor.sql" "$work/floor.out"
 
+# ---- 3c. PostgreSQL alone at 10,000 obs/s: the observations' rows, nothing else -----------------
+# pgbench inserts batches of --rate-batch observations of kp_loadgen's shape (one month each, a
+# quarter events, random cells) into `observation`, one transaction per batch at the batches'
+# rate, on one connection as the scorer has, for a third of --seconds. What the pipeline adds on
+# top (score rows, the wire, acks) is the difference. The rows stay (adapter bench-alone), and
+# are counted.
+ALONE_TPS=$((10000 / RATE_BATCH > 0 ? 10000 / RATE_BATCH : 1))
+say "PostgreSQL alone: batches of $RATE_BATCH observations at $ALONE_TPS/s for ${FLOOR_S}s (pgbench)"
+psql_q "CREATE SEQUENCE bench_alone_tx; CREATE SEQUENCE bench_alone_rev" >/dev/null
+cat >"$work/alone.sql" <<ALONE_SQL
+\\set m random(1, 12)
+INSERT INTO observation (scheme, src, ref, rev, unit, indicator, period, value, w, observed_at, adapter, seq)
+SELECT 'bench-alone', 'bench',
+       CASE WHEN ev THEN 'bench-alone-e' || t.n || '-' || g ELSE 'bench-alone-' || u || '-' || ind || '-' || p END,
+       CASE WHEN ev THEN 0 ELSE 1764000000000000000 + nextval('bench_alone_rev') END,
+       u, ind, p, CASE WHEN ev THEN (r2 < 0.9)::int ELSE floor(r2 * 1000) / 10 END, 1, now(), 'bench-alone', t.n
+FROM (SELECT nextval('bench_alone_tx') AS n, '2015-' || lpad(:m::text, 2, '0') AS p) t,
+     LATERAL (SELECT g, 'U' || lpad(floor(random() * 70)::int::text, 3, '0') AS u, random() < 0.25 AS ev,
+                     random() AS r, random() AS r2 FROM generate_series(1, $RATE_BATCH) g) x,
+     LATERAL (SELECT CASE WHEN ev THEN 'E' || lpad(floor(r * 60)::int::text, 3, '0')
+                          ELSE 'V' || lpad(floor(r * 240)::int::text, 3, '0') END AS ind) y;
+ALONE_SQL
+w0=$(wal_lsn)
+(cd "$work" && "$PGBENCH" -n -R "$ALONE_TPS" -T "$FLOOR_S" -f alone.sql -l --log-prefix=alonelog \
+    "$(kp_pg_dsn "$work/pg" kaoping)" >alone.out 2>&1) || { say "pgbench failed"; cat "$work/alone.out" >&2; exit 1; }
+ALONE=$(cat "$work"/alonelog.* | awk '{ print $3 / 1000 }' | sort -g | awk '
+    { v[NR - 1] = $1 }
+    END { printf "%d %.2f %.2f %.2f", NR, v[int(0.5 * (NR - 1) + 0.5)], v[int(0.99 * (NR - 1) + 0.5)], v[NR - 1] }')
+read -r ALONE_N ALONE_P50 ALONE_P99 ALONE_MAX <<<"$ALONE"
+[ "${ALONE_N:-0}" -gt 0 ] || { say "pgbench logged no transaction"; exit 1; }
+ALONE_ROWS=$(psql_q "SELECT count(*) FROM observation WHERE adapter = 'bench-alone'")
+ALONE_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$ALONE_ROWS")
+ALONE_RATE=$(fdiv "$ALONE_ROWS" "$FLOOR_S")
+rm -f -- "$work"/alonelog.* "$work/alone.sql" "$work/alone.out"
+
 # The serial part of the path at this load: the scorer and its database session (its oldest
 # client backend, the one that runs the batch transactions) take turns on each group.
 say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
 SESSION=$(psql_q "SELECT pid FROM pg_stat_activity WHERE datname = 'kaoping' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY backend_start LIMIT 1")
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 chain0="$(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")"
+# The machine's own: time waiting for I/O and stolen by the hypervisor, in % of all CPU time
+# (proc(5): the cpu line's iowait and steal).
+cpuline() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $6, $9 }' /proc/stat; }
+mach0=$(cpuline)
 w0=$(wal_lsn)
 prof_start 10k
 R10K=$(loadgen bench-10k --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_BATCH" --window "$WINDOW") ||
     { say "kp_loadgen: $R10K"; exit 1; }
 R10K_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$R10K")")
 chain1="$(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")"
+read -r MACH_IOWAIT MACH_STEAL <<<"$(echo "$mach0 $(cpuline)" | awk \
+    '{ t = $4 - $1; if (t > 0) printf "%.1f %.1f", ($5 - $2) / t * 100, ($6 - $3) / t * 100; else print "0 0" }')"
 prof_stop 10k
 read -r CPU10K_SCR CPU10K_SES <<<"$(echo "$chain0 $chain1" | awk -v s="$(jget seconds "$R10K")" -v hz="$(getconf CLK_TCK)" \
     '{ if (s > 0) printf "%.0f %.0f", ($3 - $1) / hz / s * 100, ($4 - $2) / hz / s * 100; else print "0 0" }')"
@@ -468,6 +512,10 @@ RECORDS=$(scr_metric kaoping_scorer_records)
 
 # ---- correctness: every batch acked, the table holds exactly what was acked ----------------------
 fail=0
+if [ "$ALONE_ROWS" != $((ALONE_N * RATE_BATCH)) ]; then
+    say "MISMATCH bench-alone: $ALONE_N transactions of $RATE_BATCH, rows $ALONE_ROWS"
+    fail=1
+fi
 for pair in "bench-max:$MAX" "bench-src:$MAXS" "bench-1k:$R1K" "bench-10k:$R10K" "bench-10ks:$R10KS"; do
     aid=${pair%%:*} j=${pair#*:}
     sent=$(jget obs "$j") acked=$(jget acked_obs "$j") stored=$(jget stored "$j")
@@ -501,13 +549,15 @@ echo "| COPY, one transaction (the limit) | $(fmt "$COPY_RATE") | | | | ${COPY_S
 echo "| COPY, one transaction per batch of $BATCH | $(fmt "$COPYB_RATE") | | | | ${COPYB_S} s |"
 echo "| end to end, rate 0 (maximum), random cells | $(fmt "$MAX_RATE") | $(jget p50_ms "$MAX") | $(jget p99_ms "$MAX") | $(jget max_ms "$MAX") | ${RATIO} of COPY; WAL ${MAX_WAL} B/obs; $(jget retries "$MAX") resends after nacks; CPU collector ${CPU_COL}%, broker ${CPU_BRK}%, scorer ${CPU_SCR}% |"
 echo "| end to end, rate 0, source order | $(fmt "$MAXS_RATE") | $(jget p50_ms "$MAXS") | $(jget p99_ms "$MAXS") | $(jget max_ms "$MAXS") | ${RATIO_S} of COPY; WAL ${MAXS_WAL} B/obs; $(jget retries "$MAXS") resends after nacks |"
-echo "| end to end at 1,000 obs/s | $(fmt "$(jget obs_per_s "$R1K")") | $(jget p50_ms "$R1K") | $(jget p99_ms "$R1K") | $(jget max_ms "$R1K") | $(jget acked_batches "$R1K") batches |"
-echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches; WAL ${R10K_WAL} B/obs; CPU scorer ${CPU10K_SCR}%, its database session ${CPU10K_SES}% |"
-echo "| end to end at 10,000 obs/s, source order | $(fmt "$(jget obs_per_s "$R10KS")") | $(jget p50_ms "$R10KS") | $(jget p99_ms "$R10KS") | $(jget max_ms "$R10KS") | $(jget acked_batches "$R10KS") batches; WAL ${R10KS_WAL} B/obs |"
+due() { echo "from when due: p50 $(jget due_p50_ms "$1"), p99 $(jget due_p99_ms "$1"), max $(jget due_max_ms "$1") ms"; }
+echo "| end to end at 1,000 obs/s | $(fmt "$(jget obs_per_s "$R1K")") | $(jget p50_ms "$R1K") | $(jget p99_ms "$R1K") | $(jget max_ms "$R1K") | $(jget acked_batches "$R1K") batches; $(due "$R1K") |"
+echo "| end to end at 10,000 obs/s | $(fmt "$(jget obs_per_s "$R10K")") | $(jget p50_ms "$R10K") | $(jget p99_ms "$R10K") | $(jget max_ms "$R10K") | $(jget acked_batches "$R10K") batches; $(due "$R10K"); WAL ${R10K_WAL} B/obs; CPU scorer ${CPU10K_SCR}%, its database session ${CPU10K_SES}%; machine: iowait ${MACH_IOWAIT}%, steal ${MACH_STEAL}% |"
+echo "| end to end at 10,000 obs/s, source order | $(fmt "$(jget obs_per_s "$R10KS")") | $(jget p50_ms "$R10KS") | $(jget p99_ms "$R10KS") | $(jget max_ms "$R10KS") | $(jget acked_batches "$R10KS") batches; $(due "$R10KS"); WAL ${R10KS_WAL} B/obs |"
 echo "| commit floor: one-row INSERT transactions at 100/s (pgbench) | | $FLOOR_P50 | $FLOOR_P99 | $FLOOR_MAX | $FLOOR_N transactions in ${FLOOR_S} s, just before the run at 10,000 obs/s |"
+echo "| PostgreSQL alone: the observations' rows at 10,000 obs/s (pgbench, a batch of $RATE_BATCH per transaction) | $(fmt "$ALONE_RATE") | $ALONE_P50 | $ALONE_P99 | $ALONE_MAX | $ALONE_N transactions in ${FLOOR_S} s, latency from when due; WAL ${ALONE_WAL} B/obs |"
 echo "| scoring engine alone (bench_engine) | $(fmt "$ENG_RATE") | | | | one core, no I/O |"
 echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MiB, broker $(mb "$RSS_BRK") MiB, scorer $(mb "$RSS_SCR") MiB (at 10,000 obs/s $(mb "$RSS_SCR_10K") MiB; at the end $(mb "$RSS_SCR_NOW") MiB, of which the scheme's state $(mb "$STATE_KB") MiB: $(fmt "$RECORDS") records) |"
 echo
-echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"cpu_pct_10k\":{\"scorer\":$CPU10K_SCR,\"session\":$CPU10K_SES},\"floor_p50_ms\":$FLOOR_P50,\"floor_p99_ms\":$FLOOR_P99,\"floor_max_ms\":$FLOOR_MAX,\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"wal_warm_mb\":$WAL_WARM_MB,\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
+echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"due_p99_10k_ms\":$(jget due_p99_ms "$R10K"),\"due_p99_10k_source_ms\":$(jget due_p99_ms "$R10KS"),\"alone_p50_ms\":$ALONE_P50,\"alone_p99_ms\":$ALONE_P99,\"alone_max_ms\":$ALONE_MAX,\"alone_wal_b_per_obs\":$ALONE_WAL,\"machine_10k_pct\":{\"iowait\":$MACH_IOWAIT,\"steal\":$MACH_STEAL},\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"cpu_pct_10k\":{\"scorer\":$CPU10K_SCR,\"session\":$CPU10K_SES},\"floor_p50_ms\":$FLOOR_P50,\"floor_p99_ms\":$FLOOR_P99,\"floor_max_ms\":$FLOOR_MAX,\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"wal_warm_mb\":$WAL_WARM_MB,\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
 [ -n "$PROFILE" ] && say "profiles in $PROFILE"
 exit $fail

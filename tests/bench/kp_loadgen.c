@@ -5,7 +5,10 @@
  * answered by `welcome` (whose max_inflight and max_obs it respects), then batches of generated
  * observations at a target rate (0: as fast as the window allows) with up to `window` batches
  * unacknowledged. Each batch's latency is taken on the monotonic clock from its first send to
- * its ack, which the collector relays only after the scorer's PostgreSQL commit. A nack with
+ * its ack, which the collector relays only after the scorer's PostgreSQL commit. At a rate, the
+ * batch is also timed from when it was due (batch k at k × batch / rate seconds after the
+ * start): a full window holds batches back, and their time from send to ack leaves that wait
+ * out, so the due latency is what the data waited for in all. A nack with
  * retry:true is sent again with the same seq after a short backoff; a permanent nack drops the
  * batch and is counted. A batch left unanswered for --ack-timeout-ms is sent again (an
  * adapter's retransmit; the scorer answers dup:true if it had committed it). Once the load is
@@ -31,7 +34,8 @@
  *              [--trace FILE] [--quiet]
  *
  * Prints one JSON line: obs, acked_obs, stored, rejected, dup, batches, seconds, obs_per_s,
- * p50_ms, p90_ms, p99_ms, max_ms, nacks, nacks_permanent, retries. Exit 0 when every batch
+ * p50_ms, p90_ms, p99_ms, max_ms, due_p50_ms, due_p99_ms, due_max_ms (at rate 0 the same as
+ * send to ack), nacks, nacks_permanent, retries. Exit 0 when every batch
  * sent was acked, 1 otherwise (or when no welcome came: keys? collector?), 2 on usage errors.
  * It never asserts time (STYLE.md "Tests").
  */
@@ -63,7 +67,7 @@ struct slot {
     uint64_t seq;
     uint32_t n_obs;
     unsigned tries;
-    uint64_t first_ns, last_ns, retry_at_ns;
+    uint64_t due_ns, first_ns, last_ns, retry_at_ns; /* due_ns: 0 at rate 0 */
     struct kp_buf frame;
 };
 
@@ -92,7 +96,7 @@ struct gen {
     uint64_t obs_sent, batches_sent, acked_batches, acked_obs, stored, rejected, dup, nacks,
         nacks_perm, retries, timeouts;
     uint64_t nack_codes[KP_R__COUNT + 1];
-    double *lat;
+    double *lat, *lat_due; /* from the first send, from when due; both n_lat long */
     size_t n_lat, cap_lat;
 };
 
@@ -253,6 +257,8 @@ static void send_new(struct gen *g, struct slot *s)
         die("a generated batch does not encode (codes? year?)");
     s->seq = seq;
     s->n_obs = n;
+    s->due_ns =
+        g->rate > 0 ? g->t0 + (uint64_t)((double)g->batches_sent * g->batch / g->rate * 1e9) : 0;
     s->tries = 0;
     s->state = SLOT_BACKOFF; /* until the send succeeds */
     s->retry_at_ns = 0;
@@ -294,7 +300,7 @@ static void pump(struct gen *g)
     while (more_to_generate(g, now)) {
         if (g->rate > 0) {
             double due = (double)(now - g->t0) / 1e9 * g->rate / g->batch;
-            if ((double)g->batches_sent >= due + 1)
+            if ((double)g->batches_sent > due) /* batch k is due k intervals after t0 */
                 break;
         }
         struct slot *s = slot_free(g);
@@ -310,7 +316,7 @@ static void pump(struct gen *g)
     }
 }
 
-static void record_latency(struct gen *g, double ms)
+static void record_latency(struct gen *g, double ms, double due_ms)
 {
     if (g->n_lat == g->cap_lat) {
         g->cap_lat = g->cap_lat ? g->cap_lat * 2 : 4096;
@@ -318,7 +324,12 @@ static void record_latency(struct gen *g, double ms)
         if (!p)
             die("out of memory");
         g->lat = p;
+        p = realloc(g->lat_due, g->cap_lat * sizeof *p);
+        if (!p)
+            die("out of memory");
+        g->lat_due = p;
     }
+    g->lat_due[g->n_lat] = due_ms;
     g->lat[g->n_lat++] = ms;
 }
 
@@ -333,7 +344,8 @@ static void on_ack(struct gen *g, const struct kp_frame *fr)
     struct slot *s = slot_find(g, a.seq);
     if (s) { /* else an answer to a batch sent twice and answered already */
         uint64_t now = kp_mono_ns();
-        record_latency(g, (double)(now - s->first_ns) / 1e6);
+        uint64_t from = s->due_ns && s->due_ns < s->first_ns ? s->due_ns : s->first_ns;
+        record_latency(g, (double)(now - s->first_ns) / 1e6, (double)(now - from) / 1e6);
         if (g->trace)
             fprintf(g->trace, "%" PRIu64 " %.3f %.3f %" PRIu32 " %u\n", a.seq,
                     (double)(s->first_ns - g->t0) / 1e6, (double)(now - s->first_ns) / 1e6,
@@ -582,17 +594,21 @@ int main(int argc, char **argv)
 
     double secs = g->t_last_ack > g->t0 ? (double)(g->t_last_ack - g->t0) / 1e9 : 0;
     qsort(g->lat, g->n_lat, sizeof *g->lat, cmp_double);
+    qsort(g->lat_due, g->n_lat, sizeof *g->lat_due, cmp_double);
     printf("{\"aid\":\"%s\",\"batch\":%u,\"window\":%u,\"rate\":%.0f,\"obs\":%" PRIu64
            ",\"acked_obs\":%" PRIu64 ",\"stored\":%" PRIu64 ",\"rejected\":%" PRIu64
            ",\"dup\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"acked_batches\":%" PRIu64
            ",\"seconds\":%.3f,\"obs_per_s\":%.0f,\"p50_ms\":%.2f,\"p90_ms\":%.2f,"
-           "\"p99_ms\":%.2f,\"max_ms\":%.2f,\"nacks\":%" PRIu64 ",\"nacks_permanent\":%" PRIu64
+           "\"p99_ms\":%.2f,\"max_ms\":%.2f,\"due_p50_ms\":%.2f,\"due_p99_ms\":%.2f,"
+           "\"due_max_ms\":%.2f,\"nacks\":%" PRIu64 ",\"nacks_permanent\":%" PRIu64
            ",\"retries\":%" PRIu64 ",\"timeouts\":%" PRIu64 "}\n",
            g->aid, g->batch, g->window, g->rate, g->obs_sent, g->acked_obs, g->stored, g->rejected,
            g->dup, g->batches_sent, g->acked_batches, secs,
            secs > 0 ? (double)g->acked_obs / secs : 0, pct(g->lat, g->n_lat, 0.50),
            pct(g->lat, g->n_lat, 0.90), pct(g->lat, g->n_lat, 0.99),
-           g->n_lat ? g->lat[g->n_lat - 1] : 0, g->nacks, g->nacks_perm, g->retries, g->timeouts);
+           g->n_lat ? g->lat[g->n_lat - 1] : 0, pct(g->lat_due, g->n_lat, 0.50),
+           pct(g->lat_due, g->n_lat, 0.99), g->n_lat ? g->lat_due[g->n_lat - 1] : 0, g->nacks,
+           g->nacks_perm, g->retries, g->timeouts);
     for (int r = 0; r < KP_R__COUNT; r++) /* which nacks, on stderr: why the tail */
         if (g->nack_codes[r])
             fprintf(stderr, "kp_loadgen: %" PRIu64 " nacks %s\n", g->nack_codes[r],
@@ -614,6 +630,7 @@ int main(int argc, char **argv)
     kp_buf_fini(&g->out);
     free(g->ob);
     free(g->lat);
+    free(g->lat_due);
     free(g->units.c);
     free(g->values.c);
     free(g->events.c);
