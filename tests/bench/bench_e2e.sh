@@ -33,7 +33,7 @@
 #
 #   bench_e2e.sh [--obs N] [--seconds S] [--batch N] [--rate-batch N] [--window W]
 #                [--insecure] [--smoke] [--profile DIR] [--profile-run max|source|10k]
-#                [--pg-set KEY=VALUE]... [--wal-warm MB] [--keep]
+#                [--pg-conf FILE|none] [--pg-set KEY=VALUE]... [--wal-warm MB] [--keep]
 #
 #   --obs N         observations of the COPY and of the maximum-throughput run (default 500000)
 #   --seconds S     length of each fixed-rate run (default 30)
@@ -52,6 +52,9 @@
 #   --profile-run R the run --profile records: max (default: the maximum throughput on random
 #                   cells), source (the same in source order) or 10k (10,000 obs/s on random
 #                   cells)
+#   --pg-conf F     the settings a deployment is advised to use (default
+#                   deploy/postgresql/kaoping.conf: autovacuum_naptime 5s, since round 21),
+#                   appended to postgresql.conf before --pg-set's; `none`: PostgreSQL's defaults
 #   --pg-set K=V    a postgresql.conf setting on top of tests/harness/pg.sh's (fsync and
 #                   synchronous_commit on) and of the benchmark's shared_buffers = 128MB
 #                   (PostgreSQL's default; the test harness shrinks it to 32MB), e.g.
@@ -80,6 +83,7 @@ PROFILE_RUN=max
 KEEP=0
 WAL_WARM_MB=1024
 PG_SET=()
+PG_CONF=""
 while [ $# -gt 0 ]; do
     case $1 in
     --obs) OBS=$2; shift 2 ;;
@@ -100,6 +104,7 @@ while [ $# -gt 0 ]; do
         shift 2 ;;
     --keep) KEEP=1; shift ;;
     --pg-set) PG_SET+=("$2"); shift 2 ;;
+    --pg-conf) PG_CONF=$2; shift 2 ;;
     *)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
         exit 2
@@ -114,6 +119,8 @@ done
 if [ "$WAL_WARM_MB" -gt 0 ]; then
     PG_SET=("min_wal_size=$((WAL_WARM_MB > 32 ? WAL_WARM_MB : 32))MB" ${PG_SET[@]+"${PG_SET[@]}"})
 fi
+[ -n "$PG_CONF" ] || PG_CONF=$KP_SOURCE_DIR/deploy/postgresql/kaoping.conf
+[ "$PG_CONF" = none ] || [ -r "$PG_CONF" ] || { echo "bench_e2e: --pg-conf $PG_CONF: not readable" >&2; exit 2; }
 LOADGEN=$KP_BUILD_DIR/tests/bench/kp_loadgen
 ENGINE=$KP_BUILD_DIR/tests/bench/bench_engine
 for b in "$LOADGEN" "$ENGINE" "$KP_BUILD_DIR/scorer/kp-scorer" "$KP_BUILD_DIR/collector/kp-collector" \
@@ -195,8 +202,12 @@ EVENT_SHARE=0.25
 
 # ---- PostgreSQL and the cluster -----------------------------------------------------------
 kp_pg_start "$work/pg" "$(kp_pg_free_port)" >/dev/null
-if [ -n "$PROFILE" ] || [ ${#PG_SET[@]} -gt 0 ]; then
-    for kv in "${PG_SET[@]}"; do
+if [ -n "$PROFILE" ] || [ ${#PG_SET[@]} -gt 0 ] || [ "$PG_CONF" != none ]; then
+    if [ "$PG_CONF" != none ]; then
+        printf '# %s\n' "$PG_CONF"
+        cat "$PG_CONF"
+    fi >>"$work/pg/data/postgresql.conf"
+    for kv in ${PG_SET[@]+"${PG_SET[@]}"}; do
         printf "%s = '%s'\n" "${kv%%=*}" "${kv#*=}"
     done >>"$work/pg/data/postgresql.conf"
     if [ -n "$PROFILE" ]; then
