@@ -422,19 +422,25 @@ FLOOR_S=$((RATE_SECONDS / 3 > 0 ? RATE_SECONDS / 3 : 1))
 say "commit floor: one-row INSERT transactions at 100/s for ${FLOOR_S}s (pgbench)"
 PGBENCH=$KP_PG_BINDIR/pgbench
 [ -x "$PGBENCH" ] || PGBENCH=pgbench
+# pgbench_lat NAME TPS: pgbench runs $work/NAME.sql at TPS transactions/s on one connection
+# for FLOOR_S seconds and prints "N P50 P99 MAX": the transactions it logged and their latency in
+# ms. pgbench logs it in microseconds, third field, from each one's scheduled start; the
+# percentiles are kp_loadgen's: the value of rank round(p * (n - 1)).
+pgbench_lat() {
+    (cd "$work" && "$PGBENCH" -n -R "$2" -T "$FLOOR_S" -f "$1.sql" -l --log-prefix="$1log" \
+        "$(kp_pg_dsn "$work/pg")" >"$1.out" 2>&1) ||
+        { say "pgbench failed"; cat "$work/$1.out" >&2; return 1; }
+    cat "$work/$1log".* | awk '{ print $3 / 1000 }' | sort -g | awk '
+        { v[NR - 1] = $1 }
+        END { printf "%d %.2f %.2f %.2f", NR, v[int(0.5 * (NR - 1) + 0.5)], v[int(0.99 * (NR - 1) + 0.5)], v[NR - 1] }'
+    rm -f -- "$work/$1log".* "$work/$1.sql" "$work/$1.out"
+}
 psql_q "CREATE TABLE bench_floor (id bigserial PRIMARY KEY, v text NOT NULL)" >/dev/null
 echo "INSERT INTO bench_floor (v) VALUES (repeat('x', 100));" >"$work/floor.sql"
-(cd "$work" && "$PGBENCH" -n -R 100 -T "$FLOOR_S" -f floor.sql -l --log-prefix=floorlog \
-    "$(kp_pg_dsn "$work/pg")" >floor.out 2>&1) || { say "pgbench failed"; cat "$work/floor.out" >&2; exit 1; }
-# Per transaction, the third field: its latency in microseconds (from its scheduled start). The
-# percentiles are kp_loadgen's: the value of rank round(p * (n - 1)).
-FLOOR=$(cat "$work"/floorlog.* | awk '{ print $3 / 1000 }' | sort -g | awk '
-    { v[NR - 1] = $1 }
-    END { printf "%d %.2f %.2f %.2f", NR, v[int(0.5 * (NR - 1) + 0.5)], v[int(0.99 * (NR - 1) + 0.5)], v[NR - 1] }')
+FLOOR=$(pgbench_lat floor 100)
 read -r FLOOR_N FLOOR_P50 FLOOR_P99 FLOOR_MAX <<<"$FLOOR"
 [ "${FLOOR_N:-0}" -gt 0 ] || { say "pgbench logged no transaction"; exit 1; }
 psql_q "DROP TABLE bench_floor" >/dev/null
-rm -f -- "$work"/floorlog.* "$work/floor.sql" "$work/floor.out"
 
 # ---- 3c. PostgreSQL alone at 10,000 obs/s: the observations' rows, nothing else -----------------
 # pgbench inserts batches of --rate-batch observations of kp_loadgen's shape (one month each, a
@@ -459,17 +465,12 @@ FROM (SELECT nextval('bench_alone_tx') AS n, '2015-' || lpad(:m::text, 2, '0') A
                           ELSE 'V' || lpad(floor(r * 240)::int::text, 3, '0') END AS ind) y;
 ALONE_SQL
 w0=$(wal_lsn)
-(cd "$work" && "$PGBENCH" -n -R "$ALONE_TPS" -T "$FLOOR_S" -f alone.sql -l --log-prefix=alonelog \
-    "$(kp_pg_dsn "$work/pg" kaoping)" >alone.out 2>&1) || { say "pgbench failed"; cat "$work/alone.out" >&2; exit 1; }
-ALONE=$(cat "$work"/alonelog.* | awk '{ print $3 / 1000 }' | sort -g | awk '
-    { v[NR - 1] = $1 }
-    END { printf "%d %.2f %.2f %.2f", NR, v[int(0.5 * (NR - 1) + 0.5)], v[int(0.99 * (NR - 1) + 0.5)], v[NR - 1] }')
+ALONE=$(pgbench_lat alone "$ALONE_TPS")
 read -r ALONE_N ALONE_P50 ALONE_P99 ALONE_MAX <<<"$ALONE"
 [ "${ALONE_N:-0}" -gt 0 ] || { say "pgbench logged no transaction"; exit 1; }
 ALONE_ROWS=$(psql_q "SELECT count(*) FROM observation WHERE adapter = 'bench-alone'")
 ALONE_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$ALONE_ROWS")
 ALONE_RATE=$(fdiv "$ALONE_ROWS" "$FLOOR_S")
-rm -f -- "$work"/alonelog.* "$work/alone.sql" "$work/alone.out"
 
 # The serial part of the path at this load: the scorer and its database session (its oldest
 # client backend, the one that runs the batch transactions) take turns on each group.
