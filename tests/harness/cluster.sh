@@ -297,6 +297,8 @@ kp_cluster_kill() {
 
 kp_cluster_stop_all() {
     local f
+    # A cleanup trap may call this before kp_cluster_init set KP_WORK: nothing was started then.
+    [ -n "${KP_WORK:-}" ] || return 0
     for f in "$KP_WORK"/pids/*; do
         [ -e "$f" ] || continue
         kp_cluster_kill "$(basename "$f")" TERM
