@@ -93,10 +93,7 @@ while [ $# -gt 0 ]; do
     --window) WINDOW=$2; shift 2 ;;
     --insecure) export KP_INSECURE=1; shift ;;
     --smoke) SMOKE=1; WAL_WARM_MB=0; OBS=2000; RATE_SECONDS=2; BATCH=100; RATE_BATCH=20; shift ;;
-    --wal-warm)
-        case $2 in '' | *[!0-9]*) echo "--wal-warm: megabytes, a whole number" >&2; exit 2 ;; esac
-        WAL_WARM_MB=$2
-        shift 2 ;;
+    --wal-warm) WAL_WARM_MB=$2; shift 2 ;;
     --profile) PROFILE=$2; shift 2 ;;
     --profile-run)
         PROFILE_RUN=$2
@@ -111,6 +108,17 @@ while [ $# -gt 0 ]; do
         ;;
     esac
 done
+# Sizes are whole numbers; those that divide or count batches are at least 1.
+whole() { # OPTION VALUE MIN
+    case $2 in '' | *[!0-9]*) echo "bench_e2e: $1: a whole number, not '$2'" >&2; exit 2 ;; esac
+    [ "$2" -ge "$3" ] || { echo "bench_e2e: $1: at least $3, not $2" >&2; exit 2; }
+}
+whole --obs "$OBS" 1
+whole --seconds "$RATE_SECONDS" 1
+whole --batch "$BATCH" 1
+whole --rate-batch "$RATE_BATCH" 1
+whole --window "$WINDOW" 0
+whole --wal-warm "$WAL_WARM_MB" 0
 # PostgreSQL's default shared_buffers under the caller's settings; --smoke keeps the harness's.
 [ "$SMOKE" = 1 ] || PG_SET=(shared_buffers=128MB ${PG_SET[@]+"${PG_SET[@]}"})
 # The warmed segments kept: without it the benchmark's own CHECKPOINTs (short distances) lower
