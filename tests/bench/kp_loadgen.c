@@ -35,9 +35,9 @@
  *
  * Prints one JSON line: obs, acked_obs, stored, rejected, dup, batches, seconds, obs_per_s,
  * p50_ms, p90_ms, p99_ms, max_ms, due_p50_ms, due_p99_ms, due_max_ms (at rate 0 the same as
- * send to ack), nacks, nacks_permanent, retries. Exit 0 when every batch
- * sent was acked, 1 otherwise (or when no welcome came: keys? collector?), 2 on usage errors.
- * It never asserts time (STYLE.md "Tests").
+ * send to ack), nacks, nacks_permanent, retries, timeouts. Exit 0 when every batch sent was
+ * acked, 1 otherwise (or when no welcome came: keys? collector?), 2 on usage errors. It never
+ * asserts time (STYLE.md "Tests").
  */
 #include <inttypes.h>
 #include <stdbool.h>
