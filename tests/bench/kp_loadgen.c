@@ -14,7 +14,7 @@
  * adapter's retransmit; the scorer answers dup:true if it had committed it). Once the load is
  * generated it waits at most --drain-s (default 120) for the last answers. --trace FILE writes
  * one line per acked batch: seq, first send (ms after the start), latency ms, observations,
- * sends.
+ * sends, latency from when due ms (at rate 0 the same as from send).
  *
  * Observations are drawn with a fixed seed from units × indicators given as PREFIX:N (codes
  * PREFIX000 .. PREFIX(N-1), three digits at least) or as a comma-separated list. A share
@@ -35,7 +35,8 @@
  *
  * Prints one JSON line: obs, acked_obs, stored, rejected, dup, batches, seconds, obs_per_s,
  * p50_ms, p90_ms, p99_ms, max_ms, due_p50_ms, due_p99_ms, due_max_ms (at rate 0 the same as
- * send to ack), nacks, nacks_permanent, retries, timeouts. Exit 0 when every batch sent was
+ * send to ack), nacks, nacks_permanent, retries, timeouts, t0_unix_ms (the start, on the
+ * wall clock: the trace's times are after it). Exit 0 when every batch sent was
  * acked, 1 otherwise (or when no welcome came: keys? collector?), 2 on usage errors. It never
  * asserts time (STYLE.md "Tests").
  */
@@ -92,6 +93,7 @@ struct gen {
     struct slot slots[MAX_WINDOW];
     bool welcomed, generating, stopping;
     uint64_t t_hello, t0, t_last_ack, t_stop, drain_ns;
+    int64_t t0_unix_ms; /* t0 on the wall clock, to line the trace up with other logs */
     /* counters */
     uint64_t obs_sent, batches_sent, acked_batches, acked_obs, stored, rejected, dup, nacks,
         nacks_perm, retries, timeouts;
@@ -347,9 +349,9 @@ static void on_ack(struct gen *g, const struct kp_frame *fr)
         uint64_t from = s->due_ns && s->due_ns < s->first_ns ? s->due_ns : s->first_ns;
         record_latency(g, (double)(now - s->first_ns) / 1e6, (double)(now - from) / 1e6);
         if (g->trace)
-            fprintf(g->trace, "%" PRIu64 " %.3f %.3f %" PRIu32 " %u\n", a.seq,
+            fprintf(g->trace, "%" PRIu64 " %.3f %.3f %" PRIu32 " %u %.3f\n", a.seq,
                     (double)(s->first_ns - g->t0) / 1e6, (double)(now - s->first_ns) / 1e6,
-                    s->n_obs, s->tries);
+                    s->n_obs, s->tries, (double)(now - from) / 1e6);
         g->t_last_ack = now;
         g->acked_batches++;
         g->acked_obs += s->n_obs;
@@ -411,6 +413,7 @@ static void on_msg(struct kp_zsock *z, const struct kp_frame *fr, size_t n, void
         g->welcomed = true;
         g->generating = true;
         g->t0 = kp_mono_ns();
+        g->t0_unix_ms = kp_now_ms();
         pump(g);
     } else if (t == KP_MSG_ACK) {
         on_ack(g, &fr[0]);
@@ -601,14 +604,14 @@ int main(int argc, char **argv)
            ",\"seconds\":%.3f,\"obs_per_s\":%.0f,\"p50_ms\":%.2f,\"p90_ms\":%.2f,"
            "\"p99_ms\":%.2f,\"max_ms\":%.2f,\"due_p50_ms\":%.2f,\"due_p99_ms\":%.2f,"
            "\"due_max_ms\":%.2f,\"nacks\":%" PRIu64 ",\"nacks_permanent\":%" PRIu64
-           ",\"retries\":%" PRIu64 ",\"timeouts\":%" PRIu64 "}\n",
+           ",\"retries\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"t0_unix_ms\":%" PRId64 "}\n",
            g->aid, g->batch, g->window, g->rate, g->obs_sent, g->acked_obs, g->stored, g->rejected,
            g->dup, g->batches_sent, g->acked_batches, secs,
            secs > 0 ? (double)g->acked_obs / secs : 0, pct(g->lat, g->n_lat, 0.50),
            pct(g->lat, g->n_lat, 0.90), pct(g->lat, g->n_lat, 0.99),
            g->n_lat ? g->lat[g->n_lat - 1] : 0, pct(g->lat_due, g->n_lat, 0.50),
            pct(g->lat_due, g->n_lat, 0.99), g->n_lat ? g->lat_due[g->n_lat - 1] : 0, g->nacks,
-           g->nacks_perm, g->retries, g->timeouts);
+           g->nacks_perm, g->retries, g->timeouts, g->t0_unix_ms);
     for (int r = 0; r < KP_R__COUNT; r++) /* which nacks, on stderr: why the tail */
         if (g->nack_codes[r])
             fprintf(stderr, "kp_loadgen: %" PRIu64 " nacks %s\n", g->nack_codes[r],
