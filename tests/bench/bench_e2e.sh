@@ -16,8 +16,8 @@
 #      cells), and at 10,000 obs/s in source order; at 10,000 obs/s on random cells also the CPU
 #      of the scorer and of its database session, the machine's iowait and steal time, and its
 #      slow spells (batches over 50 ms from when due; in source order too) with the checkpoints
-#      they line up with (tests/bench/slow_spells.sh); each fixed-rate run also from when each
-#      batch was due (a full window holds batches back);
+#      and autovacuum runs they line up with (tests/bench/slow_spells.sh); each fixed-rate run
+#      also from when each batch was due (a full window holds batches back);
 #      before the run at 10,000 obs/s, the machine's floor: pgbench's latency of one-row INSERT
 #      transactions at 100/s, each a durable commit; and PostgreSQL alone at that rate: pgbench
 #      inserting the same shape of observations into the same table, a batch per transaction;
@@ -236,9 +236,9 @@ EOF
     kp_pg_start "$work/pg" "$(cat "$work/pg/port")" >/dev/null
     [ -z "$PROFILE" ] || kp_pg_psql "$work/pg" -c "CREATE EXTENSION pg_stat_statements"
 fi
-# Checkpoints logged in UTC, for slow_spells
+# Checkpoints and autovacuum's runs of 0.25 s or more logged in UTC, for slow_spells
 kp_pg_psql "$work/pg" -qtA -c "ALTER SYSTEM SET log_timezone = 'UTC'" -c "ALTER SYSTEM SET log_checkpoints = on" \
-    -c "SELECT pg_reload_conf()" >/dev/null
+    -c "ALTER SYSTEM SET log_autovacuum_min_duration = '250ms'" -c "SELECT pg_reload_conf()" >/dev/null
 PG_SETTINGS=$(kp_pg_psql "$work/pg" -tA -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'wal_buffers', 'min_wal_size', 'max_wal_size', 'synchronous_commit', 'fsync', 'autovacuum_naptime', 'wal_compression')")
 DSN=$(kp_pg_dsn "$work/pg" kaoping)
 kp_cluster_init "$work" "$KP_BUILD_DIR" "$KP_SOURCE_DIR" "$SCHEME_FILE" "$DSN"
@@ -516,8 +516,8 @@ R10KS=$(loadgen bench-10ks --order source --rate 10000 --seconds "$RATE_SECONDS"
     { say "kp_loadgen: $R10KS"; exit 1; }
 R10KS_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$R10KS")")
 RSS_SCR_10K=$(hwm scorer)
-read -r SLOW_N SLOW_SPELLS SLOW_END SLOW_START SLOW_TEXT <<<"$(slow_spells "$work/pg/log" "$work/trace-bench-10k.txt" "$(jget t0_unix_ms "$R10K")")"
-read -r SLOWS_N SLOWS_SPELLS SLOWS_END SLOWS_START SLOWS_TEXT <<<"$(slow_spells "$work/pg/log" "$work/trace-bench-10ks.txt" "$(jget t0_unix_ms "$R10KS")")"
+read -r SLOW_N SLOW_SPELLS SLOW_END SLOW_START SLOW_VAC SLOW_TEXT <<<"$(slow_spells "$work/pg/log" "$work/trace-bench-10k.txt" "$(jget t0_unix_ms "$R10K")")"
+read -r SLOWS_N SLOWS_SPELLS SLOWS_END SLOWS_START SLOWS_VAC SLOWS_TEXT <<<"$(slow_spells "$work/pg/log" "$work/trace-bench-10ks.txt" "$(jget t0_unix_ms "$R10KS")")"
 [[ "$SLOW_N$SLOWS_N" =~ ^[0-9]+$ ]] || { say "slow_spells gave no count: $SLOW_N, $SLOWS_N"; exit 1; }
 
 # ---- 4. the engine alone ----------------------------------------------------------------------
@@ -590,10 +590,10 @@ echo "| PostgreSQL alone: the observations' rows at 10,000 obs/s (pgbench, a bat
 echo "| scoring engine alone (bench_engine) | $(fmt "$ENG_RATE") | | | | one core, no I/O |"
 echo "| peak RSS (VmHWM) | | | | | collector $(mb "$RSS_COL") MiB, broker $(mb "$RSS_BRK") MiB, scorer $(mb "$RSS_SCR") MiB (at 10,000 obs/s $(mb "$RSS_SCR_10K") MiB; at the end $(mb "$RSS_SCR_NOW") MiB, of which the scheme's state $(mb "$STATE_KB") MiB: $(fmt "$RECORDS") records) |"
 echo
-echo "Slow spells at 10,000 obs/s: $SLOW_N batches over 50 ms from when due; spells: $SLOW_SPELLS; their batches as a checkpoint ended: $SLOW_END, after one started: $SLOW_START. By second of the run (batches, slowest): $SLOW_TEXT."
+echo "Slow spells at 10,000 obs/s: $SLOW_N batches over 50 ms from when due; spells: $SLOW_SPELLS; their batches as a checkpoint ended: $SLOW_END, after one started: $SLOW_START, during autovacuum: $SLOW_VAC. By second of the run (batches, slowest): $SLOW_TEXT."
 echo
-echo "The same in source order: $SLOWS_N batches; spells: $SLOWS_SPELLS; as a checkpoint ended: $SLOWS_END, after one started: $SLOWS_START. By second: $SLOWS_TEXT."
+echo "The same in source order: $SLOWS_N batches; spells: $SLOWS_SPELLS; as a checkpoint ended: $SLOWS_END, after one started: $SLOWS_START, during autovacuum: $SLOWS_VAC. By second: $SLOWS_TEXT."
 echo
-echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"due_p99_10k_ms\":$(jget due_p99_ms "$R10K"),\"due_p99_10k_source_ms\":$(jget due_p99_ms "$R10KS"),\"alone_p50_ms\":$ALONE_P50,\"alone_p99_ms\":$ALONE_P99,\"alone_max_ms\":$ALONE_MAX,\"alone_wal_b_per_obs\":$ALONE_WAL,\"machine_10k_pct\":{\"iowait\":$MACH_IOWAIT,\"steal\":$MACH_STEAL},\"slow_10k\":{\"batches\":$SLOW_N,\"spells\":$SLOW_SPELLS,\"at_ckpt_end\":$SLOW_END,\"after_ckpt_start\":$SLOW_START},\"slow_10k_source\":{\"batches\":$SLOWS_N,\"spells\":$SLOWS_SPELLS,\"at_ckpt_end\":$SLOWS_END,\"after_ckpt_start\":$SLOWS_START},\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"cpu_pct_10k\":{\"scorer\":$CPU10K_SCR,\"session\":$CPU10K_SES},\"floor_p50_ms\":$FLOOR_P50,\"floor_p99_ms\":$FLOOR_P99,\"floor_max_ms\":$FLOOR_MAX,\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"wal_warm_mb\":$WAL_WARM_MB,\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
+echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"due_p99_10k_ms\":$(jget due_p99_ms "$R10K"),\"due_p99_10k_source_ms\":$(jget due_p99_ms "$R10KS"),\"alone_p50_ms\":$ALONE_P50,\"alone_p99_ms\":$ALONE_P99,\"alone_max_ms\":$ALONE_MAX,\"alone_wal_b_per_obs\":$ALONE_WAL,\"machine_10k_pct\":{\"iowait\":$MACH_IOWAIT,\"steal\":$MACH_STEAL},\"slow_10k\":{\"batches\":$SLOW_N,\"spells\":$SLOW_SPELLS,\"at_ckpt_end\":$SLOW_END,\"after_ckpt_start\":$SLOW_START,\"during_autovacuum\":$SLOW_VAC},\"slow_10k_source\":{\"batches\":$SLOWS_N,\"spells\":$SLOWS_SPELLS,\"at_ckpt_end\":$SLOWS_END,\"after_ckpt_start\":$SLOWS_START,\"during_autovacuum\":$SLOWS_VAC},\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"cpu_pct_10k\":{\"scorer\":$CPU10K_SCR,\"session\":$CPU10K_SES},\"floor_p50_ms\":$FLOOR_P50,\"floor_p99_ms\":$FLOOR_P99,\"floor_max_ms\":$FLOOR_MAX,\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"wal_warm_mb\":$WAL_WARM_MB,\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
 [ -n "$PROFILE" ] && say "profiles in $PROFILE"
 exit $fail

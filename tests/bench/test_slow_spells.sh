@@ -8,12 +8,20 @@ dir=$(mktemp -d /tmp/kp-slow-spells.XXXXXX)
 trap 'rm -rf -- "$dir"' EXIT
 
 t0=$(($(date -u -d '2026-12-06 10:00:00' +%s) * 1000)) # the run's start
-# A checkpoint starts at 5.000 s and completes at 20.100 s; one line in another zone and
-# other LOG lines are not checkpoints of this log.
+# A checkpoint starts at 5.000 s and completes at 20.100 s; an autoanalyze of observation runs
+# from 12.300 to 13.600 s (logged at its end with its elapsed time), one of unit_scores from
+# 6.000 to 6.010 s. A line in another zone and the other LOG lines are neither.
 cat >"$dir/log" <<'EOF'
 2026-12-06 10:00:01.000 UTC [10] LOG:  database system is ready to accept connections
 2026-12-06 10:00:05.000 UTC [11] LOG:  checkpoint starting: wal
+2026-12-06 10:00:06.010 UTC [12] LOG:  automatic analyze of table "kaoping.public.unit_scores"
+	avg read rate: 0.000 MB/s, avg write rate: 0.000 MB/s
+	system usage: CPU: user: 0.00 s, system: 0.00 s, elapsed: 0.01 s
 2026-12-06 10:00:12.000 CET [11] LOG:  checkpoint complete: wrote 1 buffers (0.0%)
+2026-12-06 10:00:13.600 UTC [13] LOG:  automatic analyze of table "kaoping.public.observation"
+	avg read rate: 196.031 MB/s, avg write rate: 6.845 MB/s
+	buffer usage: 1442 hits, 29182 misses, 1019 dirtied
+	system usage: CPU: user: 0.24 s, system: 0.06 s, elapsed: 1.30 s
 2026-12-06 10:00:20.100 UTC [11] LOG:  checkpoint complete: wrote 9 buffers (0.1%); write=14.9 s
 EOF
 # seq, send ms, latency ms, obs, sends, latency from when due ms
@@ -29,21 +37,23 @@ cat >"$dir/trace" <<'EOF'
 9 30000.000 10.000 100 1 10.000
 EOF
 # Batches over 50 ms from when due: 2, 3 (due 5.980 s, ack 6.055 s: 0.98 s after the start:
-# "after a checkpoint started"), 5 (12.000-12.080 s, nothing near), 6 (due 13.500 s, more than a
-# second after 12.080: a spell of its own), 7 and 8 (due 19.900 s, acks 20.050: the
-# checkpoint completes 0.05 s later, within 0.2 s: "as a checkpoint ended"). Batch 4 waited 49 ms.
-want="6 4 2 2 6.0 s: 2, up to 75 ms, after a checkpoint started; 12.0 s: 1, up to 80 ms; 13.5 s: 1, up to 90 ms; 19.9 s: 2, up to 150 ms, as a checkpoint ended"
+# "after a checkpoint started", which comes before the analyze of unit_scores), 5 (12.000-12.080
+# s, nothing near: the analyze of observation begins 0.22 s after its last ack, beyond 0.2 s),
+# 6 (due 13.500 s, more than a second after 12.080: a spell of its own, during the analyze of
+# observation), 7 and 8 (due 19.900 s, acks 20.050: the checkpoint completes 0.05 s later,
+# within 0.2 s: "as a checkpoint ended"). Batch 4 waited 49 ms.
+want="6 4 2 2 1 6.0 s: 2, up to 75 ms, after a checkpoint started; 12.0 s: 1, up to 80 ms; 13.5 s: 1, up to 90 ms, during autoanalyze of observation; 19.9 s: 2, up to 150 ms, as a checkpoint ended"
 got=$(slow_spells "$dir/log" "$dir/trace" "$t0")
 if [ "$got" != "$want" ]; then
     printf 'slow_spells:\n  got:  %s\n  want: %s\n' "$got" "$want" >&2
     exit 1
 fi
-# No slow batch, an empty log: none.
+# An empty log: no cause; no slow batch: none.
 : >"$dir/empty"
 got=$(slow_spells "$dir/empty" "$dir/trace" "$((t0 + 60000))")
-want="6 4 0 0 6.0 s: 2, up to 75 ms; 12.0 s: 1, up to 80 ms; 13.5 s: 1, up to 90 ms; 19.9 s: 2, up to 150 ms"
+want="6 4 0 0 0 6.0 s: 2, up to 75 ms; 12.0 s: 1, up to 80 ms; 13.5 s: 1, up to 90 ms; 19.9 s: 2, up to 150 ms"
 [ "$got" = "$want" ] || { printf 'empty log: got %s\n' "$got" >&2; exit 1; }
 printf '1 1000.000 10.000 100 1 10.000\n' >"$dir/fast"
 got=$(slow_spells "$dir/log" "$dir/fast" "$t0")
-[ "$got" = "0 0 0 0 none" ] || { printf 'no slow batch: got %s\n' "$got" >&2; exit 1; }
+[ "$got" = "0 0 0 0 0 none" ] || { printf 'no slow batch: got %s\n' "$got" >&2; exit 1; }
 echo "test_slow_spells: ok"
