@@ -50,7 +50,7 @@
 #                   and of the scorer's PostgreSQL backend during one run (--profile-run);
 #                   reports in DIR: perf-*.txt, pg_stat_statements.txt (calls, plans, times),
 #                   pg_stats.txt (WAL, rows written per table), trace-max.txt (per batch:
-#                   seq, send ms, latency ms, obs, sends)
+#                   seq, send ms, latency ms, obs, sends, latency from when due ms)
 #   --profile-run R the run --profile records: max (default: the maximum throughput on random
 #                   cells), source (the same in source order) or 10k (10,000 obs/s on random
 #                   cells)

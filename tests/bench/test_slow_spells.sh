@@ -9,7 +9,7 @@ trap 'rm -rf -- "$dir"' EXIT
 
 t0=$(($(date -u -d '2026-12-06 10:00:00' +%s) * 1000)) # the run's start
 # A checkpoint starts at 5.000 s and completes at 20.100 s; an autoanalyze of observation runs
-# from 12.300 to 13.600 s (logged at its end with its elapsed time), one of unit_scores from
+# from 12.300 to 14.600 s (logged at its end with its elapsed time), one of unit_scores from
 # 6.000 to 6.010 s. A line in another zone and the other LOG lines are neither.
 cat >"$dir/log" <<'EOF'
 2026-12-06 10:00:01.000 UTC [10] LOG:  database system is ready to accept connections
@@ -18,10 +18,10 @@ cat >"$dir/log" <<'EOF'
 	avg read rate: 0.000 MB/s, avg write rate: 0.000 MB/s
 	system usage: CPU: user: 0.00 s, system: 0.00 s, elapsed: 0.01 s
 2026-12-06 10:00:12.000 CET [11] LOG:  checkpoint complete: wrote 1 buffers (0.0%)
-2026-12-06 10:00:13.600 UTC [13] LOG:  automatic analyze of table "kaoping.public.observation"
+2026-12-06 10:00:14.600 UTC [13] LOG:  automatic analyze of table "kaoping.public.observation"
 	avg read rate: 196.031 MB/s, avg write rate: 6.845 MB/s
 	buffer usage: 1442 hits, 29182 misses, 1019 dirtied
-	system usage: CPU: user: 0.24 s, system: 0.06 s, elapsed: 1.30 s
+	system usage: CPU: user: 0.24 s, system: 0.06 s, elapsed: 2.30 s
 2026-12-06 10:00:20.100 UTC [11] LOG:  checkpoint complete: wrote 9 buffers (0.1%); write=14.9 s
 EOF
 # seq, send ms, latency ms, obs, sends, latency from when due ms
