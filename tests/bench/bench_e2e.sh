@@ -62,6 +62,7 @@
 #                   synchronous_commit on) and of the benchmark's shared_buffers = 128MB
 #                   (PostgreSQL's default; the test harness shrinks it to 32MB), e.g.
 #                   --pg-set shared_buffers=1GB; applies to the COPY and the pipeline alike
+#                   (log_timezone and log_checkpoints are the bench's: UTC, on)
 #   --wal-warm MB   WAL written (a table created and dropped) and checkpointed before the
 #                   measurements, and min_wal_size set to as much, so that PostgreSQL keeps and
 #                   recycles those segments (default 1024; 0, as before round 18 and in
@@ -236,9 +237,13 @@ EOF
     kp_pg_start "$work/pg" "$(cat "$work/pg/port")" >/dev/null
     [ -z "$PROFILE" ] || kp_pg_psql "$work/pg" -c "CREATE EXTENSION pg_stat_statements"
 fi
-# Checkpoints and autovacuum's runs of 0.25 s or more logged in UTC, for slow_spells
-kp_pg_psql "$work/pg" -qtA -c "ALTER SYSTEM SET log_timezone = 'UTC'" -c "ALTER SYSTEM SET log_checkpoints = on" \
-    -c "ALTER SYSTEM SET log_autovacuum_min_duration = '250ms'" -c "SELECT pg_reload_conf()" >/dev/null
+# Checkpoints and autovacuum's runs of 0.25 s or more logged in UTC, for slow_spells (ALTER
+# SYSTEM: no restart). The time zone and the checkpoints it needs; autovacuum's threshold only
+# when --pg-set does not give one, which would otherwise lose to postgresql.auto.conf.
+logset=(-c "ALTER SYSTEM SET log_timezone = 'UTC'" -c "ALTER SYSTEM SET log_checkpoints = on")
+[[ " ${PG_SET[*]-} " == *" log_autovacuum_min_duration="* ]] ||
+    logset+=(-c "ALTER SYSTEM SET log_autovacuum_min_duration = '250ms'")
+kp_pg_psql "$work/pg" -qtA "${logset[@]}" -c "SELECT pg_reload_conf()" >/dev/null
 PG_SETTINGS=$(kp_pg_psql "$work/pg" -tA -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'wal_buffers', 'min_wal_size', 'max_wal_size', 'synchronous_commit', 'fsync', 'autovacuum_naptime', 'wal_compression')")
 DSN=$(kp_pg_dsn "$work/pg" kaoping)
 kp_cluster_init "$work" "$KP_BUILD_DIR" "$KP_SOURCE_DIR" "$SCHEME_FILE" "$DSN"
@@ -518,7 +523,9 @@ R10KS_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$R10KS")")
 RSS_SCR_10K=$(hwm scorer)
 read -r SLOW_N SLOW_SPELLS SLOW_END SLOW_START SLOW_VAC SLOW_TEXT <<<"$(slow_spells "$work/pg/log" "$work/trace-bench-10k.txt" "$(jget t0_unix_ms "$R10K")")"
 read -r SLOWS_N SLOWS_SPELLS SLOWS_END SLOWS_START SLOWS_VAC SLOWS_TEXT <<<"$(slow_spells "$work/pg/log" "$work/trace-bench-10ks.txt" "$(jget t0_unix_ms "$R10KS")")"
-[[ "$SLOW_N$SLOWS_N" =~ ^[0-9]+$ ]] || { say "slow_spells gave no count: $SLOW_N, $SLOWS_N"; exit 1; }
+for n in "$SLOW_N" "$SLOWS_N"; do
+    [[ "$n" =~ ^[0-9]+$ ]] || { say "slow_spells gave no count: '$SLOW_N', '$SLOWS_N'"; exit 1; }
+done
 
 # ---- 4. the engine alone ----------------------------------------------------------------------
 if [ "$SMOKE" = 1 ]; then
