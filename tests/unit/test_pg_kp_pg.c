@@ -1122,6 +1122,35 @@ static void test_migrate_project_schema(void **state)
     exec_ok(pg, "VACUUM indicator_cell_log");
     assert_int_equal(query_ll(pg, "SELECT pg_relation_size('indicator_cell_log') / 8192"), pages);
     exec_ok(pg, "DROP TABLE log_truncated");
+
+    /* Migration 011: every column of the cell log has a statistics target of 10 (ANALYZE
+     * samples 300 x the largest target: 3,000 rows and pages instead of 30,000), and autovacuum
+     * analyzes it after 200,000 changed rows. 50 periods equally common: a table of the default
+     * target keeps all 50 as common values, the cell log at most 10. */
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM pg_attribute WHERE attrelid = "
+                                  "'indicator_cell_log'::regclass AND attnum > 0 AND NOT "
+                                  "attisdropped AND attstattarget <> 10"),
+                     0);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM pg_class WHERE oid = "
+                                  "'indicator_cell_log'::regclass AND "
+                                  "'autovacuum_analyze_threshold=200000' = ANY (reloptions)"),
+                     1);
+    exec_ok(pg, "CREATE TABLE log_periods (period text NOT NULL)");
+    exec_ok(pg, "INSERT INTO log_periods SELECT 'p' || g % 50 FROM generate_series(1, 5000) g");
+    exec_ok(pg, "INSERT INTO indicator_cell_log (scheme, period, bucket, seq, layout, units, u, "
+                "cell, value, score, n_obs, updated_us) SELECT 's', 'p' || g % 50, g % 4, g, 1, "
+                "'{U1}', '{1}', '{0}', '{1}', '{1}', '{1}', 0 FROM generate_series(1, 5000) g");
+    exec_ok(pg, "ANALYZE log_periods");
+    exec_ok(pg, "ANALYZE indicator_cell_log");
+    static const char MCV[] =
+        "SELECT coalesce(array_length(most_common_vals::text::text[], 1), 0) FROM pg_stats "
+        "WHERE schemaname = current_schema() AND tablename = '%s' AND attname = 'period'";
+    snprintf(sql, sizeof sql, MCV, "log_periods");
+    assert_int_equal(query_ll(pg, sql), 50);
+    snprintf(sql, sizeof sql, MCV, "indicator_cell_log");
+    assert_true(query_ll(pg, sql) <= 10);
+    exec_ok(pg, "DELETE FROM indicator_cell_log");
+    exec_ok(pg, "DROP TABLE log_periods");
     kp_pg_close(&pg);
 }
 
