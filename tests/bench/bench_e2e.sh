@@ -328,36 +328,35 @@ psql_q "CREATE DATABASE kp_limit" >/dev/null
 "$KP_PG_BINDIR/pg_dump" -s -t observation "$(kp_pg_dsn "$work/pg")" |
     kp_pg_psql "$work/pg" -d kp_limit >/dev/null
 lim_q() { kp_pg_psql "$work/pg" -d kp_limit -tA -c "$1"; }
-# copy_limit: one COPY of all the rows in one transaction after a CHECKPOINT, into the empty
-# table; prints "OBS_PER_S SECONDS WAL_B_PER_OBS" and empties the table again.
-copy_limit() {
-    local w0 t0 t1 rows secs
-    psql_q "CHECKPOINT" >/dev/null
+# copy_run PSQL_ARGS...: psql's \copy (-c) or a script of them (-f) into the emptied table, after
+# a CHECKPOINT; prints "OBS_PER_S SECONDS WAL_B_PER_OBS", or nothing when a step failed. The
+# table is emptied again after it, so that its buffers do not go to the checkpoints of later
+# runs.
+copy_run() {
+    local w0 t0 t1 rows secs out
+    lim_q "TRUNCATE observation" >/dev/null || return 1
+    psql_q "CHECKPOINT" >/dev/null || return 1
     w0=$(wal_lsn)
     t0=$(now)
-    kp_pg_psql "$work/pg" -d kp_limit -c "\\copy observation ($COLS) FROM '$work/copy/all.tsv'" >/dev/null
+    kp_pg_psql "$work/pg" -d kp_limit "$@" >/dev/null || return 1
     t1=$(now)
     rows=$(lim_q "SELECT count(*) FROM observation WHERE scheme = 'bench-copy'")
     [ "$rows" = "$OBS" ] || { say "COPY stored $rows rows, not $OBS"; return 1; }
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-    echo "$(fdiv "$OBS" "$secs") $secs $(wal_per_obs "$w0" "$(wal_lsn)" "$OBS")"
-    lim_q "TRUNCATE observation" >/dev/null
+    out="$(fdiv "$OBS" "$secs") $secs $(wal_per_obs "$w0" "$(wal_lsn)" "$OBS")"
+    lim_q "TRUNCATE observation" >/dev/null || return 1
+    echo "$out"
 }
+# The limit: all the rows in one transaction.
+copy_limit() { copy_run -c "\\copy observation ($COLS) FROM '$work/copy/all.tsv'"; }
 read -r COPY1_RATE COPY1_S COPY_WAL <<<"$(copy_limit)"
 [ -n "$COPY_WAL" ] || exit 1
-psql_q "CHECKPOINT" >/dev/null
 # One transaction (one durable commit) per batch, as the scorer commits.
 for f in "$work"/copy/c*.tsv; do
     printf '\\copy observation (%s) FROM '"'"'%s'"'"'\n' "$COLS" "$f"
 done >"$work/copy/chunks.sql"
-t0=$(now)
-kp_pg_psql "$work/pg" -d kp_limit -f "$work/copy/chunks.sql" >/dev/null
-t1=$(now)
-copy_rows=$(lim_q "SELECT count(*) FROM observation WHERE scheme = 'bench-copy'")
-[ "$copy_rows" = "$OBS" ] || { say "per-batch COPY stored $copy_rows rows, not $OBS"; exit 1; }
-COPYB_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-COPYB_RATE=$(fdiv "$OBS" "$COPYB_S")
-lim_q "TRUNCATE observation" >/dev/null
+read -r COPYB_RATE COPYB_S _ <<<"$(copy_run -f "$work/copy/chunks.sql")"
+[ -n "$COPYB_S" ] || exit 1
 rm -f -- "$work"/copy/c*.tsv "$work/copy/chunks.sql"
 # The pipeline's table as it was before round 23, when the COPYs went into it: analyzed empty.
 psql_q "VACUUM ANALYZE observation" >/dev/null
@@ -437,7 +436,7 @@ prof_stop source
 MAXS_RATE=$(jget obs_per_s "$MAXS")
 
 # ---- 2c. the limit twice more; the ratios to the median of the three --------------------------
-# A single COPY's rate varied by as much as a quarter from one to the next (docs/BENCHMARKS.md
+# A single COPY's rate varied by as much as 40% from one to the next (docs/BENCHMARKS.md
 # round 23), more than the runs of step 2 did. Measured after them, not between: the CHECKPOINT
 # before a COPY would make the second run start with a checkpoint's page images.
 say "COPY limit twice more, after the maximum runs"
