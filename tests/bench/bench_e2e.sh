@@ -328,13 +328,12 @@ psql_q "CREATE DATABASE kp_limit" >/dev/null
 "$KP_PG_BINDIR/pg_dump" -s -t observation "$(kp_pg_dsn "$work/pg")" |
     kp_pg_psql "$work/pg" -d kp_limit >/dev/null
 lim_q() { kp_pg_psql "$work/pg" -d kp_limit -tA -c "$1"; }
-# copy_run PSQL_ARGS...: psql's \copy (-c) or a script of them (-f) into the emptied table, after
-# a CHECKPOINT; prints "OBS_PER_S SECONDS WAL_B_PER_OBS", or nothing when a step failed. The
-# table is emptied again after it, so that its buffers do not go to the checkpoints of later
-# runs.
+# copy_run PSQL_ARGS...: psql's \copy (-c) or a script of them (-f) into the empty table, after
+# a CHECKPOINT; prints "OBS_PER_S SECONDS WAL_B_PER_OBS", or nothing when a step failed (the
+# caller then stops). It empties the table again, for the next COPY and so that its buffers do
+# not go to the checkpoints of later runs.
 copy_run() {
     local w0 t0 t1 rows secs out
-    lim_q "TRUNCATE observation" >/dev/null || return 1
     psql_q "CHECKPOINT" >/dev/null || return 1
     w0=$(wal_lsn)
     t0=$(now)
