@@ -68,6 +68,16 @@ static long long query_ll(struct kp_pg *pg, const char *sql)
     return v;
 }
 
+static char *query_text(struct kp_pg *pg, const char *sql)
+{
+    struct kp_pg_res *r = NULL;
+    assert_int_equal(kp_pg_exec(pg, sql, 0, NULL, &r), 0);
+    assert_int_equal(kp_pg_res_ntuples(r), 1);
+    char *v = strdup(kp_pg_res_value(r, 0, 0));
+    kp_pg_res_free(&r);
+    return v;
+}
+
 /* ---- statements ----------------------------------------------------------------------- */
 
 static void test_open_bad_dsn(void **state)
@@ -1150,18 +1160,38 @@ static void test_migrate_project_schema(void **state)
     snprintf(sql, sizeof sql, MCV, "indicator_cell_log");
     assert_true(query_ll(pg, sql) <= 10);
     exec_ok(pg, "DELETE FROM indicator_cell_log");
+
+    /* Migration 012: every column of observation has a target of 10 too, and the same 50
+     * periods leave it at most 10 common values. indicator_cells collects no statistics of its
+     * arrays (target 0) and keeps them for its key columns. */
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM pg_attribute WHERE attrelid = "
+                                  "'observation'::regclass AND attnum > 0 AND NOT "
+                                  "attisdropped AND attstattarget <> 10"),
+                     0);
+    exec_ok(pg, "INSERT INTO observation (scheme, src, ref, rev, unit, indicator, period, value, "
+                "w, observed_at, adapter, seq) SELECT 's', 'src', 'r' || g, 1, 'U1', 'I1', "
+                "'p' || g % 50, g, 1, now(), 'a', 1 FROM generate_series(1, 5000) g");
+    exec_ok(pg, "ANALYZE observation");
+    snprintf(sql, sizeof sql, MCV, "observation");
+    assert_true(query_ll(pg, sql) <= 10);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM pg_stats WHERE schemaname = "
+                                  "current_schema() AND tablename = 'observation' AND attname = "
+                                  "'period' AND coalesce(array_length(histogram_bounds::text::"
+                                  "text[], 1), 0) <= 11"),
+                     1);
+    exec_ok(pg, "DELETE FROM observation");
+    exec_ok(pg, "INSERT INTO indicator_cells (scheme, period, unit, base, layout, value, score, "
+                "n_obs, updated_us) SELECT 's', 'p' || g % 50, 'U' || g, 0, 1, '{1,2}', '{1,2}', "
+                "'{1,1}', '{5,6}' FROM generate_series(1, 1000) g");
+    exec_ok(pg, "ANALYZE indicator_cells");
+    char *with_stats = query_text(pg, "SELECT string_agg(attname, ',' ORDER BY attname) FROM "
+                                      "pg_stats WHERE schemaname = current_schema() AND "
+                                      "tablename = 'indicator_cells'");
+    assert_string_equal(with_stats, "base,layout,period,scheme,unit");
+    free(with_stats);
+    exec_ok(pg, "DELETE FROM indicator_cells");
     exec_ok(pg, "DROP TABLE log_periods");
     kp_pg_close(&pg);
-}
-
-static char *query_text(struct kp_pg *pg, const char *sql)
-{
-    struct kp_pg_res *r = NULL;
-    assert_int_equal(kp_pg_exec(pg, sql, 0, NULL, &r), 0);
-    assert_int_equal(kp_pg_res_ntuples(r), 1);
-    char *v = strdup(kp_pg_res_value(r, 0, 0));
-    kp_pg_res_free(&r);
-    return v;
 }
 
 /* Migration 009 moves migration 007's log rows (one per unit) into the log by bucket, one to
