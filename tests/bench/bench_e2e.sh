@@ -13,7 +13,9 @@
 #      client) at rate 0 with the collector's window, acked = committed observations per second,
 #      and its ratio to the COPY limit, once with values on random cells (--order random, every
 #      value on its own cells: the most score rows per observation) and once in the order a
-#      statistics system exports them (--order source: unit by unit, indicators in order);
+#      statistics system exports them (--order source: unit by unit, indicators in order); on
+#      random cells also the CPU time of the scorer and of its database session per 1,000
+#      observations, and the machine's iowait and steal time (the machine's pace in that run);
 #   3. the latency from send to ack (after the scorer's commit) at 1,000 and 10,000 obs/s (random
 #      cells), and at 10,000 obs/s in source order; at 10,000 obs/s on random cells also the CPU
 #      of the scorer and of its database session, the machine's iowait and steal time, and its
@@ -408,15 +410,32 @@ prof_stop() {
 }
 
 # ---- 2. end to end, maximum throughput -------------------------------------------------------
+# The scorer's database session: its oldest client backend, the one that runs the batch
+# transactions. CPU ticks of a process; the machine's own time waiting for I/O and stolen by the
+# hypervisor, in % of all CPU time since a cpuline (proc(5): the cpu line's iowait and steal).
+SESSION=$(psql_q "SELECT pid FROM pg_stat_activity WHERE datname = 'kaoping' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY backend_start LIMIT 1")
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpuline() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $6, $9 }' /proc/stat; }
+machine_pct() { # CPULINE_BEFORE: "iowait steal" in % since then
+    echo "$1 $(cpuline)" | awk '{ t = $4 - $1; if (t > 0) printf "%.1f %.1f", ($5 - $2) / t * 100, ($6 - $3) / t * 100; else print "0 0" }'
+}
 prof_start max
 say "end to end, rate 0: $OBS observations in batches of $BATCH (CURVE: $CURVE)"
 cpu0=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
+# The same work (a fixed seed) took more CPU time in the slower maximum runs (docs/BENCHMARKS.md
+# round 24): CPU ms per 1,000 observations of the scorer and its session show the machine's pace.
+maxc0="$(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")"
+mach0=$(cpuline)
 trace=()
 [ -z "$PROFILE" ] || trace=(--trace "$PROFILE/trace-max.txt")
 w0=$(wal_lsn)
 MAX=$(loadgen bench-max --obs "$OBS" --batch "$BATCH" --window "$WINDOW" "${trace[@]}") ||
     { say "kp_loadgen: $MAX"; exit 1; }
 MAX_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$MAX")")
+read -r MAX_IOWAIT MAX_STEAL <<<"$(machine_pct "$mach0")"
+read -r MAXC_SCR MAXC_SES <<<"$(echo "$maxc0 $(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")" |
+    awk -v n="$(jget acked_obs "$MAX")" -v hz="$(getconf CLK_TCK)" \
+    '{ if (n > 0) printf "%.1f %.1f", ($3 - $1) / hz * 1e6 / n, ($4 - $2) / hz * 1e6 / n; else print "0 0" }')"
 cpu1=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
 prof_stop max
 MAX_RATE=$(jget obs_per_s "$MAX")
@@ -521,12 +540,7 @@ ALONE_RATE=$(fdiv "$ALONE_ROWS" "$FLOOR_S")
 # The serial part of the path at this load: the scorer and its database session (its oldest
 # client backend, the one that runs the batch transactions) take turns on each group.
 say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
-SESSION=$(psql_q "SELECT pid FROM pg_stat_activity WHERE datname = 'kaoping' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY backend_start LIMIT 1")
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 chain0="$(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")"
-# The machine's own: time waiting for I/O and stolen by the hypervisor, in % of all CPU time
-# (proc(5): the cpu line's iowait and steal).
-cpuline() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $6, $9 }' /proc/stat; }
 mach0=$(cpuline)
 w0=$(wal_lsn)
 prof_start 10k
@@ -535,8 +549,7 @@ R10K=$(loadgen bench-10k --rate 10000 --seconds "$RATE_SECONDS" --batch "$RATE_B
     { say "kp_loadgen: $R10K"; exit 1; }
 R10K_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$R10K")")
 chain1="$(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")"
-read -r MACH_IOWAIT MACH_STEAL <<<"$(echo "$mach0 $(cpuline)" | awk \
-    '{ t = $4 - $1; if (t > 0) printf "%.1f %.1f", ($5 - $2) / t * 100, ($6 - $3) / t * 100; else print "0 0" }')"
+read -r MACH_IOWAIT MACH_STEAL <<<"$(machine_pct "$mach0")"
 prof_stop 10k
 read -r CPU10K_SCR CPU10K_SES <<<"$(echo "$chain0 $chain1" | awk -v s="$(jget seconds "$R10K")" -v hz="$(getconf CLK_TCK)" \
     '{ if (s > 0) printf "%.0f %.0f", ($3 - $1) / hz / s * 100, ($4 - $2) / hz / s * 100; else print "0 0" }')"
@@ -612,7 +625,7 @@ echo "| measurement | obs/s | p50 ms | p99 ms | max ms | note |"
 echo "| --- | ---: | ---: | ---: | ---: | --- |"
 echo "| COPY, one transaction (the limit: the median of three) | $(fmt "$COPY_RATE") | | | | ${COPY_S} s; WAL ${COPY_WAL} B/obs; before the maximum runs $(fmt "$COPY1_RATE"), after them $(fmt "$COPY2_RATE") and $(fmt "$COPY3_RATE") obs/s |"
 echo "| COPY, one transaction per batch of $BATCH | $(fmt "$COPYB_RATE") | | | | ${COPYB_S} s |"
-echo "| end to end, rate 0 (maximum), random cells | $(fmt "$MAX_RATE") | $(jget p50_ms "$MAX") | $(jget p99_ms "$MAX") | $(jget max_ms "$MAX") | ${RATIO} of COPY; WAL ${MAX_WAL} B/obs; $(jget retries "$MAX") resends after nacks; CPU collector ${CPU_COL}%, broker ${CPU_BRK}%, scorer ${CPU_SCR}% |"
+echo "| end to end, rate 0 (maximum), random cells | $(fmt "$MAX_RATE") | $(jget p50_ms "$MAX") | $(jget p99_ms "$MAX") | $(jget max_ms "$MAX") | ${RATIO} of COPY; WAL ${MAX_WAL} B/obs; $(jget retries "$MAX") resends after nacks; CPU collector ${CPU_COL}%, broker ${CPU_BRK}%, scorer ${CPU_SCR}%; CPU ms per 1,000 obs: scorer ${MAXC_SCR}, its database session ${MAXC_SES}; machine: iowait ${MAX_IOWAIT}%, steal ${MAX_STEAL}% |"
 echo "| end to end, rate 0, source order | $(fmt "$MAXS_RATE") | $(jget p50_ms "$MAXS") | $(jget p99_ms "$MAXS") | $(jget max_ms "$MAXS") | ${RATIO_S} of COPY; WAL ${MAXS_WAL} B/obs; $(jget retries "$MAXS") resends after nacks |"
 due() { echo "from when due: p50 $(jget due_p50_ms "$1"), p99 $(jget due_p99_ms "$1"), max $(jget due_max_ms "$1") ms"; }
 echo "| end to end at 1,000 obs/s | $(fmt "$(jget obs_per_s "$R1K")") | $(jget p50_ms "$R1K") | $(jget p99_ms "$R1K") | $(jget max_ms "$R1K") | $(jget acked_batches "$R1K") batches; $(due "$R1K") |"
@@ -627,6 +640,6 @@ echo "Slow spells at 10,000 obs/s: $SLOW_N batches over 50 ms from when due; spe
 echo
 echo "The same in source order: $SLOWS_N batches; spells: $SLOWS_SPELLS; as a checkpoint ended: $SLOWS_END, after one started: $SLOWS_START, during autovacuum: $SLOWS_VAC. By second: $SLOWS_TEXT."
 echo
-echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_runs_obs_per_s\":[$COPY1_RATE,$COPY2_RATE,$COPY3_RATE],\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"due_p99_10k_ms\":$(jget due_p99_ms "$R10K"),\"due_p99_10k_source_ms\":$(jget due_p99_ms "$R10KS"),\"alone_p50_ms\":$ALONE_P50,\"alone_p99_ms\":$ALONE_P99,\"alone_max_ms\":$ALONE_MAX,\"alone_wal_b_per_obs\":$ALONE_WAL,\"machine_10k_pct\":{\"iowait\":$MACH_IOWAIT,\"steal\":$MACH_STEAL},\"slow_10k\":{\"batches\":$SLOW_N,\"spells\":$SLOW_SPELLS,\"at_ckpt_end\":$SLOW_END,\"after_ckpt_start\":$SLOW_START,\"during_autovacuum\":$SLOW_VAC},\"slow_10k_source\":{\"batches\":$SLOWS_N,\"spells\":$SLOWS_SPELLS,\"at_ckpt_end\":$SLOWS_END,\"after_ckpt_start\":$SLOWS_START,\"during_autovacuum\":$SLOWS_VAC},\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"cpu_pct_10k\":{\"scorer\":$CPU10K_SCR,\"session\":$CPU10K_SES},\"floor_p50_ms\":$FLOOR_P50,\"floor_p99_ms\":$FLOOR_P99,\"floor_max_ms\":$FLOOR_MAX,\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"wal_warm_mb\":$WAL_WARM_MB,\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
+echo "{\"bench\":\"e2e\",\"curve\":$CURVE,\"obs\":$OBS,\"batch\":$BATCH,\"window\":$(jget window "$MAX"),\"copy_obs_per_s\":$COPY_RATE,\"copy_runs_obs_per_s\":[$COPY1_RATE,$COPY2_RATE,$COPY3_RATE],\"copy_batch_obs_per_s\":$COPYB_RATE,\"e2e_obs_per_s\":$MAX_RATE,\"e2e_vs_copy\":$RATIO,\"e2e_source_obs_per_s\":$MAXS_RATE,\"e2e_source_vs_copy\":$RATIO_S,\"e2e_p50_ms\":$(jget p50_ms "$MAX"),\"e2e_p99_ms\":$(jget p99_ms "$MAX"),\"wal_b_per_obs\":{\"copy\":$COPY_WAL,\"max\":$MAX_WAL,\"source\":$MAXS_WAL,\"r10k\":$R10K_WAL,\"r10k_source\":$R10KS_WAL},\"rate_batch\":$RATE_BATCH,\"p50_1k_ms\":$(jget p50_ms "$R1K"),\"p99_1k_ms\":$(jget p99_ms "$R1K"),\"max_1k_ms\":$(jget max_ms "$R1K"),\"p50_10k_ms\":$(jget p50_ms "$R10K"),\"p99_10k_ms\":$(jget p99_ms "$R10K"),\"max_10k_ms\":$(jget max_ms "$R10K"),\"due_p99_10k_ms\":$(jget due_p99_ms "$R10K"),\"due_p99_10k_source_ms\":$(jget due_p99_ms "$R10KS"),\"alone_p50_ms\":$ALONE_P50,\"alone_p99_ms\":$ALONE_P99,\"alone_max_ms\":$ALONE_MAX,\"alone_wal_b_per_obs\":$ALONE_WAL,\"machine_10k_pct\":{\"iowait\":$MACH_IOWAIT,\"steal\":$MACH_STEAL},\"slow_10k\":{\"batches\":$SLOW_N,\"spells\":$SLOW_SPELLS,\"at_ckpt_end\":$SLOW_END,\"after_ckpt_start\":$SLOW_START,\"during_autovacuum\":$SLOW_VAC},\"slow_10k_source\":{\"batches\":$SLOWS_N,\"spells\":$SLOWS_SPELLS,\"at_ckpt_end\":$SLOWS_END,\"after_ckpt_start\":$SLOWS_START,\"during_autovacuum\":$SLOWS_VAC},\"obs_per_s_10k\":$(jget obs_per_s "$R10K"),\"cpu_pct_10k\":{\"scorer\":$CPU10K_SCR,\"session\":$CPU10K_SES},\"floor_p50_ms\":$FLOOR_P50,\"floor_p99_ms\":$FLOOR_P99,\"floor_max_ms\":$FLOOR_MAX,\"p50_10k_source_ms\":$(jget p50_ms "$R10KS"),\"p99_10k_source_ms\":$(jget p99_ms "$R10KS"),\"obs_per_s_10k_source\":$(jget obs_per_s "$R10KS"),\"engine_obs_per_s\":$ENG_RATE,\"pg\":\"$PG_SETTINGS\",\"wal_warm_mb\":$WAL_WARM_MB,\"rss_kb\":{\"collector\":$RSS_COL,\"broker\":$RSS_BRK,\"scorer\":$RSS_SCR,\"scorer_10k\":$RSS_SCR_10K,\"scorer_now\":$RSS_SCR_NOW,\"scorer_state\":${STATE_KB:-0}},\"scorer_records\":${RECORDS:-0},\"cpu_pct\":{\"collector\":$CPU_COL,\"broker\":$CPU_BRK,\"scorer\":$CPU_SCR},\"cpu_ms_per_kobs_max\":{\"scorer\":$MAXC_SCR,\"session\":$MAXC_SES},\"machine_max_pct\":{\"iowait\":$MAX_IOWAIT,\"steal\":$MAX_STEAL},\"ok\":$([ $fail = 0 ] && echo true || echo false)}"
 [ -n "$PROFILE" ] && say "profiles in $PROFILE"
 exit $fail
