@@ -421,10 +421,11 @@ machine_pct() { # CPULINE_BEFORE: "iowait steal" in % since then
 }
 prof_start max
 say "end to end, rate 0: $OBS observations in batches of $BATCH (CURVE: $CURVE)"
-cpu0=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
+daemon_ticks() { for d in collector broker scorer; do ticks "$(cat "$KP_WORK/pids/$d")"; done; }
+cpu0=$(daemon_ticks)
 # The same work (a fixed seed) took more CPU time in the slower maximum runs (docs/BENCHMARKS.md
 # round 24): CPU ms per 1,000 observations of the scorer and its session show the machine's pace.
-maxc0="$(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")"
+ses0=$(ticks "$SESSION")
 mach0=$(cpuline)
 trace=()
 [ -z "$PROFILE" ] || trace=(--trace "$PROFILE/trace-max.txt")
@@ -433,10 +434,11 @@ MAX=$(loadgen bench-max --obs "$OBS" --batch "$BATCH" --window "$WINDOW" "${trac
     { say "kp_loadgen: $MAX"; exit 1; }
 MAX_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$(jget acked_obs "$MAX")")
 read -r MAX_IOWAIT MAX_STEAL <<<"$(machine_pct "$mach0")"
-read -r MAXC_SCR MAXC_SES <<<"$(echo "$maxc0 $(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")" |
+ses1=$(ticks "$SESSION")
+cpu1=$(daemon_ticks)
+read -r MAXC_SCR MAXC_SES <<<"$(echo "$(tail -n 1 <<<"$cpu0") $(tail -n 1 <<<"$cpu1") $ses0 $ses1" |
     awk -v n="$(jget acked_obs "$MAX")" -v hz="$(getconf CLK_TCK)" \
-    '{ if (n > 0) printf "%.1f %.1f", ($3 - $1) / hz * 1e6 / n, ($4 - $2) / hz * 1e6 / n; else print "0 0" }')"
-cpu1=$(for d in collector broker scorer; do awk '{ print $14 + $15 }' "/proc/$(cat "$KP_WORK/pids/$d")/stat"; done)
+    '{ if (n > 0) printf "%.1f %.1f", ($2 - $1) / hz * 1e6 / n, ($4 - $3) / hz * 1e6 / n; else print "0 0" }')"
 prof_stop max
 MAX_RATE=$(jget obs_per_s "$MAX")
 CPU=$(paste <(echo "$cpu0") <(echo "$cpu1") | awk -v s="$(jget seconds "$MAX")" -v hz="$(getconf CLK_TCK)" \
@@ -537,8 +539,8 @@ ALONE_ROWS=$(psql_q "SELECT count(*) FROM observation WHERE adapter = 'bench-alo
 ALONE_WAL=$(wal_per_obs "$w0" "$(wal_lsn)" "$ALONE_ROWS")
 ALONE_RATE=$(fdiv "$ALONE_ROWS" "$FLOOR_S")
 
-# The serial part of the path at this load: the scorer and its database session (its oldest
-# client backend, the one that runs the batch transactions) take turns on each group.
+# The serial part of the path at this load: the scorer and its database session (SESSION, step
+# 2) take turns on each group.
 say "latency at 10,000 obs/s for ${RATE_SECONDS}s, batches of $RATE_BATCH"
 chain0="$(ticks "$(cat "$KP_WORK/pids/scorer")") $(ticks "$SESSION")"
 mach0=$(cpuline)
