@@ -42,6 +42,8 @@ struct kp_pg {
     bool prep_ok[KP_PG_PREPARED_MAX]; /* false: kp<i> does not exist (yet) on the server */
     int n_prep;
     bool in_flight; /* a kp_pg_send_prepared or kp_pg_copy_send awaits its kp_pg_wait */
+    bool copying;   /* kp_pg_copy_open: a COPY takes data until kp_pg_copy_close */
+    bool copy_lost; /* a kp_pg_copy_put of the open COPY failed */
     /* Pipeline mode (kp_pg_pipeline_begin): what was sent and not yet collected, oldest first:
      * Q_STMT a statement, Q_BEGIN the BEGIN of kp_pg_begin, i >= 0 the preparation of
      * statement i (the last two collected by kp_pg_wait before the statement after them). */
@@ -199,6 +201,7 @@ int kp_pg_reset(struct kp_pg *pg)
 {
     clear_error(pg);
     pg->in_flight = false; /* a new session: what was in flight went with the old one */
+    pg->copying = false;
     /* A connection left in pipeline mode (lost inside one) is replaced rather than reset. */
     bool piped = pg->pipe || (pg->conn && PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF);
     pg->pipe = pg->pipe_synced = pg->pipe_failed = false;
@@ -262,6 +265,10 @@ static int call_begin(struct kp_pg *pg)
     clear_error(pg);
     if (pg->in_flight || (pg->pipe && pg->q_len)) {
         set_errmsg(pg, "a statement is in flight (kp_pg_wait first)");
+        return KP_EDB;
+    }
+    if (pg->copying) {
+        set_errmsg(pg, "a COPY is open (kp_pg_copy_close first)");
         return KP_EDB;
     }
     if (pg->pipe_synced) {
@@ -644,37 +651,94 @@ int kp_pg_copy_in(struct kp_pg *pg, const char *sql, const void *data, size_t le
     return 0;
 }
 
-int kp_pg_copy_send(struct kp_pg *pg, const char *sql, const void *data, size_t len)
+int kp_pg_copy_open(struct kp_pg *pg, const char *sql)
 {
     if (call_begin(pg))
         return KP_EDB;
     if (pg->pipe) {
-        set_errmsg(pg, "kp_pg_copy_send: no COPY in a pipeline");
+        set_errmsg(pg, "kp_pg_copy_open: no COPY in a pipeline");
         return KP_EDB;
     }
-    if (begin_now(pg))
-        return KP_EDB;
-    PGresult *r = PQexec(pg->conn, sql);
+    /* A BEGIN of kp_pg_begin goes in the same query string: one round trip (libpq's PQexec
+     * returns at the COPY, the last statement; a failed BEGIN would run nothing after it). */
+    char *both = NULL;
+    if (pg->begin_pending) {
+        size_t len = strlen(sql);
+        both = malloc(len + sizeof "BEGIN; ");
+        if (!both) {
+            set_errmsg(pg, "out of memory");
+            return KP_ENOMEM;
+        }
+        memcpy(both, "BEGIN; ", sizeof "BEGIN; " - 1);
+        memcpy(both + sizeof "BEGIN; " - 1, sql, len + 1);
+        pg->begin_pending = false;
+    }
+    PGresult *r = PQexec(pg->conn, both ? both : sql);
+    free(both);
     if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
         if (finish(pg, r, NULL) == 0) /* a statement that ran but is no COPY FROM STDIN */
-            set_errmsg(pg, "kp_pg_copy_send: not a COPY FROM STDIN statement");
+            set_errmsg(pg, "kp_pg_copy_open: not a COPY FROM STDIN statement");
         return KP_EDB;
     }
     PQclear(r);
+    pg->copying = true;
+    pg->copy_lost = false;
+    return 0;
+}
+
+bool kp_pg_copy_is_open(const struct kp_pg *pg)
+{
+    return pg->copying;
+}
+
+int kp_pg_copy_put(struct kp_pg *pg, const void *data, size_t len)
+{
+    clear_error(pg);
+    if (!pg->copying || pg->copy_lost) {
+        set_errmsg(pg, pg->copying ? "kp_pg_copy_put: an earlier piece was not sent"
+                                   : "kp_pg_copy_put: no COPY open");
+        return KP_EDB;
+    }
     /* In pieces: libpq's output buffer grows to the largest piece and keeps that size. */
     int sent = 1;
     for (size_t off = 0; off < len && sent == 1; off += COPY_PIECE) {
         size_t n = len - off < COPY_PIECE ? len - off : COPY_PIECE;
         sent = PQputCopyData(pg->conn, (const char *)data + off, (int)n);
     }
-    if (PQputCopyEnd(pg->conn, sent == 1 ? NULL : "kaoping: copy data not sent") != 1) {
+    /* What libpq keeps back until its buffer fills goes now: the server is to work on it. */
+    if (sent != 1 || PQflush(pg->conn) != 0) {
         record_failure(pg, NULL);
+        pg->copy_lost = true;
+        return KP_EDB;
+    }
+    return 0;
+}
+
+int kp_pg_copy_close(struct kp_pg *pg)
+{
+    if (!pg->copying) {
+        clear_error(pg);
+        set_errmsg(pg, "kp_pg_copy_close: no COPY open");
+        return KP_EDB;
+    }
+    pg->copying = false;
+    if (PQputCopyEnd(pg->conn, pg->copy_lost ? "kaoping: copy data not sent" : NULL) != 1) {
+        record_failure(pg, NULL);
+        PGresult *r;
         while ((r = PQgetResult(pg->conn)) != NULL) /* leave the connection idle */
             PQclear(r);
         return KP_EDB;
     }
     pg->in_flight = true;
     return 0;
+}
+
+int kp_pg_copy_send(struct kp_pg *pg, const char *sql, const void *data, size_t len)
+{
+    if (kp_pg_copy_open(pg, sql))
+        return KP_EDB;
+    (void)kp_pg_copy_put(pg, data, len); /* a failure ends the COPY with an error */
+    return kp_pg_copy_close(pg);
 }
 
 /* kp_pg_wait in a pipeline: the oldest outstanding statement's result, after the

@@ -59,6 +59,16 @@ int kp_pg_send_prepared(struct kp_pg *pg, const char *sql, int nparams, const ch
                         const int *lengths, const int *formats);
 int kp_pg_copy_send(struct kp_pg *pg, const char *sql, const void *data, size_t len);
 int kp_pg_wait(struct kp_pg *pg, struct kp_pg_res **res);
+/* kp_pg_copy_send in three steps, for data that is made while the server stores what came
+ * before it: kp_pg_copy_open runs sql (a COPY … FROM STDIN) and leaves the COPY open; each
+ * kp_pg_copy_put sends its piece of the data (in order; all of it reaches the server before
+ * it returns); kp_pg_copy_close ends the COPY, whose result kp_pg_wait then collects. While a
+ * COPY is open every other call on pg fails (KP_EDB). After a put that failed, close ends the
+ * COPY with an error, which kp_pg_wait returns. */
+int kp_pg_copy_open(struct kp_pg *pg, const char *sql);
+int kp_pg_copy_put(struct kp_pg *pg, const void *data, size_t len);
+int kp_pg_copy_close(struct kp_pg *pg);
+bool kp_pg_copy_is_open(const struct kp_pg *pg);
 /* Pipeline (libpq's pipeline mode): many statements for one round trip. Between
  * kp_pg_pipeline_begin and kp_pg_pipeline_end, kp_pg_send_prepared and kp_pg_send queue
  * statements without waiting for one another; the server runs them in order, and each

@@ -83,8 +83,9 @@ static const char SQL_OBS_MERGE[] =
  * scr_main.c's mmap threshold). */
 #define COPY_KEEP ((size_t)256 * 1024)
 
-/* After a batch repeated a stored record, this many of the scheme's next batches take
- * SQL_OBS_MERGE directly (a failed COPY costs as much as one that succeeds). */
+/* After a group's COPY met a stored record or one of its batches was a retransmit, the
+ * scheme's groups go without COPY (store_merged) until this many batches have gone so (a failed
+ * COPY costs as much as one that succeeds, and a group run again twice as much). */
 #define COPY_SKIP_AFTER_CONFLICT 16
 
 static const char SQL_REJ[] =
@@ -343,6 +344,9 @@ struct slot {
     size_t accepted;        /* observations stored */
     long long inserted;     /* of which new rows (the others: a (src, ref, rev) seen before) */
     bool dup;               /* a retransmit of a committed batch: answered from its row */
+    /* A streamed group (store_one): the batch's rejection arrays (SCR_A_RN to SCR_A_RMSG) for
+     * its batch row, written after the COPY; NULL when it has none. Freed by store_group. */
+    char *rej[4];
 };
 
 /* Database failure in the middle of a group: roll back database and engine, log once with the
@@ -408,73 +412,99 @@ static void obs_arrays(struct scr *s, const struct kp_batch *b)
         kp_pg_array_end(&a[k]);
 }
 
-/* The group's step when its COPY met a record stored already (23505): the group's transaction
- * is lost, and store_group runs the group again without COPY. */
+/* The group's step when its COPY met a record stored already (23505), or a batch row was there
+ * already (a retransmit): the group's transaction is lost, and store_group runs the group again
+ * without COPY. */
 static const char STEP_CONFLICT[] = "observation";
 
-/* The batch's observation rows, new ones only: when `copy`, left in the group's COPY data
- * (s->copy, from `mark` on; *copied set), which store_group_run sends in one COPY after the
- * last batch; else out of it, by INSERT ... ON CONFLICT. A COPY needs no savepoint of its own:
- * a conflict is rare (a record sent again in a new batch), and costs the group one more run.
- * Returns NULL or the failed step. */
-static const char *store_obs(struct scr *s, struct scr_scheme *sch, struct slot *sl,
-                             const char *seqtxt, bool copy, size_t mark, bool *copied,
-                             long long *max_id)
+/* ---- the group's COPY ----------------------------------------------------------------- */
+
+/* Sends the batch's rows (s->copy) into the group's COPY, opened first when none is: the server
+ * stores them while the scorer checks and applies the next batch. Returns 0 or KP_EDB (a COPY
+ * left open is ended by store_group_run). */
+static int copy_put(struct scr *s)
 {
-    struct kp_buf *a = s->a;
-    const struct kp_batch *b = sl->b;
-    struct kp_pg_res *r = NULL;
-    if (sch->copy_skip > 0) {
-        sch->copy_skip--;
-    } else if (copy) {
-        sl->inserted = (long long)sl->accepted; /* a COPY stores every row or fails */
-        *copied = true;
+    if (!kp_pg_copy_is_open(s->pg)) {
+        struct kp_buf h = {0};
+        kp_pg_bcopy_begin(&h); /* the binary format's header */
+        int rc = kp_pg_copy_open(s->pg, SQL_OBS_COPY);
+        if (rc == 0)
+            rc = kp_pg_copy_put(s->pg, h.data, h.len);
+        kp_buf_fini(&h);
+        if (rc)
+            return KP_EDB;
+    }
+    return kp_pg_copy_put(s->pg, s->copy.data, s->copy.len);
+}
+
+/* Ends the open COPY: its trailer, then the end. Returns 0 or KP_EDB. */
+static int copy_end(struct scr *s)
+{
+    struct kp_buf t = {0};
+    kp_pg_bcopy_end(&t);
+    (void)kp_pg_copy_put(s->pg, t.data, t.len); /* a failure ends the COPY with an error */
+    kp_buf_fini(&t);
+    return kp_pg_copy_close(s->pg);
+}
+
+/* The ended COPY's result (sent: copy_end's): NULL, STEP_CONFLICT when a record is stored
+ * already (23505), else "observation". */
+static const char *copy_wait(struct scr *s, int sent)
+{
+    if (sent == 0 && kp_pg_wait(s->pg, NULL) == 0)
         return NULL;
-    }
-    s->copy.len = mark;
-    obs_arrays(s, b);
-    const char *p[13] = {b->scheme,
-                         b->src,
-                         b->aid,
-                         seqtxt,
-                         kp_buf_cstr(&a[SCR_A_OREF]),
-                         kp_buf_cstr(&a[SCR_A_OREV]),
-                         kp_buf_cstr(&a[SCR_A_OUNIT]),
-                         kp_buf_cstr(&a[SCR_A_OIND]),
-                         kp_buf_cstr(&a[SCR_A_OPERIOD]),
-                         kp_buf_cstr(&a[SCR_A_OVAL]),
-                         kp_buf_cstr(&a[SCR_A_OW]),
-                         kp_buf_cstr(&a[SCR_A_OX]),
-                         kp_buf_cstr(&a[SCR_A_OAT])};
-    if (kp_pg_exec(s->pg, SQL_OBS_MERGE, 13, p, &r))
-        return "observation";
-    if (kp_pg_res_ntuples(r) == 1) {
-        sl->inserted = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
-        long long id = strtoll(kp_pg_res_value(r, 0, 1), NULL, 10);
-        if (id > *max_id)
-            *max_id = id;
-    }
-    kp_pg_res_free(&r);
+    return strcmp(kp_pg_sqlstate(s->pg), "23505") == 0 ? STEP_CONFLICT : "observation";
+}
+
+int scr__copy_pause(struct scr *s)
+{
+    if (!kp_pg_copy_is_open(s->pg))
+        return 0;
+    s->copy_step = copy_wait(s, copy_end(s));
+    return s->copy_step ? KP_EDB : 0;
+}
+
+/* ---- a batch -------------------------------------------------------------------------- */
+
+/* A retransmit, answered with the original counts from its batch row (one committed before,
+ * or one of this group's, written already): nothing of it applied. Returns NULL or "dup". */
+static const char *answer_dup(struct scr *s, struct slot *sl)
+{
+    const struct kp_batch *b = sl->b;
+    char seqtxt[24];
+    snprintf(seqtxt, sizeof seqtxt, "%" PRIu64, b->seq);
+    uint64_t orig_stored = 0;
+    size_t orig_rej = 0;
+    if (reply_dup(s, b->aid, seqtxt, b->seq, sl->it->reply, &orig_stored, &orig_rej))
+        return "dup";
+    sl->dup = true;
+    KP_INFO("batch_dup",
+            "adapter=%s scheme=%s seq=%" PRIu64 " stored=%" PRIu64 " rejected=%zu dup=true", b->aid,
+            b->scheme, b->seq, orig_stored, orig_rej);
     return NULL;
 }
 
-/* Stores one batch of the group inside the open transaction: its batch row (the dedup key),
- * observations and rejections, then applies its observations to the engine, so the checks of
- * the next batch see this one. Returns NULL or the failed step. */
-static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot *sl, bool copy,
-                             bool *copied, long long *max_id)
+/* True when g[k] repeats (adapter and seq) a batch before it in the group. */
+static bool repeated_in_group(const struct slot *g, size_t k)
+{
+    for (size_t j = 0; j < k; j++)
+        if (!g[j].dup && g[j].b->seq == g[k].b->seq && strcmp(g[j].b->aid, g[k].b->aid) == 0)
+            return true;
+    return false;
+}
+
+/* A group without COPY: the batch's row first (a retransmit is answered from the one stored,
+ * sl->dup), then its observations by SQL_OBS_MERGE, which stores a record seen before once,
+ * and its rejections. Returns NULL or the failed step. */
+static const char *store_merged(struct scr *s, struct slot *sl, long long *max_id)
 {
     struct kp_batch *b = sl->b;
     struct kp_buf *a = s->a;
-    size_t mark = s->copy.len; /* where this batch's COPY rows begin */
-    sl->accepted = check_and_collect(s, sch, b);
     char seqtxt[24], n_obs[24], stored[24];
     snprintf(seqtxt, sizeof seqtxt, "%" PRIu64, b->seq);
     snprintf(n_obs, sizeof n_obs, "%zu", b->n_obs);
     snprintf(stored, sizeof stored, "%zu", sl->accepted);
-    size_t n_rej = b->n_obs - sl->accepted;
     struct kp_pg_res *r = NULL;
-
     const char *p_batch[9] = {b->aid,
                               seqtxt,
                               b->scheme,
@@ -488,26 +518,35 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
         return "batch";
     bool first = kp_pg_res_ntuples(r) > 0;
     kp_pg_res_free(&r);
-    if (!first) {
-        /* A retransmit of a committed batch (ARCHITECTURE.md guarantee 2), or of one earlier in
-         * this group: nothing applied, answered with the original counts. */
-        uint64_t orig_stored = 0;
-        size_t orig_rej = 0;
-        if (reply_dup(s, b->aid, seqtxt, b->seq, sl->it->reply, &orig_stored, &orig_rej))
-            return "dup";
-        sl->dup = true;
-        s->copy.len = mark;
-        KP_INFO("batch_dup",
-                "adapter=%s scheme=%s seq=%" PRIu64 " stored=%" PRIu64 " rejected=%zu dup=true",
-                b->aid, b->scheme, b->seq, orig_stored, orig_rej);
-        return NULL;
-    }
+    if (!first) /* a retransmit of a committed batch (ARCHITECTURE.md guarantee 2), or of one
+                 * earlier in this group */
+        return answer_dup(s, sl);
     if (sl->accepted) {
-        const char *step = store_obs(s, sch, sl, seqtxt, copy, mark, copied, max_id);
-        if (step)
-            return step;
+        obs_arrays(s, b);
+        const char *p[13] = {b->scheme,
+                             b->src,
+                             b->aid,
+                             seqtxt,
+                             kp_buf_cstr(&a[SCR_A_OREF]),
+                             kp_buf_cstr(&a[SCR_A_OREV]),
+                             kp_buf_cstr(&a[SCR_A_OUNIT]),
+                             kp_buf_cstr(&a[SCR_A_OIND]),
+                             kp_buf_cstr(&a[SCR_A_OPERIOD]),
+                             kp_buf_cstr(&a[SCR_A_OVAL]),
+                             kp_buf_cstr(&a[SCR_A_OW]),
+                             kp_buf_cstr(&a[SCR_A_OX]),
+                             kp_buf_cstr(&a[SCR_A_OAT])};
+        if (kp_pg_exec(s->pg, SQL_OBS_MERGE, 13, p, &r))
+            return "observation";
+        if (kp_pg_res_ntuples(r) == 1) {
+            sl->inserted = strtoll(kp_pg_res_value(r, 0, 0), NULL, 10);
+            long long id = strtoll(kp_pg_res_value(r, 0, 1), NULL, 10);
+            if (id > *max_id)
+                *max_id = id;
+        }
+        kp_pg_res_free(&r);
     }
-    if (n_rej) {
+    if (b->n_obs > sl->accepted) {
         const char *p_rej[8] = {b->scheme,
                                 b->src,
                                 b->aid,
@@ -518,6 +557,34 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
                                 kp_buf_cstr(&a[SCR_A_RMSG])};
         if (kp_pg_exec(s->pg, SQL_REJ, 8, p_rej, NULL))
             return "rejection";
+    }
+    return NULL;
+}
+
+/* Stores one batch of the group inside the open transaction, then applies its observations to
+ * the engine, so the checks of the next batch see this one. `stream`: its observations go into
+ * the group's COPY at once, and its batch row and rejections wait for the COPY's end
+ * (store_batch_rows); else store_merged. Returns NULL or the failed step. */
+static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot *sl, bool stream,
+                             bool *copied, long long *max_id)
+{
+    struct kp_batch *b = sl->b;
+    kp_buf_reset(&s->copy);
+    sl->accepted = check_and_collect(s, sch, b);
+    if (stream) {
+        if (b->n_obs > sl->accepted)
+            for (int k = 0; k < 4; k++)
+                sl->rej[k] = kp_xstrdup(kp_buf_cstr(&s->a[SCR_A_RN + k]));
+        if (sl->accepted) {
+            if (copy_put(s))
+                return "observation";
+            sl->inserted = (long long)sl->accepted; /* a COPY stores every row or fails */
+            *copied = true;
+        }
+    } else {
+        const char *step = store_merged(s, sl, max_id);
+        if (step || sl->dup)
+            return step;
     }
     /* Evicted records this batch revises come back first (score_engine_load). */
     if (scr__db_load_cold(s, sch->id, sch->engine, s->so, s->n_so, sch->known_max_id))
@@ -534,11 +601,63 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
     return NULL;
 }
 
+/* A streamed group's batch rows and rejections, after its COPY, in one round trip (a
+ * pipeline); then the answers of the batches that repeat one of the group. *dup is set when a
+ * batch row was there already: a retransmit of a committed batch, which the group's run without
+ * COPY answers from that row. Returns NULL or the failed step. */
+static const char *store_batch_rows(struct scr *s, struct slot *g, size_t n, bool *dup)
+{
+    static const char *const none[4] = {"{}", "{}", "{}", "{}"};
+    if (kp_pg_pipeline_begin(s->pg))
+        return "batch";
+    const char *step = NULL;
+    for (size_t k = 0; k < n && !step; k++) {
+        if (g[k].dup)
+            continue;
+        const struct kp_batch *b = g[k].b;
+        const char *const *rej = g[k].rej[0] ? (const char *const *)g[k].rej : none;
+        char seqtxt[24], n_obs[24], stored[24];
+        snprintf(seqtxt, sizeof seqtxt, "%" PRIu64, b->seq);
+        snprintf(n_obs, sizeof n_obs, "%zu", b->n_obs);
+        snprintf(stored, sizeof stored, "%zu", g[k].accepted);
+        const char *p_batch[9] = {b->aid, seqtxt, b->scheme, b->src, n_obs,
+                                  stored, rej[0], rej[2],    rej[3]};
+        const char *p_rej[8] = {b->scheme, b->src, b->aid, seqtxt, rej[0], rej[1], rej[2], rej[3]};
+        if (kp_pg_send_prepared(s->pg, SQL_BATCH, 9, p_batch, NULL, NULL))
+            step = "batch";
+        else if (g[k].rej[0] && kp_pg_send(s->pg, SQL_REJ, 8, p_rej))
+            step = "rejection";
+    }
+    if (!step && kp_pg_pipeline_sync(s->pg))
+        step = "batch";
+    for (size_t k = 0; k < n && !step; k++) {
+        if (g[k].dup)
+            continue;
+        struct kp_pg_res *r = NULL;
+        if (kp_pg_wait(s->pg, &r)) {
+            step = "batch";
+            break;
+        }
+        if (kp_pg_res_ntuples(r) == 0)
+            *dup = true;
+        kp_pg_res_free(&r);
+        if (g[k].rej[0] && kp_pg_wait(s->pg, NULL))
+            step = "rejection";
+    }
+    if (kp_pg_pipeline_end(s->pg) && !step)
+        step = "batch";
+    for (size_t k = 0; k < n && !step && !*dup; k++)
+        if (g[k].dup) /* repeated in the group: its original's row is written now */
+            step = answer_dup(s, &g[k]);
+    return step;
+}
+
 /* Stores the n batches of g, all of scheme sch, in one transaction and answers each. Returns
- * true when the group must run again with copy false (a COPY met a stored record: the
- * transaction, engine and cells are rolled back, nothing answered). */
+ * true when the group must run again with stream false (its COPY met a stored record, or a
+ * batch row was there already: the transaction, engine and cells are rolled back, nothing
+ * answered). */
 static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *g, size_t n,
-                            bool copy)
+                            bool stream)
 {
     uint64_t t0 = kp_mono_ns();
     long long max_id = -1;
@@ -557,33 +676,39 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
     score_engine_begin(sch->engine);
     const struct kp_batch *fresh[SCR_GROUP_MAX];
     size_t n_fresh = 0;
-    kp_pg_bcopy_begin(&s->copy); /* the rows of every batch that goes by COPY */
+    s->copy_step = NULL;
     for (size_t k = 0; k < n && !step; k++) {
-        step = store_one(s, sch, &g[k], copy, &copied, &max_id);
+        if (stream && repeated_in_group(g, k)) { /* answered after the batch rows */
+            g[k].dup = true;
+            continue;
+        }
+        step = store_one(s, sch, &g[k], stream, &copied, &max_id);
         if (!step && !g[k].dup)
             fresh[n_fresh++] = g[k].b;
     }
+    if (s->copy_step) /* the COPY, ended for a read-back, failed: its step, not the read-back's */
+        step = s->copy_step;
     uint64_t t_rows = kp_mono_ns(); /* the steps' times, for the debug line of each batch */
     struct scr_changes ch = {0};
     bool collected = false;
-    if (!step && copied) { /* one COPY for the group: its fixed cost once, not per batch */
-        kp_pg_bcopy_end(&s->copy);
-        bool sent = kp_pg_copy_send(s->pg, SQL_OBS_COPY, s->copy.data, s->copy.len) == 0;
-        if (sent && n_fresh) { /* the engine's changes gathered while the server copies */
+    if (kp_pg_copy_is_open(s->pg)) { /* one COPY for the group, unless a read-back split it */
+        int sent = copy_end(s);
+        if (!step && sent == 0 && n_fresh) { /* the engine's changes gathered meanwhile */
             scr__collect_changes(s, sch, &ch);
             collected = true;
         }
-        if (!sent || kp_pg_wait(s->pg, NULL) != 0) {
-            /* 23505: a record is stored already. Anything else fails the group. */
-            step = "observation";
-            if (strcmp(kp_pg_sqlstate(s->pg), "23505") == 0) {
-                sch->copy_skip = COPY_SKIP_AFTER_CONFLICT;
-                step = STEP_CONFLICT;
-            }
-        }
+        const char *copy_step = copy_wait(s, sent); /* the connection idle again */
+        if (!step)
+            step = copy_step;
     }
+    bool dup = false;
+    if (!step && stream)
+        step = store_batch_rows(s, g, n, &dup);
+    if (!step && dup)
+        step = STEP_CONFLICT;
     uint64_t t_copy = kp_mono_ns();
     if (step == STEP_CONFLICT && kp_pg_exec(s->pg, "ROLLBACK", 0, NULL, NULL) == 0) {
+        sch->copy_skip = COPY_SKIP_AFTER_CONFLICT;
         score_engine_rollback(sch->engine);
         scr__cells_rollback(sch->cells);
         scr__totals_end(sch->totals, false, 0);
@@ -693,8 +818,14 @@ static bool store_group_run(struct scr *s, struct scr_scheme *sch, struct slot *
 
 static void store_group(struct scr *s, struct scr_scheme *sch, struct slot *g, size_t n)
 {
-    if (store_group_run(s, sch, g, n, true))
+    bool stream = sch->copy_skip == 0;
+    if (!stream)
+        sch->copy_skip = (size_t)sch->copy_skip > n ? sch->copy_skip - (int)n : 0;
+    if (store_group_run(s, sch, g, n, stream))
         (void)store_group_run(s, sch, g, n, false);
+    for (size_t k = 0; k < n; k++)
+        for (int j = 0; j < 4; j++)
+            free(g[k].rej[j]);
 }
 
 /* ---- entry ---------------------------------------------------------------------------- */

@@ -324,7 +324,9 @@ int scr__db_load_cold(struct scr *s, const char *scheme, struct score_engine *e,
     snprintf(upto_txt, sizeof upto_txt, "%lld", upto);
     const char *p[4] = {scheme, upto_txt, kp_buf_cstr(&src), kp_buf_cstr(&ref)};
     struct kp_pg_res *r = NULL;
-    int rc = kp_pg_exec(s->pg, scr__sql_cold, 4, p, &r);
+    int rc = scr__copy_pause(s);
+    if (rc == 0)
+        rc = kp_pg_exec(s->pg, scr__sql_cold, 4, p, &r);
     kp_buf_fini(&src);
     kp_buf_fini(&ref);
     if (rc)
@@ -360,6 +362,8 @@ bool scr__db_load_cell(void *ctx, struct score_engine *e, size_t unit, size_t no
     const char *p[5] = {sch->id, upto, score_scheme_unit_code(sch->scheme, unit),
                         score_scheme_node_code(sch->scheme, node), period};
     struct kp_pg_res *r = NULL;
+    if (scr__copy_pause(s))
+        return false;
     if (kp_pg_exec(s->pg, scr__sql_cell, 5, p, &r)) {
         KP_ERROR("cell_load_failed", "scheme=%s unit=%s indicator=%s period=%s", sch->id, p[2],
                  p[3], period);

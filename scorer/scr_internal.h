@@ -180,7 +180,10 @@ struct scr {
     struct kp_buf bin[5];  /* binary arrays of indicator_cells and _log rows (scr_cells.c) */
     struct kp_buf ubin[4]; /* binary arrays of unit_scores rows (scr_totals.c) */
     struct kp_buf json;    /* one observation's x as JSON */
-    struct kp_buf copy;    /* a batch's observation rows, COPY text (scr_batch.c) */
+    struct kp_buf copy;    /* a batch's observation rows, binary COPY data (scr_batch.c) */
+    /* The group's COPY, ended early for a read-back (scr__copy_pause), failed: the group's
+     * step ("observation", or the conflict's), else NULL (scr_batch.c). */
+    const char *copy_step;
     struct kp_buf reg;     /* reg frame */
 
     struct scr_stats stats;
@@ -188,6 +191,13 @@ struct scr {
     struct scr_alerts
         *alerts; /* issue 7: evaluators, timer, PUB, Alertmanager sender (scr_alert.c) */
 };
+
+/* ---- scr_batch.c ------------------------------------------------------------------------ */
+
+/* Ends the group's COPY, when one is open, and waits for it, so that a read-back can run on
+ * the connection (the batches after it open a new one). Returns 0 or KP_EDB (s->copy_step
+ * says how the COPY failed). */
+int scr__copy_pause(struct scr *s);
 
 /* ---- scr_db.c --------------------------------------------------------------------------- */
 
