@@ -10,10 +10,13 @@
  * back both the transaction and the engine and answers nack scorer_unavailable, retry:true.
  * Batches that arrive together share the transaction (group commit, scr_process_group): each
  * still commits whole or not at all, the observations of all of them go in by one COPY, and the
- * score rows they share are written once. After the COPY, the score statements, the highest id
- * and COMMIT are sent together (a libpq pipeline, kp_pg_pipeline_begin) and their answers read
- * after: one round trip instead of one each; a statement that fails makes the server skip the
- * rest, COMMIT included.
+ * score rows they share are written once. Each batch's rows go into the COPY as soon as they are
+ * checked, so that the server stores them while the scorer checks the next batch; the batch rows
+ * and rejections follow the COPY, all in one round trip. A retransmit of a committed batch shows
+ * there (or in the COPY, as a stored record): the group then runs again without COPY, each batch
+ * row first. After that, the score statements, the highest id and COMMIT are sent together (a
+ * libpq pipeline, kp_pg_pipeline_begin) and their answers read after: one round trip instead of
+ * one each; a statement that fails makes the server skip the rest, COMMIT included.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -343,7 +346,7 @@ struct slot {
     struct scr_scheme *sch; /* the scheme serving it */
     size_t accepted;        /* observations stored */
     long long inserted;     /* of which new rows (the others: a (src, ref, rev) seen before) */
-    bool dup;               /* a retransmit of a committed batch: answered from its row */
+    bool dup;               /* a retransmit (of a committed batch, or of one of the group) */
     /* A streamed group (store_one): the batch's rejection arrays (SCR_A_RN to SCR_A_RMSG) for
      * its batch row, written after the COPY; NULL when it has none. Freed by store_group. */
     char *rej[4];
@@ -945,8 +948,8 @@ void scr_process_group(struct scr *s, struct scr_item *items, size_t n)
         for (size_t j = 0; j < ng; j++)
             kp_batch_destroy(&g[j].b);
     }
-    /* A group of large batches grows the COPY data to megabytes; the groups of a steady load
-     * need a fraction of that. */
+    /* A large batch grows its COPY data to megabytes; the batches of a steady load need a
+     * fraction of that. */
     kp_buf_trim(&s->copy, COPY_KEEP);
 }
 
