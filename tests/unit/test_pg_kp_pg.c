@@ -408,6 +408,94 @@ static void test_in_flight(void **state)
     kp_pg_close(&pg);
 }
 
+/* Rows k0 .. k0 + n - 1 of kp_copy_stream_t as binary COPY data without the header, with the
+ * trailer when `last`. */
+static void int_rows(struct kp_buf *b, long long k0, int n, bool last)
+{
+    kp_buf_reset(b);
+    for (int i = 0; i < n; i++) {
+        kp_pg_bcopy_row(b, 1);
+        kp_pg_bcopy_i8(b, k0 + i);
+    }
+    if (last)
+        kp_pg_bcopy_end(b);
+}
+
+/* A COPY in pieces (kp_pg_copy_open, _put, _close, then kp_pg_wait): the rows of every piece
+ * counted at the wait, every other call refused while it is open, a BEGIN of kp_pg_begin sent
+ * with it, a refused row reported at the wait with the connection usable after it. */
+static void test_copy_stream(void **state)
+{
+    (void)state;
+    static const char SQL_COPY[] = "COPY kp_copy_stream_t (k) FROM STDIN (FORMAT binary)";
+    struct kp_pg *pg = connect_ok();
+    exec_ok(pg, "DROP TABLE IF EXISTS kp_copy_stream_t");
+    exec_ok(pg, "CREATE TABLE kp_copy_stream_t (k int8 PRIMARY KEY)");
+    struct kp_buf h = {0}, b = {0};
+    kp_pg_bcopy_begin(&h); /* the header alone */
+    struct kp_pg_res *r = NULL;
+
+    /* Three pieces: the header, rows 1-3, rows 4-5 and the trailer. */
+    assert_false(kp_pg_copy_is_open(pg));
+    assert_int_equal(kp_pg_copy_open(pg, SQL_COPY), 0);
+    assert_true(kp_pg_copy_is_open(pg));
+    assert_int_equal(kp_pg_copy_put(pg, h.data, h.len), 0);
+    int_rows(&b, 1, 3, false);
+    assert_int_equal(kp_pg_copy_put(pg, b.data, b.len), 0);
+    /* Meanwhile every other call fails, and leaves the COPY open. */
+    assert_int_equal(kp_pg_exec(pg, "SELECT 1", 0, NULL, NULL), KP_EDB);
+    assert_non_null(strstr(kp_pg_errmsg(pg), "COPY is open"));
+    assert_int_equal(kp_pg_copy_open(pg, SQL_COPY), KP_EDB);
+    assert_int_equal(kp_pg_pipeline_begin(pg), KP_EDB);
+    assert_int_equal(kp_pg_begin(pg), KP_EDB);
+    assert_int_equal(kp_pg_wait(pg, NULL), KP_EDB);
+    assert_true(kp_pg_copy_is_open(pg));
+    int_rows(&b, 4, 2, true);
+    assert_int_equal(kp_pg_copy_put(pg, b.data, b.len), 0);
+    assert_int_equal(kp_pg_copy_close(pg), 0);
+    assert_false(kp_pg_copy_is_open(pg));
+    assert_int_equal(kp_pg_wait(pg, &r), 0);
+    assert_int_equal(kp_pg_res_affected(r), 5);
+    kp_pg_res_free(&r);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_copy_stream_t"), 5);
+
+    /* After kp_pg_begin the COPY runs in the transaction BEGIN opened: a ROLLBACK takes its
+     * rows away again. */
+    assert_int_equal(kp_pg_begin(pg), 0);
+    assert_int_equal(kp_pg_copy_open(pg, SQL_COPY), 0);
+    assert_int_equal(kp_pg_copy_put(pg, h.data, h.len), 0);
+    int_rows(&b, 6, 2, true);
+    assert_int_equal(kp_pg_copy_put(pg, b.data, b.len), 0);
+    assert_int_equal(kp_pg_copy_close(pg), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), 0);
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_copy_stream_t"), 7);
+    exec_ok(pg, "ROLLBACK");
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_copy_stream_t"), 5);
+
+    /* A stored row in the first piece: the later pieces still go (the server drops them), and
+     * the wait reports 23505; nothing of that COPY is stored. */
+    assert_int_equal(kp_pg_copy_open(pg, SQL_COPY), 0);
+    assert_int_equal(kp_pg_copy_put(pg, h.data, h.len), 0);
+    int_rows(&b, 5, 1, false);
+    assert_int_equal(kp_pg_copy_put(pg, b.data, b.len), 0);
+    int_rows(&b, 8, 1, true);
+    assert_int_equal(kp_pg_copy_put(pg, b.data, b.len), 0);
+    assert_int_equal(kp_pg_copy_close(pg), 0);
+    assert_int_equal(kp_pg_wait(pg, NULL), KP_EDB);
+    assert_string_equal(kp_pg_sqlstate(pg), "23505");
+    assert_int_equal(query_ll(pg, "SELECT count(*) FROM kp_copy_stream_t"), 5);
+
+    /* No COPY open: a put or a close fails. */
+    assert_int_equal(kp_pg_copy_put(pg, b.data, b.len), KP_EDB);
+    assert_int_equal(kp_pg_copy_close(pg), KP_EDB);
+    assert_true(kp_pg_ok(pg));
+
+    exec_ok(pg, "DROP TABLE kp_copy_stream_t");
+    kp_buf_fini(&h);
+    kp_buf_fini(&b);
+    kp_pg_close(&pg);
+}
+
 /* A pipeline: statements queued without waiting, their results in order at the waits, the
  * calls that would take a result out of order refused; a failure skips the rest up to the
  * end, and a statement whose preparation was skipped is prepared again at its next use; a
@@ -1262,6 +1350,7 @@ int main(void)
         cmocka_unit_test(test_conn_lost_and_reset),
         cmocka_unit_test(test_prepared),
         cmocka_unit_test(test_in_flight),
+        cmocka_unit_test(test_copy_stream),
         cmocka_unit_test(test_pipeline),
         cmocka_unit_test(test_begin_deferred),
         cmocka_unit_test(test_float_text_exact),
