@@ -422,31 +422,24 @@ static const char STEP_CONFLICT[] = "observation";
 
 /* ---- the group's COPY ----------------------------------------------------------------- */
 
-/* Sends the batch's rows (s->copy) into the group's COPY, opened first when none is: the server
- * stores them while the scorer checks and applies the next batch. Returns 0 or KP_EDB (a COPY
- * left open is ended by store_group_run). */
+/* Sends the batch's rows (s->copy, which store_one began with the binary format's header when
+ * no COPY was open) into the group's COPY, opened first when none is: the server stores them
+ * while the scorer checks and applies the next batch. Returns 0 or KP_EDB (a COPY left open is
+ * ended by store_group_run). */
 static int copy_put(struct scr *s)
 {
-    if (!kp_pg_copy_is_open(s->pg)) {
-        struct kp_buf h = {0};
-        kp_pg_bcopy_begin(&h); /* the binary format's header */
-        int rc = kp_pg_copy_open(s->pg, SQL_OBS_COPY);
-        if (rc == 0)
-            rc = kp_pg_copy_put(s->pg, h.data, h.len);
-        kp_buf_fini(&h);
-        if (rc)
-            return KP_EDB;
-    }
+    if (!kp_pg_copy_is_open(s->pg) && kp_pg_copy_open(s->pg, SQL_OBS_COPY))
+        return KP_EDB;
     return kp_pg_copy_put(s->pg, s->copy.data, s->copy.len);
 }
 
-/* Ends the open COPY: its trailer, then the end. Returns 0 or KP_EDB. */
+/* Ends the open COPY: its trailer (in s->copy, whose rows are sent), then the end. Returns 0
+ * or KP_EDB. */
 static int copy_end(struct scr *s)
 {
-    struct kp_buf t = {0};
-    kp_pg_bcopy_end(&t);
-    (void)kp_pg_copy_put(s->pg, t.data, t.len); /* a failure ends the COPY with an error */
-    kp_buf_fini(&t);
+    kp_buf_reset(&s->copy);
+    kp_pg_bcopy_end(&s->copy);
+    (void)kp_pg_copy_put(s->pg, s->copy.data, s->copy.len); /* a failure ends it with an error */
     return kp_pg_copy_close(s->pg);
 }
 
@@ -572,7 +565,10 @@ static const char *store_one(struct scr *s, struct scr_scheme *sch, struct slot 
                              bool *copied, long long *max_id)
 {
     struct kp_batch *b = sl->b;
-    kp_buf_reset(&s->copy);
+    if (stream && !kp_pg_copy_is_open(s->pg))
+        kp_pg_bcopy_begin(&s->copy); /* the rows of a new COPY follow its header */
+    else
+        kp_buf_reset(&s->copy);
     sl->accepted = check_and_collect(s, sch, b);
     if (stream) {
         if (b->n_obs > sl->accepted)
